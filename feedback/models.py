@@ -1,0 +1,186 @@
+"""SQLAlchemy 2.0 ORM for raters, generations, images, votes and pairwise comparisons.
+
+Timestamps are stored as UTC and come back timezone-aware on every backend, so filters and
+dashboards never mix naive and aware datetimes. Constraint names follow one naming convention so
+that Alembic batch migrations on SQLite can address them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+COMPARISON_OUTCOMES = ("left", "right", "tie", "both_bad")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is written as UTC and always read back timezone-aware.
+
+    SQLite has no time zones and hands back naive values (``CURRENT_TIMESTAMP`` is UTC); Postgres
+    stores ``timestamptz``. Normalising here keeps every caller on aware UTC datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Rater(Base):
+    """A person rating images, known only by an anonymous browser id and a salted IP hash."""
+
+    __tablename__ = "raters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    anon_id: Mapped[str] = mapped_column(String(128), unique=True)
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Generation(Base):
+    """One call of the pipeline with its full provenance, so every image can be reproduced."""
+
+    __tablename__ = "generations"
+    __table_args__ = (
+        Index("ix_generations_model", "model_name", "model_hash"),
+        Index("ix_generations_category", "category"),
+        Index("ix_generations_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    rater_id: Mapped[int | None] = mapped_column(ForeignKey("raters.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    prompt: Mapped[str] = mapped_column(Text)
+    enhanced_prompt: Mapped[str | None] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    steps: Mapped[int] = mapped_column(Integer)
+    cfg: Mapped[float] = mapped_column(Float)
+    sampler: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_hash: Mapped[str] = mapped_column(String(128))
+    app_version: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64))
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    images: Mapped[list[Image]] = relationship(back_populates="generation", order_by="Image.batch_index")
+
+
+class Image(Base):
+    """One image of a generation; the file is content-addressed by its PNG's sha256."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("generation_id", "batch_index"),
+        Index("ix_images_sha256", "sha256"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    generation_id: Mapped[str] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"))
+    batch_index: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    generation: Mapped[Generation] = relationship(back_populates="images")
+
+
+class Vote(Base):
+    """A rater's current 👍 (+1) or 👎 (-1) on an image; undoing a vote deletes this row."""
+
+    __tablename__ = "votes"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "image_id"),
+        CheckConstraint("value IN (-1, 1)", name="value"),
+        Index("ix_votes_image_id", "image_id"),
+        Index("ix_votes_updated_at", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    value: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class VoteEvent(Base):
+    """Append-only history of every vote change; ``value`` 0 records an undo."""
+
+    __tablename__ = "vote_events"
+    __table_args__ = (
+        CheckConstraint("value IN (-1, 0, 1)", name="value"),
+        Index("ix_vote_events_rater_image", "rater_id", "image_id"),
+        Index("ix_vote_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    value: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Comparison(Base):
+    """A rater's judgement of two images side by side."""
+
+    __tablename__ = "comparisons"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('left', 'right', 'tie', 'both_bad')", name="outcome"),
+        CheckConstraint("left_image_id <> right_image_id", name="distinct_images"),
+        Index("ix_comparisons_rater_id", "rater_id"),
+        Index("ix_comparisons_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    left_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    right_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

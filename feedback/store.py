@@ -1,0 +1,567 @@
+"""FeedbackStore: the one place that reads and writes the feedback database.
+
+The app records each generation with its provenance, then votes (👍 +1, 👎 -1, 0 = take back)
+and side-by-side comparisons. A rater has at most one current vote per image (``votes``); every
+change to it is also appended to ``vote_events``, so nothing a rater ever said is lost.
+Exports read through :meth:`FeedbackStore.preference_rows`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image as PILImage
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from feedback import migrate
+from feedback.engine import make_engine, writer
+from feedback.images import ImageFiles
+from feedback.models import (
+    COMPARISON_OUTCOMES,
+    Comparison,
+    Generation,
+    Image,
+    Rater,
+    Vote,
+    VoteEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMENT_CHARS = 1000
+MAX_ANON_ID_CHARS = 128
+IP_SALT_ENV = "RAPHAEL_IP_SALT"
+REQUIRED_PROVENANCE = (
+    "prompt", "seed", "steps", "cfg", "sampler", "width", "height", "model_name", "model_hash", "app_version",
+)  # fmt: skip
+OPTIONAL_PROVENANCE = ("enhanced_prompt", "negative_prompt", "category")
+PROVENANCE_KEYS = REQUIRED_PROVENANCE + OPTIONAL_PROVENANCE
+_PROVENANCE_TYPES = {"seed": int, "steps": int, "cfg": float, "width": int, "height": int}
+_IN_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
+_VOTE_ATTEMPTS = 3
+
+
+class FeedbackError(ValueError):
+    """An input the store refuses; the message is written for the person who sent it."""
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """What :meth:`FeedbackStore.record_generation` stored: ids and files, in batch order."""
+
+    id: str
+    image_ids: list[str]
+    paths: list[Path]
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """The outcome of a vote; ``changed`` is False when it repeated the current state."""
+
+    rater_id: int
+    image_id: str
+    value: int
+    previous: int
+    comment: str | None
+    changed: bool
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """Tables for the ratings dashboard, ready for plotting."""
+
+    votes_per_day: pd.DataFrame  # day, likes, dislikes
+    by_model: pd.DataFrame  # model_name, model_hash, likes, dislikes, votes, like_rate
+    by_category: pd.DataFrame  # category, likes, dislikes, votes, like_rate
+    totals: dict[str, int]  # n_votes, n_images, n_raters, n_comparisons
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """An image with the provenance of its generation, as exports need it."""
+
+    id: str
+    generation_id: str
+    batch_index: int
+    sha256: str
+    path: Path  # absolute
+    width: int
+    height: int
+    generated_at: datetime
+    provenance: dict[str, Any]  # PROVENANCE_KEYS plus "extra"
+
+    @property
+    def caption(self) -> str:
+        """The text the model was conditioned on: the enhanced prompt when there was one."""
+        return self.provenance["enhanced_prompt"] or self.provenance["prompt"]
+
+    @property
+    def model(self) -> str:
+        """A model version label: ``name@`` and the first 12 characters of the weights hash."""
+        return f"{self.provenance['model_name']}@{self.provenance['model_hash'][:12]}"
+
+
+@dataclass(frozen=True)
+class VoteRow:
+    rater_id: int
+    image_id: str
+    value: int
+    comment: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    id: int
+    rater_id: int
+    left_image_id: str
+    right_image_id: str
+    outcome: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteEventRow:
+    id: int
+    rater_id: int
+    image_id: str
+    value: int
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PreferenceRows:
+    """Filtered feedback for the exporters: current votes, comparisons, vote history and their images."""
+
+    votes: list[VoteRow]
+    comparisons: list[ComparisonRow]
+    events: list[VoteEventRow]
+    images: dict[str, ImageRow]
+
+
+class FeedbackStore:
+    """Sessions and transactions over the feedback database, plus the image files."""
+
+    def __init__(self, url: str, image_dir: str | Path) -> None:
+        self.url = url
+        self._engine = make_engine(url)
+        migrate.upgrade(self._engine)
+        self._session = sessionmaker(writer(self._engine), expire_on_commit=False)
+        self._read = sessionmaker(self._engine, expire_on_commit=False)
+        self.images = ImageFiles(image_dir)
+        self._ip_salt = _load_ip_salt(url, self.images.root)
+        logger.info("feedback store ready on %s", make_url(url).render_as_string(hide_password=True))
+
+    def close(self) -> None:
+        """Release every pooled connection (a Postgres database cannot be dropped while they live)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> FeedbackStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def rater(self, anon_id: str, ip: str | None = None) -> int:
+        """The id of the rater with this anonymous id, created on first sight.
+
+        Only a salted HMAC of the IP is kept, enough to spot one machine behind many ids, never
+        enough to recover the address.
+        """
+        if not anon_id or len(anon_id) > MAX_ANON_ID_CHARS:
+            raise FeedbackError("Your session id is missing or malformed; reload the page.")
+        found = self._find_rater(anon_id)
+        if found is not None:
+            return found
+        try:
+            with self._session.begin() as s:
+                rater = Rater(anon_id=anon_id, ip_hash=self._hash_ip(ip))
+                s.add(rater)
+                s.flush()
+                logger.info("new rater %d", rater.id)
+                return rater.id
+        except IntegrityError:  # another request created it first
+            found = self._find_rater(anon_id)
+            if found is None:
+                raise
+            return found
+
+    def record_generation(
+        self, rater_id: int, provenance: dict[str, Any], images: list[PILImage.Image]
+    ) -> GenerationRecord:
+        """Store the images (content-addressed, with provenance in the PNG) and their generation row.
+
+        Files are written before the row; if the transaction fails they stay as harmless orphans
+        that the next equal image reuses.
+        """
+        if not images:
+            raise ValueError("record_generation needs at least one image")
+        missing = [key for key in REQUIRED_PROVENANCE if provenance.get(key) is None]
+        if missing:
+            raise ValueError(f"provenance is missing {', '.join(missing)}")
+        columns = {key: provenance.get(key) for key in PROVENANCE_KEYS}
+        for key, kind in _PROVENANCE_TYPES.items():  # numpy scalars and friends become plain Python
+            columns[key] = kind(columns[key])
+        extra = json.loads(json.dumps({k: v for k, v in provenance.items() if k not in PROVENANCE_KEYS}, default=str))
+        stored = [self.images.save(image, {**columns, **extra}) for image in images]
+
+        generation = Generation(id=str(uuid.uuid4()), rater_id=rater_id, extra=extra, **columns)
+        rows = [
+            Image(
+                id=str(uuid.uuid4()),
+                batch_index=index,
+                sha256=file.sha256,
+                path=file.relpath,
+                width=file.width,
+                height=file.height,
+            )
+            for index, file in enumerate(stored)
+        ]
+        generation.images = rows
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            s.add(generation)
+        logger.info("generation %s: %d image(s) by rater %d", generation.id, len(rows), rater_id)
+        return GenerationRecord(
+            id=generation.id,
+            image_ids=[row.id for row in rows],
+            paths=[self.images.path(file.relpath) for file in stored],
+        )
+
+    def vote(self, rater_id: int, image_id: str, value: int, comment: str | None = None) -> VoteRecord:
+        """Set the rater's vote on an image: +1 👍, -1 👎, 0 takes it back.
+
+        A change of value or comment replaces the current vote and is appended to the history;
+        repeating the current state changes nothing.
+        """
+        if isinstance(value, bool) or value not in (-1, 0, 1):
+            raise FeedbackError("A vote is 👍 (+1) or 👎 (-1); 0 takes your vote back.")
+        comment = _clean_comment(comment)
+        for attempt in range(1, _VOTE_ATTEMPTS + 1):
+            try:
+                return self._vote_once(rater_id, image_id, value, comment)
+            except IntegrityError:
+                # Postgres: a concurrent first vote by the same rater on the same image won the
+                # insert. Try again; this time we see and update its row.
+                if attempt == _VOTE_ATTEMPTS:
+                    raise
+                logger.warning("vote by rater %d on %s raced; retrying", rater_id, image_id)
+        raise AssertionError("unreachable")
+
+    def _vote_once(self, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            self._require_images(s, [image_id])
+            current = s.scalars(
+                select(Vote).where(Vote.rater_id == rater_id, Vote.image_id == image_id).with_for_update()
+            ).one_or_none()
+            previous = current.value if current else 0
+            if current is None and value == 0:
+                changed = False
+            elif current is not None and current.value == value and current.comment == comment:
+                changed = False
+            else:
+                changed = True
+                if value == 0:
+                    s.delete(current)
+                elif current is None:
+                    s.add(Vote(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
+                else:
+                    current.value, current.comment, current.updated_at = value, comment, func.now()
+                s.add(VoteEvent(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
+        if changed:
+            logger.info("rater %d voted %+d on %s (was %+d)", rater_id, value, image_id, previous)
+        return VoteRecord(rater_id, image_id, value, previous, comment if value else None, changed)
+
+    def compare(self, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
+        """Record a side-by-side judgement; ``outcome`` is left, right, tie or both_bad. Returns its id."""
+        if outcome not in COMPARISON_OUTCOMES:
+            raise FeedbackError("Pick the left image, the right image, a tie, or 'both bad'.")
+        if left_image_id == right_image_id:
+            raise FeedbackError("A comparison needs two different images.")
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            self._require_images(s, [left_image_id, right_image_id])
+            comparison = Comparison(
+                rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id, outcome=outcome
+            )
+            s.add(comparison)
+            s.flush()
+            logger.info("rater %d compared %s vs %s: %s", rater_id, left_image_id, right_image_id, outcome)
+            return comparison.id
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def image_path(self, image_id: str) -> Path:
+        """The file of an image."""
+        with self._read() as s:
+            relpath = s.scalar(select(Image.path).where(Image.id == image_id))
+        if relpath is None:
+            raise FeedbackError("That image does not exist (any more).")
+        return self.images.path(relpath)
+
+    def current_votes(self, rater_id: int, image_ids: list[str]) -> dict[str, int]:
+        """The rater's current vote on each image: +1, -1, or 0 for none."""
+        votes = dict.fromkeys(image_ids, 0)
+        with self._read() as s:
+            for chunk in _chunks(list(votes)):
+                rows = s.execute(
+                    select(Vote.image_id, Vote.value).where(Vote.rater_id == rater_id, Vote.image_id.in_(chunk))
+                )
+                votes.update(rows.tuples().all())
+        return votes
+
+    def vote_history(self, rater_id: int, image_id: str) -> list[int]:
+        """Every value the rater gave this image, oldest first (0 = taken back)."""
+        with self._read() as s:
+            return list(
+                s.scalars(
+                    select(VoteEvent.value)
+                    .where(VoteEvent.rater_id == rater_id, VoteEvent.image_id == image_id)
+                    .order_by(VoteEvent.id)
+                )
+            )
+
+    def dashboard(self) -> DashboardData:
+        """Vote counts per day, like-rate per model version and per category, and totals."""
+        likes = func.coalesce(func.sum(case((Vote.value == 1, 1), else_=0)), 0).label("likes")
+        dislikes = func.coalesce(func.sum(case((Vote.value == -1, 1), else_=0)), 0).label("dislikes")
+        day = func.date(Vote.updated_at).label("day")
+        category = func.coalesce(Generation.category, "(none)").label("category")
+
+        def voted(*columns: Any) -> Select:
+            return select(*columns).select_from(Vote).join(Image, Image.id == Vote.image_id).join(Generation)
+
+        with self._read() as s:
+            per_day = s.execute(select(day, likes, dislikes).group_by(day).order_by(day)).all()
+            per_model = s.execute(
+                voted(Generation.model_name, Generation.model_hash, likes, dislikes)
+                .group_by(Generation.model_name, Generation.model_hash)
+                .order_by(func.min(Generation.created_at))
+            ).all()
+            per_category = s.execute(voted(category, likes, dislikes).group_by(category).order_by(category)).all()
+            raters = union(select(Vote.rater_id), select(Comparison.rater_id)).subquery()
+            totals = {
+                "n_votes": s.scalar(select(func.count()).select_from(Vote)) or 0,
+                "n_images": s.scalar(select(func.count()).select_from(Image)) or 0,
+                "n_raters": s.scalar(select(func.count()).select_from(raters)) or 0,
+                "n_comparisons": s.scalar(select(func.count()).select_from(Comparison)) or 0,
+            }
+        votes_per_day = pd.DataFrame(per_day, columns=["day", "likes", "dislikes"])
+        votes_per_day["day"] = pd.to_datetime(votes_per_day["day"].astype(str))
+        return DashboardData(
+            votes_per_day=votes_per_day.astype({"likes": int, "dislikes": int}),
+            by_model=_with_like_rate(
+                pd.DataFrame(per_model, columns=["model_name", "model_hash", "likes", "dislikes"])
+            ),
+            by_category=_with_like_rate(pd.DataFrame(per_category, columns=["category", "likes", "dislikes"])),
+            totals=totals,
+        )
+
+    def preference_rows(
+        self,
+        *,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_votes: int = 0,
+    ) -> PreferenceRows:
+        """Current votes, comparisons and vote events for export, with the images they refer to.
+
+        ``model`` keeps feedback on images of that model (name or full weights hash); a comparison
+        needs both images from it. ``since`` (inclusive) and ``until`` (exclusive) apply to when
+        the vote was last set, the comparison made, or the event happened. ``min_votes`` keeps
+        only images judged at least that often in the filtered feedback, counting each current
+        vote and each comparison the image appears in (0 keeps everything, including the history
+        of votes that were taken back).
+        """
+        left, right = aliased(Image), aliased(Image)
+        left_gen, right_gen = aliased(Generation), aliased(Generation)
+        with self._read() as s:
+            votes = s.execute(
+                _filtered(
+                    select(Vote.rater_id, Vote.image_id, Vote.value, Vote.comment, Vote.updated_at)
+                    .join(Image, Image.id == Vote.image_id)
+                    .join(Generation),
+                    Vote.updated_at, since, until, model, [Generation],
+                ).order_by(Vote.id)
+            ).all()  # fmt: skip
+            comparisons = s.execute(
+                _filtered(
+                    select(
+                        Comparison.id,
+                        Comparison.rater_id,
+                        Comparison.left_image_id,
+                        Comparison.right_image_id,
+                        Comparison.outcome,
+                        Comparison.created_at,
+                    )
+                    .join(left, left.id == Comparison.left_image_id)
+                    .join(left_gen, left_gen.id == left.generation_id)
+                    .join(right, right.id == Comparison.right_image_id)
+                    .join(right_gen, right_gen.id == right.generation_id),
+                    Comparison.created_at, since, until, model, [left_gen, right_gen],
+                ).order_by(Comparison.id)
+            ).all()  # fmt: skip
+            events = s.execute(
+                _filtered(
+                    select(
+                        VoteEvent.id,
+                        VoteEvent.rater_id,
+                        VoteEvent.image_id,
+                        VoteEvent.value,
+                        VoteEvent.comment,
+                        VoteEvent.created_at,
+                    )
+                    .join(Image, Image.id == VoteEvent.image_id)
+                    .join(Generation),
+                    VoteEvent.created_at, since, until, model, [Generation],
+                ).order_by(VoteEvent.id)
+            ).all()  # fmt: skip
+
+            judged = Counter(row.image_id for row in votes)
+            judged.update(image_id for row in comparisons for image_id in (row.left_image_id, row.right_image_id))
+            vote_rows = [VoteRow(*row) for row in votes if judged[row.image_id] >= min_votes]
+            comparison_rows = [
+                ComparisonRow(*row)
+                for row in comparisons
+                if min(judged[row.left_image_id], judged[row.right_image_id]) >= min_votes
+            ]
+            event_rows = [VoteEventRow(*row) for row in events if judged[row.image_id] >= min_votes]
+            wanted = {row.image_id for row in vote_rows} | {row.image_id for row in event_rows}
+            wanted |= {image_id for row in comparison_rows for image_id in (row.left_image_id, row.right_image_id)}
+            images = self._image_rows(s, sorted(wanted))
+        logger.info(
+            "preference rows: %d votes, %d comparisons, %d events, %d images",
+            len(vote_rows), len(comparison_rows), len(event_rows), len(images),
+        )  # fmt: skip
+        return PreferenceRows(votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _image_rows(self, s: Session, image_ids: list[str]) -> dict[str, ImageRow]:
+        rows: dict[str, ImageRow] = {}
+        for chunk in _chunks(image_ids):
+            for image, generation in s.execute(select(Image, Generation).join(Generation).where(Image.id.in_(chunk))):
+                provenance = {key: getattr(generation, key) for key in PROVENANCE_KEYS}
+                provenance["extra"] = generation.extra
+                rows[image.id] = ImageRow(
+                    id=image.id,
+                    generation_id=image.generation_id,
+                    batch_index=image.batch_index,
+                    sha256=image.sha256,
+                    path=self.images.path(image.path),
+                    width=image.width,
+                    height=image.height,
+                    generated_at=generation.created_at,
+                    provenance=provenance,
+                )
+        return rows
+
+    def _find_rater(self, anon_id: str) -> int | None:
+        with self._read() as s:
+            return s.scalar(select(Rater.id).where(Rater.anon_id == anon_id))
+
+    @staticmethod
+    def _require_rater(s: Session, rater_id: int) -> None:
+        if s.get(Rater, rater_id) is None:
+            raise FeedbackError("Your session is unknown; reload the page.")
+
+    @staticmethod
+    def _require_images(s: Session, image_ids: list[str]) -> None:
+        found = set(s.scalars(select(Image.id).where(Image.id.in_(image_ids))))
+        if found != set(image_ids):
+            raise FeedbackError("That image does not exist (any more); generate a new one.")
+
+    def _hash_ip(self, ip: str | None) -> str | None:
+        if not ip:
+            return None
+        return hmac.new(self._ip_salt, ip.encode(), hashlib.sha256).hexdigest()
+
+
+def _filtered(
+    query: Select,
+    when: Any,
+    since: datetime | None,
+    until: datetime | None,
+    model: str | None,
+    generations: list[Any],
+) -> Select:
+    """``query`` restricted to a time window and to images of one model."""
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(when >= since)
+    if until is not None:
+        conditions.append(when < until)
+    if model is not None:
+        conditions += [or_(g.model_name == model, g.model_hash == model) for g in generations]
+    return query.where(and_(*conditions)) if conditions else query
+
+
+def _with_like_rate(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype({"likes": int, "dislikes": int})
+    frame["votes"] = frame["likes"] + frame["dislikes"]
+    frame["like_rate"] = (frame["likes"] / frame["votes"]).astype(float)
+    return frame
+
+
+def _clean_comment(comment: str | None) -> str | None:
+    if comment is None:
+        return None
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise FeedbackError(f"Comments can be at most {MAX_COMMENT_CHARS} characters (yours has {len(comment)}).")
+    return comment or None
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _load_ip_salt(url: str, image_root: Path) -> bytes:
+    """The IP-hash salt: ``$RAPHAEL_IP_SALT``, else a random per-install file beside the database.
+
+    For a SQLite file that is ``<db>.ip-salt``; for servers and in-memory databases, a file in the
+    image folder. It is created once, readable only by its owner, and never changes, so one IP
+    always hashes the same within an install and differently across installs.
+    """
+    if salt := os.environ.get(IP_SALT_ENV):
+        return salt.encode()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).with_name(Path(parsed.database).name + ".ip-salt")
+    else:
+        path = image_root / ".ip-salt"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ip-salt-")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_hex(32).encode())
+            os.link(tmp, path)  # atomic and never overwrites: a racing process keeps its salt
+            logger.info("created IP-hash salt %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_bytes()
