@@ -1,0 +1,326 @@
+"""FeedbackStore behaviour: votes and their history, comparisons, image files, dashboard, filters.
+
+The core tests run on SQLite and on a throwaway Postgres database; the SQLite-specific ones
+(WAL, salt file, concurrent writers) follow. Images are tiny solid-colour PNGs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from feedback.images import read_provenance
+from feedback.store import FeedbackError, FeedbackStore
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+
+
+def provenance(**overrides: Any) -> dict[str, Any]:
+    """A complete provenance dict, as the app sends it."""
+    return {
+        "prompt": "a red apple on a table",
+        "enhanced_prompt": None,
+        "negative_prompt": "blurry",
+        "seed": 1234,
+        "steps": 25,
+        "cfg": 3.0,
+        "sampler": "ddim",
+        "width": 16,
+        "height": 16,
+        "model_name": "raphael-tiny",
+        "model_hash": "a" * 64,
+        "app_version": "0.1.0",
+        "category": "food",
+        **overrides,
+    }
+
+
+def solid(colour: str, size: int = 16) -> Image.Image:
+    return Image.new("RGB", (size, size), colour)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.db'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path: Path) -> Iterator[FeedbackStore]:
+    with FeedbackStore(db_url, tmp_path / "images") as store:
+        yield store
+
+
+@pytest.fixture
+def images(store: FeedbackStore) -> tuple[int, list[str]]:
+    """A rater and the four images of one generation."""
+    rater = store.rater("rater-a")
+    record = store.record_generation(rater, provenance(), [solid(c) for c in COLOURS[:4]])
+    return rater, record.image_ids
+
+
+def test_vote_change_undo_keeps_history(store: FeedbackStore, images: tuple[int, list[str]]) -> None:
+    rater, (image, other, *_) = images
+    first = store.vote(rater, image, 1, comment="  lovely colours ")
+    assert (first.value, first.previous, first.comment, first.changed) == (1, 0, "lovely colours", True)
+    assert store.current_votes(rater, [image, other]) == {image: 1, other: 0}
+
+    changed = store.vote(rater, image, -1)
+    assert (changed.value, changed.previous, changed.changed) == (-1, 1, True)
+    repeated = store.vote(rater, image, -1)
+    assert (repeated.previous, repeated.changed) == (-1, False)
+
+    undone = store.vote(rater, image, 0)
+    assert (undone.value, undone.previous, undone.changed) == (0, -1, True)
+    assert store.vote(rater, image, 0).changed is False
+    assert store.current_votes(rater, [image]) == {image: 0}
+    assert store.vote_history(rater, image) == [1, -1, 0]
+
+    events = store.preference_rows().events
+    assert [(e.value, e.comment) for e in events] == [(1, "lovely colours"), (-1, None), (0, None)]
+    assert store.dashboard().totals["n_votes"] == 0
+
+
+def test_one_current_vote_per_rater_and_image(store: FeedbackStore, images: tuple[int, list[str]]) -> None:
+    rater, (image, *_) = images
+    other = store.rater("rater-b")
+    for value in (1, -1, 1, 1):
+        store.vote(rater, image, value)
+    store.vote(other, image, -1)
+    votes = store.preference_rows().votes
+    assert sorted((v.rater_id, v.value) for v in votes) == sorted([(rater, 1), (other, -1)])
+    assert store.dashboard().totals["n_votes"] == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "comment", "message"),
+    [
+        (2, None, "👍"),
+        (True, None, "👍"),
+        (1, "x" * 1001, "at most 1000 characters"),
+    ],
+)
+def test_vote_rejects_bad_input(
+    store: FeedbackStore, images: tuple[int, list[str]], value: int, comment: str | None, message: str
+) -> None:
+    rater, (image, *_) = images
+    with pytest.raises(FeedbackError, match=message):
+        store.vote(rater, image, value, comment=comment)
+    assert store.vote(rater, image, 1, comment="x" * 1000).changed
+
+
+def test_vote_on_unknown_image_or_rater(store: FeedbackStore, images: tuple[int, list[str]]) -> None:
+    rater, (image, *_) = images
+    with pytest.raises(FeedbackError, match="does not exist"):
+        store.vote(rater, "no-such-image", 1)
+    with pytest.raises(FeedbackError, match="session is unknown"):
+        store.vote(rater + 1000, image, 1)
+    assert isinstance(FeedbackError("x"), ValueError)
+    assert store.preference_rows().events == []
+
+
+def test_compare_validates_and_records(store: FeedbackStore, images: tuple[int, list[str]]) -> None:
+    rater, (left, right, *_) = images
+    with pytest.raises(FeedbackError, match="tie"):
+        store.compare(rater, left, right, "maybe")
+    with pytest.raises(FeedbackError, match="two different images"):
+        store.compare(rater, left, left, "left")
+    with pytest.raises(FeedbackError, match="does not exist"):
+        store.compare(rater, left, "gone", "left")
+    ids = [store.compare(rater, left, right, outcome) for outcome in ("left", "right", "tie", "both_bad")]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    rows = store.preference_rows().comparisons
+    assert [(c.left_image_id, c.right_image_id, c.outcome) for c in rows] == [
+        (left, right, o) for o in ("left", "right", "tie", "both_bad")
+    ]
+
+
+def test_images_are_content_addressed_and_carry_provenance(store: FeedbackStore) -> None:
+    rater = store.rater("rater-a")
+    first = store.record_generation(rater, provenance(style="flat"), [solid("red"), solid("blue")])
+    again = store.record_generation(rater, provenance(style="flat"), [solid("red")])
+    other_seed = store.record_generation(rater, provenance(seed=99, style="flat"), [solid("red")])
+
+    assert again.paths[0] == first.paths[0] and again.image_ids[0] != first.image_ids[0]
+    assert other_seed.paths[0] != first.paths[0]  # provenance is part of the bytes
+    for path in first.paths:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert path == store.images.root / digest[:2] / f"{digest[2:]}.png"
+        assert read_provenance(path) == {**provenance(), "style": "flat"}
+    assert store.image_path(first.image_ids[1]) == first.paths[1]
+    assert not list(store.images.root.rglob(".tmp-*"))
+    with Image.open(first.paths[0]) as image:
+        assert image.getpixel((0, 0)) == (255, 0, 0)
+
+    row = store.preference_rows().images  # nothing rated yet
+    assert row == {}
+    with pytest.raises(FeedbackError):
+        store.image_path("missing")
+
+
+def test_provenance_columns_and_extra(store: FeedbackStore) -> None:
+    rater = store.rater("rater-a")
+    prov = provenance(enhanced_prompt="a shiny red apple", seed=2**40, lora="none", guidance_rescale=0.7)
+    record = store.record_generation(rater, prov, [solid("red")])
+    store.vote(rater, record.image_ids[0], 1)
+    image = store.preference_rows().images[record.image_ids[0]]
+    assert image.caption == "a shiny red apple"
+    assert image.provenance["seed"] == 2**40
+    assert image.provenance["extra"] == {"lora": "none", "guidance_rescale": 0.7}
+    assert image.model == "raphael-tiny@" + "a" * 12
+    with pytest.raises(ValueError, match="missing seed"):
+        store.record_generation(rater, provenance(seed=None), [solid("red")])
+
+
+def test_rater_is_get_or_create_and_ip_is_hashed(store: FeedbackStore) -> None:
+    first = store.rater("browser-1", ip="203.0.113.7")
+    assert store.rater("browser-1", ip="198.51.100.1") == first
+    assert store.rater("browser-2") != first
+    with pytest.raises(FeedbackError):
+        store.rater("")
+
+
+def test_dashboard(store: FeedbackStore) -> None:
+    a, b = store.rater("a"), store.rater("b")
+    tiny = store.record_generation(a, provenance(category="food"), [solid("red"), solid("blue")])
+    newer = store.record_generation(
+        a, provenance(model_hash="b" * 64, category=None), [solid("green"), solid("white")]
+    )
+    store.vote(a, tiny.image_ids[0], 1)
+    store.vote(b, tiny.image_ids[0], 1)
+    store.vote(a, tiny.image_ids[1], -1)
+    store.vote(a, newer.image_ids[0], 1)
+    store.compare(b, tiny.image_ids[0], newer.image_ids[0], "right")
+
+    data = store.dashboard()
+    assert data.totals == {"n_votes": 4, "n_images": 4, "n_raters": 2, "n_comparisons": 1}
+    assert data.votes_per_day[["likes", "dislikes"]].sum().tolist() == [3, 1]
+    assert data.votes_per_day["day"].iloc[0].date() == datetime.now(UTC).date()
+    by_model = data.by_model.set_index("model_hash")
+    assert by_model.loc["a" * 64, ["likes", "dislikes", "votes"]].tolist() == [2, 1, 3]
+    assert by_model.loc["b" * 64, "like_rate"] == 1.0
+    by_category = data.by_category.set_index("category")
+    assert by_category.loc["food", "like_rate"] == pytest.approx(2 / 3)
+    assert by_category.loc["(none)", "votes"] == 1
+
+
+def test_dashboard_when_empty(store: FeedbackStore) -> None:
+    data = store.dashboard()
+    assert data.totals == {"n_votes": 0, "n_images": 0, "n_raters": 0, "n_comparisons": 0}
+    assert data.votes_per_day.empty and data.by_model.empty and data.by_category.empty
+    assert list(data.by_model.columns) == ["model_name", "model_hash", "likes", "dislikes", "votes", "like_rate"]
+
+
+def test_preference_rows_filters(store: FeedbackStore) -> None:
+    a, b = store.rater("a"), store.rater("b")
+    tiny = store.record_generation(a, provenance(), [solid("red"), solid("blue")])
+    other = store.record_generation(a, provenance(model_name="raphael-small", model_hash="c" * 64), [solid("green")])
+    store.vote(a, tiny.image_ids[0], 1)
+    store.vote(b, tiny.image_ids[0], -1)
+    store.vote(a, tiny.image_ids[1], -1)
+    store.vote(a, other.image_ids[0], 1)
+    store.compare(b, tiny.image_ids[0], tiny.image_ids[1], "left")
+    store.compare(b, tiny.image_ids[0], other.image_ids[0], "tie")
+
+    everything = store.preference_rows()
+    assert (len(everything.votes), len(everything.comparisons), len(everything.events)) == (4, 2, 4)
+    assert set(everything.images) == {*tiny.image_ids, *other.image_ids}
+
+    small = store.preference_rows(model="raphael-small")
+    assert [v.image_id for v in small.votes] == other.image_ids and small.comparisons == []
+    assert len(store.preference_rows(model="c" * 64).votes) == 1
+
+    now = datetime.now(UTC)
+    assert store.preference_rows(since=now + timedelta(hours=1)).votes == []
+    assert store.preference_rows(until=now - timedelta(hours=1)).comparisons == []
+    window = store.preference_rows(since=now - timedelta(hours=1), until=now + timedelta(hours=1))
+    assert len(window.votes) == 4
+    naive = store.preference_rows(since=(now - timedelta(hours=1)).replace(tzinfo=None))  # read as UTC
+    assert len(naive.votes) == 4
+
+    # Judgements per image: red 2 votes + 2 comparisons, blue 1 + 1, green 1 + 1.
+    strict = store.preference_rows(min_votes=3)
+    assert {v.image_id for v in strict.votes} == {tiny.image_ids[0]}
+    assert strict.comparisons == []
+    assert len(store.preference_rows(min_votes=2).comparisons) == 2
+
+
+# -- SQLite specifics -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[FeedbackStore]:
+    with FeedbackStore(f"sqlite:///{tmp_path / 'db' / 'feedback.db'}", tmp_path / "images") as store:
+        yield store
+
+
+def test_sqlite_runs_in_wal_with_safe_pragmas(sqlite_store: FeedbackStore, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "db" / "feedback.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite_store._engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert pragma("PRAGMA busy_timeout").scalar() == 5000
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_ip_salt_file_beside_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAPHAEL_IP_SALT", raising=False)
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    with FeedbackStore(url, tmp_path / "images") as store:
+        hashed = store._hash_ip("203.0.113.7")
+    salt = tmp_path / "feedback.db.ip-salt"
+    assert stat.S_IMODE(salt.stat().st_mode) == 0o600 and len(salt.read_bytes()) == 64
+    assert hashed and "203.0.113.7" not in hashed
+    with FeedbackStore(url, tmp_path / "images") as reopened:
+        assert reopened._hash_ip("203.0.113.7") == hashed  # the salt is per install, not per start
+    monkeypatch.setenv("RAPHAEL_IP_SALT", "another-install")
+    with FeedbackStore(url, tmp_path / "images") as salted:
+        assert salted._hash_ip("203.0.113.7") != hashed
+
+
+def test_concurrent_votes_from_eight_threads_all_land(sqlite_store: FeedbackStore) -> None:
+    assert_concurrent_votes_land(sqlite_store)
+
+
+def assert_concurrent_votes_land(store: FeedbackStore, threads: int = 8, per_thread: int = 15) -> None:
+    """Eight raters vote, change their minds and comment at once; every write must be kept."""
+    owner = store.rater("owner")
+    image_ids = store.record_generation(owner, provenance(), [solid(c, 4) for c in COLOURS]).image_ids
+    raters = [store.rater(f"rater-{n}") for n in range(threads)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def work(rater: int) -> None:
+        try:
+            start.wait()
+            for step in range(per_thread):
+                image = image_ids[step % len(image_ids)]
+                store.vote(rater, image, 1 if (rater + step) % 2 else -1, comment=f"step {step}")
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(rater,)) for rater in raters]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    rows = store.preference_rows()
+    assert len(rows.events) == threads * per_thread  # every change has a comment that differs
+    assert len(rows.votes) == threads * min(per_thread, len(image_ids))
+    for rater in raters:
+        last = {image_ids[s % len(image_ids)]: (1 if (rater + s) % 2 else -1) for s in range(per_thread)}
+        assert store.current_votes(rater, image_ids) == {i: last.get(i, 0) for i in image_ids}
