@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from feedback.engine import make_engine, writer
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Alembic keeps the running environment in module globals (alembic.context), so two threads of one
+# process must not migrate at once. Separate processes are serialised by env.py's Postgres lock.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -48,7 +52,7 @@ def downgrade(target: str | Engine, revision: str) -> None:
 def _run(target: str | Engine, action: Callable[[Config], object]) -> None:
     engine = make_engine(target) if isinstance(target, str) else target
     try:
-        with writer(engine).connect() as connection:
+        with _ALEMBIC_LOCK, writer(engine).connect() as connection:
             action(alembic_config(connection))
             if connection.in_transaction():
                 connection.commit()
