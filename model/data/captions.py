@@ -1,0 +1,205 @@
+"""Varied captions from scene ground truth.
+
+A caption always names every object (the canonical name or a synonym, singular or plural),
+its count (article, number word or digit), its position, the background colour and the style;
+the phrasing varies with the template, word order, synonyms and optional size adjectives.
+
+Held out (only ``split="heldout"`` produces them): the templates in ``HELDOUT_TEMPLATES`` and,
+for every emoji with two or more synonyms, its last synonym.
+"""
+
+import random
+
+from model.data.atlas import load_atlas
+from model.data.scene import Scene, SceneObject
+
+COLOUR_WORDS: dict[str, tuple[str, ...]] = {
+    "red": ("red",),
+    "orange": ("orange",),
+    "yellow": ("yellow",),
+    "green": ("green",),
+    "blue": ("blue",),
+    "purple": ("purple", "violet"),
+    "pink": ("pink",),
+    "white": ("white",),
+    "black": ("black",),
+    "gray": ("gray", "grey"),
+}
+
+COUNT_WORDS: dict[int, tuple[str, ...]] = {
+    1: ("a", "one", "a single"),
+    2: ("two", "2", "a pair of"),
+    3: ("three", "3"),
+}
+
+SIZE_WORDS: dict[str, tuple[str, ...]] = {
+    "small": ("small", "little", "tiny"),
+    "medium": ("medium", "medium-sized"),
+    "large": ("large", "big"),
+}
+
+POSITION_PHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("on the left", "on the left side", "at the left", "to the left"),
+    "right": ("on the right", "on the right side", "at the right", "to the right"),
+    "top": ("at the top", "in the upper half", "along the top", "up top"),
+    "bottom": ("at the bottom", "in the lower half", "along the bottom", "down below"),
+    "centre": ("in the centre", "in the center", "in the middle", "right in the middle"),
+}
+
+# Per style: the bare word, trailing phrases and leading phrases.
+STYLE_WORDS: dict[str, str] = {
+    "flat": "flat",
+    "outline sketch": "outline sketch",
+    "pixel art": "pixel art",
+    "soft watercolour": "soft watercolour",
+    "night": "night-time",
+    "sticker": "sticker",
+}
+STYLE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "flat": ("in flat style", "in a flat emoji style", "with flat colours", "as flat icons"),
+    "outline sketch": ("as an outline sketch", "in outline sketch style", "drawn as outlines", "as a line drawing"),
+    "pixel art": ("in pixel art style", "as pixel art", "in 8-bit pixel art"),
+    "soft watercolour": ("in soft watercolour", "as a soft watercolor painting", "painted in watercolour"),
+    "night": ("at night", "on a starry night", "in a night-time style", "under a night sky"),
+    "sticker": ("as stickers", "in sticker style", "with white sticker borders"),
+}
+STYLE_PREFIXES: dict[str, tuple[str, ...]] = {
+    "flat": ("a flat illustration of", "a flat emoji picture of", "flat icons of"),
+    "outline sketch": ("an outline sketch of", "a line drawing of", "a pencil sketch of"),
+    "pixel art": ("pixel art of", "a pixel art image of", "an 8-bit picture of"),
+    "soft watercolour": ("a soft watercolour of", "a watercolor painting of"),
+    "night": ("a night scene with", "a starry night picture of"),
+    "sticker": ("stickers of", "a sticker sheet with"),
+}
+
+BACKGROUND_PHRASES: tuple[str, ...] = (
+    "on a {c} background",
+    "against a {c} backdrop",
+    "on {c}",
+    "with a {c} background",
+    "over a plain {c} background",
+)
+
+# {objects}: the object list; {bg}: a background phrase; {c}: the colour word;
+# {style}: a trailing style phrase; {pre}: a leading style phrase; {word}: the bare style word.
+TEMPLATES: tuple[str, ...] = (
+    "{objects} {bg}, {style}",
+    "{pre} {objects} {bg}",
+    "{objects}, {c} background, {style}",
+    "{c} background with {objects}, {style}",
+    "an image of {objects} {bg}, {style}",
+    "{pre} {objects}, {c} background",
+    "a picture showing {objects} {bg} {style}",
+    "{objects}. background: {c}. style: {word}",
+    "emoji scene: {objects} {bg}, {style}",
+    "{pre} {objects} against a {c} backdrop",
+    "draw {objects} {bg}, {style}",
+    "{word}: {objects} {bg}",
+    "a {c} canvas with {objects}, {style}",
+    "{objects} over {c}, {style}",
+    "we see {objects} {bg}, {style}",
+    "{word} illustration: {objects} {bg}",
+    "{c} backdrop, {objects}, {word}",
+    "show me {objects} {bg} {style}",
+    "a {word} image of {objects} {bg}",
+    "{objects} {style} {bg}",
+    # held out
+    "a {c} background and {objects}, {style}",
+    "{objects}; {c} background; {word}",
+    "render {objects} {bg}, {style}",
+    "{pre} {objects} set against {c}",
+)
+HELDOUT_TEMPLATES: frozenset[int] = frozenset(range(20, 24))
+
+_IRREGULAR = {
+    "die": "dice",
+    "game die": "game dice",
+    "tuna": "tuna",
+    "spacecraft": "spacecraft",
+    "gateau": "gateaux",
+    "autumn leaf": "autumn leaves",
+    "ananas": "ananas",
+}
+
+
+def pluralise(word: str) -> str:
+    """English plural of a synonym (canonical plurals come from the atlas)."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" and not word.startswith(("ufo", "uni", "eu")) else "a"
+
+
+def synonyms(name: str, split: str) -> tuple[str, ...]:
+    """Synonyms of emoji ``name`` usable in ``split`` (the last of two or more is held out)."""
+    words = load_atlas().by_name[name].synonyms
+    return words[:-1] if split == "train" and len(words) >= 2 else words
+
+
+def emoji_words(name: str) -> frozenset[str]:
+    """Every word form a caption may use for emoji ``name`` (any split, singular and plural)."""
+    info = load_atlas().by_name[name]
+    return frozenset({name, info.plural, *info.synonyms, *(pluralise(s) for s in info.synonyms)})
+
+
+def _noun_phrase(obj: SceneObject, rng: random.Random, split: str) -> str:
+    info = load_atlas().by_name[obj.emoji]
+    options = synonyms(obj.emoji, split)
+    use_synonym = options and rng.random() < 0.35
+    word = rng.choice(options) if use_synonym else obj.emoji
+    if obj.count > 1:
+        word = pluralise(word) if use_synonym else info.plural
+    if rng.random() < 0.3:
+        word = f"{rng.choice(SIZE_WORDS[obj.size])} {word}"
+    number = rng.choice(COUNT_WORDS[obj.count])
+    if number == "a":
+        number = _article(word)
+    return f"{number} {word}"
+
+
+def _object_phrase(obj: SceneObject, rng: random.Random, split: str, free: bool) -> str:
+    """One object's words; position-first orders only where the list stands free (not after "of")."""
+    noun = _noun_phrase(obj, rng, split)
+    where = rng.choice(POSITION_PHRASES[obj.position])
+    order = rng.randrange(4) if free else rng.choice((0, 2))
+    if order == 0:
+        return f"{noun} {where}"
+    if order == 1:
+        return f"{where}, {noun}"
+    if order == 2:
+        return f"{noun} placed {where}"
+    return f"{where} there {'is' if obj.count == 1 or noun.startswith('a pair') else 'are'} {noun}"
+
+
+def _join(phrases: list[str], rng: random.Random) -> str:
+    if len(phrases) == 1:
+        return phrases[0]
+    comma = "," if len(phrases) > 2 and rng.random() < 0.5 else ""
+    return f"{', '.join(phrases[:-1])}{comma} and {phrases[-1]}"
+
+
+def make_caption(scene: Scene, rng: random.Random, split: str = "train") -> str:
+    """A caption for ``scene`` using only the phrasings allowed in ``split``."""
+    pool = [i for i in range(len(TEMPLATES)) if (i in HELDOUT_TEMPLATES) == (split == "heldout")]
+    template = TEMPLATES[rng.choice(pool)]
+    lead = template.split("{objects}")[0]
+    free = lead == "" or lead.endswith((": ", ", "))
+    objects = list(scene.objects)
+    rng.shuffle(objects)
+    colour = rng.choice(COLOUR_WORDS[scene.background])
+    caption = template.format(
+        objects=_join([_object_phrase(o, rng, split, free) for o in objects], rng),
+        bg=rng.choice(BACKGROUND_PHRASES).format(c=colour),
+        c=colour,
+        style=rng.choice(STYLE_SUFFIXES[scene.style]),
+        pre=rng.choice(STYLE_PREFIXES[scene.style]),
+        word=STYLE_WORDS[scene.style],
+    )
+    return caption[0].upper() + caption[1:] if rng.random() < 0.5 else caption

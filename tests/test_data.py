@@ -1,0 +1,145 @@
+"""The emoji-scenes generator: pixels match ground truth, splits hold, captions say what is drawn."""
+
+import itertools
+import json
+import logging
+import random
+import re
+import time
+
+import numpy as np
+import pytest
+
+from model.buckets import ASPECT_BUCKETS, bucket_size
+from model.data.atlas import load_atlas
+from model.data.captions import COLOUR_WORDS, COUNT_WORDS, SIZE_WORDS, emoji_words, make_caption, pluralise
+from model.data.dataset import EmojiScenes, SceneConfig
+from model.data.scene import Scene, region_box, render_scene, sample_scene, without_objects
+from model.data.splits import is_reserved
+from model.data.styles import STYLES
+from model.data.vocab import BACKGROUNDS
+
+logger = logging.getLogger(__name__)
+
+
+def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:
+    rng = random.Random(seed)
+    config = SceneConfig(sample_size=sample_size, split=split)
+    return [sample_scene(rng, config) for _ in range(n)]
+
+
+def test_atlas_has_at_least_100_distinct_emoji() -> None:
+    atlas = load_atlas()
+    assert len(atlas) >= 100
+    assert len(set(atlas.names)) == len(atlas)
+    sprite = atlas.sprite(0, 13)
+    assert sprite.size == (13, 13) and sprite.mode == "RGBA"
+
+
+@pytest.mark.parametrize("sample_size", [32, 64])
+def test_ground_truth_matches_pixels(sample_size: int) -> None:
+    config = SceneConfig(sample_size=sample_size)
+    for scene in _scenes(sample_size, 120, seed=sample_size):
+        image = render_scene(scene).astype(np.int16)
+        bare = render_scene(without_objects(scene)).astype(np.int16)
+        ink = np.abs(image - bare).max(-1) > 0
+        inside = np.zeros_like(ink)
+        assert 1 <= sum(o.count for o in scene.objects) <= config.max_instances
+        for obj in scene.objects:
+            assert obj.count == len(obj.boxes)
+            rx0, ry0, rx1, ry1 = region_box(obj.position, scene.height, scene.width)
+            for x0, y0, x1, y1 in obj.boxes:
+                assert 0 <= x0 < x1 <= scene.width and 0 <= y0 < y1 <= scene.height
+                assert rx0 <= x0 and x1 <= rx1 and ry0 <= y0 and y1 <= ry1, (obj, scene.bucket)
+                assert ink[y0:y1, x0:x1].any(), f"{obj.emoji} invisible in {scene.style}"
+                inside[y0:y1, x0:x1] = True
+        assert not (ink & ~inside).any(), "pixels changed outside the ground-truth boxes"
+        for a, b in itertools.combinations(scene.objects, 2):
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a.bounds, b.bounds
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, "objects overlap"
+        assert len({o.position for o in scene.objects}) == len(scene.objects)
+
+
+def test_determinism() -> None:
+    a, b, c = EmojiScenes(SceneConfig(), seed=1), EmojiScenes(SceneConfig(), seed=1), EmojiScenes(SceneConfig(), 2)
+    for index in range(5):
+        (ia, ca, sa), (ib, cb, sb) = a.sample(index), b.sample(index)
+        assert ia.tobytes() == ib.tobytes() and ca == cb and sa == sb
+    batch_a, batch_b, batch_c = a.batch(3, 8), b.batch(3, 8), c.batch(3, 8)
+    assert batch_a[0].tobytes() == batch_b[0].tobytes() and batch_a[1] == batch_b[1]
+    assert batch_a[1] != batch_c[1]
+    assert a.sample(0)[1] != a.sample(1)[1]
+
+
+@pytest.mark.parametrize("sample_size", [32, 64])
+@pytest.mark.parametrize("bucket", list(ASPECT_BUCKETS))
+def test_every_bucket_has_its_size(bucket: str, sample_size: int) -> None:
+    images, captions, scenes = EmojiScenes(SceneConfig(sample_size=sample_size)).batch(0, 3, bucket=bucket)
+    height, width = bucket_size(bucket, sample_size)
+    assert images.shape == (3, height, width, 3) and images.dtype == np.uint8
+    assert len(captions) == len(scenes) == 3 and all(s.bucket == bucket for s in scenes)
+
+
+def test_batch_picks_one_bucket_per_batch() -> None:
+    data = EmojiScenes(SceneConfig(buckets=("16:9", "9:16")))
+    buckets = {data.batch(i, 2)[2][0].bucket for i in range(12)}
+    assert buckets == {"16:9", "9:16"}
+
+
+def test_train_and_heldout_are_disjoint_on_reserved_combinations() -> None:
+    train = EmojiScenes(SceneConfig(), seed=5)
+    heldout = EmojiScenes(SceneConfig(split="heldout"), seed=5)
+    held_synonyms = {info.name: info.synonyms[-1] for info in load_atlas().emoji if len(info.synonyms) >= 2}
+    for index in range(400):
+        _, caption, scene = train.sample(index)
+        assert not any(is_reserved(o.emoji, scene.background, o.position) for o in scene.objects)
+        for obj in scene.objects:
+            if obj.emoji in held_synonyms:
+                held = held_synonyms[obj.emoji]
+                forms = "|".join(re.escape(w) for w in (held, pluralise(held)))
+                assert not re.search(rf"\b({forms})\b", caption.lower()), caption
+    for index in range(100):
+        _, _, scene = heldout.sample(index)
+        assert any(is_reserved(o.emoji, scene.background, o.position) for o in scene.objects)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_captions_mention_emoji_colour_and_count(split: str) -> None:
+    rng = random.Random(11)
+    sizes = "|".join(w for words in SIZE_WORDS.values() for w in words)
+    for scene in _scenes(32, 300, seed=7, split=split):
+        caption = make_caption(scene, rng, split).lower()
+        colours = "|".join(COLOUR_WORDS[scene.background])
+        assert re.search(rf"\b({colours})\b", caption), caption
+        for obj in scene.objects:
+            nouns = "|".join(re.escape(w) for w in sorted(emoji_words(obj.emoji), key=len, reverse=True))
+            counts = "|".join(re.escape(w) for w in (*COUNT_WORDS[obj.count], *(("an",) if obj.count == 1 else ())))
+            assert re.search(rf"\b({counts}) (({sizes}) )?({nouns})\b", caption), (caption, obj)
+
+
+def test_background_colours_stay_distinct_in_every_style() -> None:
+    for style in STYLES:
+        colours = []
+        for name in BACKGROUNDS:
+            scene = Scene("1:1", 32, 32, name, style, [], seed=3)
+            colours.append(np.median(render_scene(scene).reshape(-1, 3), axis=0))
+        gaps = [np.linalg.norm(a - b) for a, b in itertools.combinations(colours, 2)]
+        assert min(gaps) > 30, style
+
+
+def test_scene_round_trips_through_json() -> None:
+    for scene in _scenes(64, 20):
+        assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
+
+
+def test_throughput_at_32_px() -> None:
+    data = EmojiScenes(SceneConfig(sample_size=32), seed=0)
+    for bucket in ASPECT_BUCKETS:
+        data.batch(0, 300, bucket)  # warm the sprite caches for every size
+    start, done = time.perf_counter(), 0
+    while done < 1500 and time.perf_counter() - start < 3.0:
+        data.batch(1 + done // 100, 100)
+        done += 100
+    rate = done / (time.perf_counter() - start)
+    logger.info("emoji scenes throughput at 32 px: %.0f samples/s", rate)
+    assert rate >= 500, f"only {rate:.0f} samples/s"
