@@ -18,14 +18,14 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from PIL import Image as PILImage
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, union
+from sqlalchemy import Select, case, func, or_, select, union
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -101,6 +101,7 @@ class ImageRow:
     generation_id: str
     batch_index: int
     sha256: str
+    file: str  # relative to the image folder
     path: Path  # absolute
     width: int
     height: int
@@ -109,8 +110,8 @@ class ImageRow:
 
     @property
     def caption(self) -> str:
-        """The text the model was conditioned on: the enhanced prompt when there was one."""
-        return self.provenance["enhanced_prompt"] or self.provenance["prompt"]
+        """The prompt as the person typed it (as in Pick-a-Pic); the enhanced prompt is provenance."""
+        return self.provenance["prompt"]
 
     @property
     def model(self) -> str:
@@ -395,49 +396,42 @@ class FeedbackStore:
         vote and each comparison the image appears in (0 keeps everything, including the history
         of votes that were taken back).
         """
+
+        def filtered(query: Select, when: Any, *generations: Any) -> Select:
+            """``query`` within the time window, on images of the chosen model."""
+            if since is not None:
+                query = query.where(when >= since)
+            if until is not None:
+                query = query.where(when < until)
+            if model is not None:
+                query = query.where(*(or_(g.model_name == model, g.model_hash == model) for g in generations))
+            return query
+
         left, right = aliased(Image), aliased(Image)
         left_gen, right_gen = aliased(Generation), aliased(Generation)
+        vote_query = (
+            select(Vote.rater_id, Vote.image_id, Vote.value, Vote.comment, Vote.updated_at)
+            .join(Image, Image.id == Vote.image_id)
+            .join(Generation)
+        )
+        comparison_query = (
+            select(*(getattr(Comparison, field.name) for field in fields(ComparisonRow)))
+            .join(left, left.id == Comparison.left_image_id)
+            .join(left_gen, left_gen.id == left.generation_id)
+            .join(right, right.id == Comparison.right_image_id)
+            .join(right_gen, right_gen.id == right.generation_id)
+        )
+        event_query = (
+            select(*(getattr(VoteEvent, field.name) for field in fields(VoteEventRow)))
+            .join(Image, Image.id == VoteEvent.image_id)
+            .join(Generation)
+        )
         with self._read() as s:
-            votes = s.execute(
-                _filtered(
-                    select(Vote.rater_id, Vote.image_id, Vote.value, Vote.comment, Vote.updated_at)
-                    .join(Image, Image.id == Vote.image_id)
-                    .join(Generation),
-                    Vote.updated_at, since, until, model, [Generation],
-                ).order_by(Vote.id)
-            ).all()  # fmt: skip
+            votes = s.execute(filtered(vote_query, Vote.updated_at, Generation).order_by(Vote.id)).all()
             comparisons = s.execute(
-                _filtered(
-                    select(
-                        Comparison.id,
-                        Comparison.rater_id,
-                        Comparison.left_image_id,
-                        Comparison.right_image_id,
-                        Comparison.outcome,
-                        Comparison.created_at,
-                    )
-                    .join(left, left.id == Comparison.left_image_id)
-                    .join(left_gen, left_gen.id == left.generation_id)
-                    .join(right, right.id == Comparison.right_image_id)
-                    .join(right_gen, right_gen.id == right.generation_id),
-                    Comparison.created_at, since, until, model, [left_gen, right_gen],
-                ).order_by(Comparison.id)
-            ).all()  # fmt: skip
-            events = s.execute(
-                _filtered(
-                    select(
-                        VoteEvent.id,
-                        VoteEvent.rater_id,
-                        VoteEvent.image_id,
-                        VoteEvent.value,
-                        VoteEvent.comment,
-                        VoteEvent.created_at,
-                    )
-                    .join(Image, Image.id == VoteEvent.image_id)
-                    .join(Generation),
-                    VoteEvent.created_at, since, until, model, [Generation],
-                ).order_by(VoteEvent.id)
-            ).all()  # fmt: skip
+                filtered(comparison_query, Comparison.created_at, left_gen, right_gen).order_by(Comparison.id)
+            ).all()
+            events = s.execute(filtered(event_query, VoteEvent.created_at, Generation).order_by(VoteEvent.id)).all()
 
             judged = Counter(row.image_id for row in votes)
             judged.update(image_id for row in comparisons for image_id in (row.left_image_id, row.right_image_id))
@@ -453,8 +447,11 @@ class FeedbackStore:
             images = self._image_rows(s, sorted(wanted))
         logger.info(
             "preference rows: %d votes, %d comparisons, %d events, %d images",
-            len(vote_rows), len(comparison_rows), len(event_rows), len(images),
-        )  # fmt: skip
+            len(vote_rows),
+            len(comparison_rows),
+            len(event_rows),
+            len(images),
+        )
         return PreferenceRows(votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -470,6 +467,7 @@ class FeedbackStore:
                     generation_id=image.generation_id,
                     batch_index=image.batch_index,
                     sha256=image.sha256,
+                    file=image.path,
                     path=self.images.path(image.path),
                     width=image.width,
                     height=image.height,
@@ -497,25 +495,6 @@ class FeedbackStore:
         if not ip:
             return None
         return hmac.new(self._ip_salt, ip.encode(), hashlib.sha256).hexdigest()
-
-
-def _filtered(
-    query: Select,
-    when: Any,
-    since: datetime | None,
-    until: datetime | None,
-    model: str | None,
-    generations: list[Any],
-) -> Select:
-    """``query`` restricted to a time window and to images of one model."""
-    conditions: list[ColumnElement[bool]] = []
-    if since is not None:
-        conditions.append(when >= since)
-    if until is not None:
-        conditions.append(when < until)
-    if model is not None:
-        conditions += [or_(g.model_name == model, g.model_hash == model) for g in generations]
-    return query.where(and_(*conditions)) if conditions else query
 
 
 def _with_like_rate(frame: pd.DataFrame) -> pd.DataFrame:

@@ -176,7 +176,8 @@ def test_provenance_columns_and_extra(store: FeedbackStore) -> None:
     record = store.record_generation(rater, prov, [solid("red")])
     store.vote(rater, record.image_ids[0], 1)
     image = store.preference_rows().images[record.image_ids[0]]
-    assert image.caption == "a shiny red apple"
+    assert image.caption == "a red apple on a table"
+    assert image.provenance["enhanced_prompt"] == "a shiny red apple"
     assert image.provenance["seed"] == 2**40
     assert image.provenance["extra"] == {"lora": "none", "guidance_rescale": 0.7}
     assert image.model == "raphael-tiny@" + "a" * 12

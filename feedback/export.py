@@ -1,0 +1,582 @@
+"""Export the collected feedback as preference datasets for fine-tuning.
+
+Formats
+-------
+``pickapic`` (alias ``dpo``)
+    Pairwise rows in the Pick-a-Pic v2 layout that the Diffusion-DPO training script reads:
+    ``caption, jpg_0, jpg_1, label_0, label_1, model_0, model_1, user_id, are_different,
+    has_label, best_image_uid, image_0_uid, image_1_uid`` plus ``source``. Images are JPEG bytes
+    (quality 95, no chroma subsampling), because Pick-a-Pic stores JPEG; the lossless PNG
+    originals are in the image store and in the ``kto`` export. The caption is the prompt as the
+    person typed it; the enhanced prompt the model saw is in the ``jsonl`` log.
+
+    Pairs come from two sources, both **per rater**:
+
+    1. *Explicit comparisons.* ``left`` → labels 1/0, ``right`` → 0/1, ``tie`` → 0.5/0.5 (the
+       DPO script drops ties itself), ``both_bad`` → no row: it ranks neither image above the
+       other. When a rater compared the same two images more than once, only the latest counts.
+       A comparison of images with different prompts is skipped: a DPO row has one caption.
+    2. *Votes.* For each rater and each prompt (exact string match), every image that rater
+       liked is paired with every image that rater disliked (so 2 likes and 3 dislikes give 6
+       rows). Image 0 is the one with the smaller id, so the winner is not always first. A pair
+       the same rater also compared explicitly is taken from the comparison only.
+
+    Votes are paired within one rater, not across raters: a 👍 from one person and a 👎 from
+    another on two images say as much about the two people's standards as about the images, and
+    every Pick-a-Pic row is likewise one user's choice. ``user_id`` is the store's internal rater
+    number (no browser id, no IP).
+
+``kto``
+    Unpaired rows as Diffusion-KTO reads them: ``file_name, caption, label`` (bool, 👍 = true)
+    plus ``user_id, image_uid, model``; one row per rater and image with a current vote. Images
+    are the original PNGs (provenance in their ``parameters`` text chunk).
+
+``jsonl``
+    The full history: one row per vote event (including changes and take-backs, value 0) with
+    the image's complete provenance. No image bytes.
+
+Outputs (``--as``)
+------------------
+``parquet``: ``train.parquet`` (images as bytes). ``jsonl``: ``train.jsonl`` (``pickapic``
+images base64-encoded), except ``kto``, which becomes an HF imagefolder: ``metadata.jsonl`` with
+the PNG files beside it. ``datasets``: :meth:`datasets.Dataset.save_to_disk`. Every export also
+writes a ``README.md`` dataset card with the columns, the pairing rule, the filters and counts.
+
+Filters
+-------
+``--model`` keeps feedback on images of one model (name or full weights hash; both images of a
+pair). ``--since`` (inclusive) / ``--until`` (exclusive) select by when a vote was last set, a
+comparison made or an event happened (naive times are UTC). ``--min-votes N`` keeps images
+judged at least N times (current votes plus comparisons, after the other filters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image as PILImage
+from sqlalchemy.engine import make_url
+
+from feedback.store import ComparisonRow, FeedbackStore, ImageRow, PreferenceRows
+
+logger = logging.getLogger(__name__)
+
+FORMATS = {"pickapic": "pickapic", "dpo": "pickapic", "kto": "kto", "jsonl": "jsonl"}
+OUTPUTS = ("parquet", "jsonl", "datasets")
+COMPARISON_LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
+JPEG_QUALITY = 95
+PICKAPIC_COUNTS = (
+    "rows",
+    "pairs_from_comparisons",
+    "pairs_from_votes",
+    "ties",
+    "both_bad_skipped",
+    "cross_prompt_comparisons_skipped",
+    "comparisons_replaced_by_later",
+    "vote_pairs_superseded_by_comparison",
+)
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "pickapic": {
+        "caption": "the prompt as the person typed it",
+        "jpg_0": "image 0, JPEG bytes (base64 text in train.jsonl)",
+        "jpg_1": "image 1, JPEG bytes (base64 text in train.jsonl)",
+        "label_0": "1.0 if image 0 won, 0.0 if it lost, 0.5 for a tie",
+        "label_1": "1.0 - label_0",
+        "model_0": "model version of image 0: name@first 12 hex digits of the weights hash",
+        "model_1": "model version of image 1",
+        "user_id": "internal rater number (pseudonymous)",
+        "are_different": "false when both images have the same bytes",
+        "has_label": "always true here (both_bad comparisons are not exported)",
+        "best_image_uid": "uid of the preferred image, empty for a tie",
+        "image_0_uid": "store id of image 0",
+        "image_1_uid": "store id of image 1",
+        "source": "'comparison' (explicit side-by-side) or 'votes' (paired 👍/👎 of one rater)",
+    },
+    "kto": {
+        "file_name": "the PNG beside metadata.jsonl (named by its sha256)",
+        "image": "the PNG (parquet and datasets outputs; imagefolder loads file_name as this)",
+        "caption": "the prompt as the person typed it",
+        "label": "true for 👍, false for 👎",
+        "user_id": "internal rater number (pseudonymous)",
+        "image_uid": "store id of the image",
+        "model": "model version: name@first 12 hex digits of the weights hash",
+    },
+    "jsonl": {
+        "event_id": "order of the events",
+        "created_at": "when the vote was set (ISO 8601, UTC)",
+        "user_id": "internal rater number (pseudonymous)",
+        "image_uid": "store id of the image",
+        "value": "1 = 👍, -1 = 👎, 0 = vote taken back",
+        "comment": "the rater's comment, if any",
+        "generation_id": "id of the pipeline call that made the image",
+        "batch_index": "position of the image in its batch",
+        "sha256": "sha256 of the stored PNG",
+        "file": "path of the PNG inside the image store",
+        "generated_at": "when the image was generated (ISO 8601, UTC)",
+        "prompt": "the prompt as typed",
+        "enhanced_prompt": "the prompt after the prompt enhancer, if used",
+        "negative_prompt": "negative prompt",
+        "seed": "random seed",
+        "steps": "denoising steps",
+        "cfg": "classifier-free guidance scale",
+        "sampler": "scheduler name",
+        "width": "image width",
+        "height": "image height",
+        "model_name": "model name",
+        "model_hash": "weights hash",
+        "model": "name@first 12 hex digits of the weights hash",
+        "app_version": "app version that made the image",
+        "category": "prompt category, if any",
+        "extra": "any other provenance, as a JSON object in a string",
+    },
+}
+
+_STRING, _INT, _FLOAT, _BOOL = (datasets.Value(t) for t in ("string", "int64", "float64", "bool"))
+FEATURES: dict[str, datasets.Features] = {
+    "pickapic": datasets.Features(
+        {
+            "caption": _STRING,
+            "jpg_0": datasets.Value("binary"),
+            "jpg_1": datasets.Value("binary"),
+            "label_0": _FLOAT,
+            "label_1": _FLOAT,
+            "model_0": _STRING,
+            "model_1": _STRING,
+            "user_id": _INT,
+            "are_different": _BOOL,
+            "has_label": _BOOL,
+            "best_image_uid": _STRING,
+            "image_0_uid": _STRING,
+            "image_1_uid": _STRING,
+            "source": _STRING,
+        }
+    ),
+    "kto": datasets.Features(
+        {
+            "image": datasets.Image(),
+            "file_name": _STRING,
+            "caption": _STRING,
+            "label": _BOOL,
+            "user_id": _INT,
+            "image_uid": _STRING,
+            "model": _STRING,
+        }
+    ),
+    "jsonl": datasets.Features(
+        {
+            **dict.fromkeys(COLUMNS["jsonl"], _STRING),
+            **dict.fromkeys(("event_id", "user_id", "value", "batch_index", "seed", "steps", "width", "height"), _INT),
+            "cfg": _FLOAT,
+        }
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """Which feedback goes into an export (see the module docstring)."""
+
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    min_votes: int = 0
+
+    def describe(self) -> list[str]:
+        return [
+            f"model: {self.model or 'all'}",
+            f"since: {self.since.isoformat() if self.since else 'the beginning'} (inclusive)",
+            f"until: {self.until.isoformat() if self.until else 'now'} (exclusive)",
+            f"min votes per image: {self.min_votes}",
+        ]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where an export went and what it holds."""
+
+    out_dir: Path
+    format: str
+    output: str
+    rows: int
+    counts: dict[str, int]
+
+
+# -- rows -------------------------------------------------------------------------------------------
+
+
+def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Pick-a-Pic v2 rows from explicit comparisons and from each rater's 👍/👎 of one prompt."""
+    counts: Counter[str] = Counter(dict.fromkeys(PICKAPIC_COUNTS, 0))
+    latest: dict[tuple[int, frozenset[str]], ComparisonRow] = {}
+    for comparison in rows.comparisons:  # ordered by id: later judgements replace earlier ones
+        key = (comparison.rater_id, frozenset((comparison.left_image_id, comparison.right_image_id)))
+        counts["comparisons_replaced_by_later"] += key in latest
+        latest[key] = comparison
+
+    jpeg = _JpegCache()
+    out: list[dict[str, Any]] = []
+    for comparison in latest.values():
+        left, right = rows.images[comparison.left_image_id], rows.images[comparison.right_image_id]
+        if comparison.outcome not in COMPARISON_LABELS:
+            counts["both_bad_skipped"] += 1
+        elif left.caption != right.caption:
+            counts["cross_prompt_comparisons_skipped"] += 1
+        else:
+            labels = COMPARISON_LABELS[comparison.outcome]
+            out.append(_pair(left, right, labels, comparison.rater_id, "comparison", jpeg))
+            counts["pairs_from_comparisons"] += 1
+            counts["ties"] += labels == (0.5, 0.5)
+
+    by_rater_prompt: dict[tuple[int, str], dict[int, list[str]]] = defaultdict(lambda: {1: [], -1: []})
+    for vote in rows.votes:
+        by_rater_prompt[(vote.rater_id, rows.images[vote.image_id].caption)][vote.value].append(vote.image_id)
+    for (rater_id, _caption), votes in sorted(by_rater_prompt.items()):
+        for liked in sorted(votes[1]):
+            for disliked in sorted(votes[-1]):
+                if (rater_id, frozenset((liked, disliked))) in latest:
+                    counts["vote_pairs_superseded_by_comparison"] += 1
+                    continue
+                first, second = sorted((liked, disliked))
+                labels = (1.0, 0.0) if first == liked else (0.0, 1.0)
+                out.append(_pair(rows.images[first], rows.images[second], labels, rater_id, "votes", jpeg))
+                counts["pairs_from_votes"] += 1
+    counts["rows"] = len(out)
+    return out, counts
+
+
+def kto_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """One unpaired row per rater and image with a current vote."""
+    out = [
+        {
+            "file_name": f"{rows.images[vote.image_id].sha256}.png",
+            "caption": rows.images[vote.image_id].caption,
+            "label": vote.value == 1,
+            "user_id": vote.rater_id,
+            "image_uid": vote.image_id,
+            "model": rows.images[vote.image_id].model,
+        }
+        for vote in rows.votes
+    ]
+    counts = Counter(rows=len(out), likes=sum(r["label"] for r in out), dislikes=sum(not r["label"] for r in out))
+    counts["images"] = len({r["image_uid"] for r in out})
+    return out, counts
+
+
+def log_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """One row per vote event with the image's full provenance."""
+    out = []
+    for event in rows.events:
+        image = rows.images[event.image_id]
+        provenance = {key: value for key, value in image.provenance.items() if key != "extra"}
+        out.append(
+            {
+                "event_id": event.id,
+                "created_at": event.created_at.isoformat(),
+                "user_id": event.rater_id,
+                "image_uid": event.image_id,
+                "value": event.value,
+                "comment": event.comment,
+                "generation_id": image.generation_id,
+                "batch_index": image.batch_index,
+                "sha256": image.sha256,
+                "file": image.file,
+                "generated_at": image.generated_at.isoformat(),
+                **provenance,
+                "model": image.model,
+                "extra": json.dumps(image.provenance["extra"], sort_keys=True, ensure_ascii=False),
+            }
+        )
+    counts = Counter(dict.fromkeys(("likes", "dislikes", "take_backs"), 0), rows=len(out))
+    counts.update({1: "likes", -1: "dislikes", 0: "take_backs"}[r["value"]] for r in out)
+    return out, counts
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def export(
+    store: FeedbackStore,
+    fmt: str,
+    out_dir: str | Path,
+    output: str = "parquet",
+    filters: ExportFilters | None = None,
+) -> ExportResult:
+    """Write one export (data files plus README.md) into ``out_dir``, which must be new or empty."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
+    fmt, filters = FORMATS[fmt], filters or ExportFilters()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose a new folder for the export")
+    out.mkdir(parents=True, exist_ok=True)
+
+    rows = store.preference_rows(
+        model=filters.model, since=filters.since, until=filters.until, min_votes=filters.min_votes
+    )
+    builders = {"pickapic": pickapic_rows, "kto": kto_rows, "jsonl": log_rows}
+    records, counts = builders[fmt](rows)
+
+    if fmt == "kto" and output == "jsonl":
+        _write_imagefolder(records, rows, out)
+    elif output == "jsonl":
+        with (out / "train.jsonl").open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
+    else:
+        if fmt == "kto":
+            for record in records:
+                png = rows.images[record["image_uid"]].path.read_bytes()
+                record["image"] = {"bytes": png, "path": record["file_name"]}
+        dataset = datasets.Dataset.from_list(records, features=FEATURES[fmt]) if records else _empty(fmt)
+        if output == "parquet":
+            dataset.to_parquet(str(out / "train.parquet"))
+        else:
+            dataset.save_to_disk(str(out))
+
+    result = ExportResult(out_dir=out, format=fmt, output=output, rows=len(records), counts=dict(counts))
+    (out / "README.md").write_text(dataset_card(result, filters, store.url), encoding="utf-8")
+    logger.info("exported %d %s rows as %s to %s", len(records), fmt, output, out)
+    return result
+
+
+def _write_imagefolder(records: list[dict[str, Any]], rows: PreferenceRows, out: Path) -> None:
+    """HF imagefolder layout: metadata.jsonl plus the PNGs it names, each written once."""
+    for record in records:
+        target = out / record["file_name"]
+        if not target.exists():
+            shutil.copyfile(rows.images[record["image_uid"]].path, target)
+    with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) -> str:
+    """A README.md for the export: what it is, how to load it, how it was made, what it holds."""
+    files, loader = {
+        "parquet": ("`train.parquet`", 'load_dataset("parquet", data_files="train.parquet", split="train")'),
+        "jsonl": ("`train.jsonl`", 'load_dataset("json", data_files="train.jsonl", split="train")'),
+        "datasets": ("`Dataset.save_to_disk` files", 'load_from_disk(".")'),
+    }[result.output]
+    if (result.format, result.output) == ("kto", "jsonl"):
+        files = "`metadata.jsonl` and the PNG files it names (HF imagefolder)"
+        loader = 'load_dataset("imagefolder", data_dir=".", split="train")'
+    elif (result.format, result.output) == ("pickapic", "jsonl"):
+        files = "`train.jsonl`, JPEG bytes as base64 text"
+    title = {"pickapic": "pairwise preferences (Pick-a-Pic v2 / Diffusion-DPO)", "kto": "unpaired 👍/👎 (KTO)"}
+    lines = [
+        "---",
+        "license: other",
+        f"pretty_name: RAPHAEL demo feedback, {result.format}",
+        "task_categories:",
+        "- text-to-image",
+        "tags:",
+        "- human-feedback",
+        "- preference",
+        "---",
+        "",
+        f"# RAPHAEL demo feedback: {title.get(result.format, 'vote event log')}",
+        "",
+        f"Exported {datetime.now(UTC).isoformat(timespec='seconds')} from "
+        f"`{make_url(source_url).render_as_string(hide_password=True)}` by `python -m feedback.export`.",
+        "",
+        f"- format: `{result.format}`; output: `{result.output}` ({files})",
+        f"- load it: `from datasets import load_dataset, load_from_disk; ds = {loader}`",
+        "",
+        *(
+            [
+                "**This export is empty**: no feedback passed the filters. 🤗 datasets cannot load a file",
+                "without rows (pandas and pyarrow can, and show the columns).",
+                "",
+            ]
+            if result.rows == 0
+            else []
+        ),
+        "## Columns",
+        "",
+        "| column | meaning |",
+        "|---|---|",
+        *(f"| `{name}` | {meaning} |" for name, meaning in COLUMNS[result.format].items()),
+        "",
+    ]
+    if result.format == "pickapic":
+        lines += [
+            "## How pairs are made",
+            "",
+            "All pairs are **per rater**: one person's judgement of two images of one prompt.",
+            "",
+            "1. Explicit comparisons: left → labels 1/0, right → 0/1, tie → 0.5/0.5 (the Diffusion-DPO",
+            "   script drops ties), both_bad → no row. Only a rater's latest comparison of the same two",
+            "   images counts. Comparisons of two different prompts are skipped (one caption per row).",
+            "2. Votes: for each rater and prompt (exact match), every image they liked is paired with",
+            "   every image they disliked; image 0 is the one with the smaller id. A pair that rater",
+            "   also compared explicitly comes from the comparison only.",
+            "",
+            "Votes of different raters are never paired: one person's 👍 against another's 👎 measures",
+            "their standards as much as the images. Images are JPEG (quality 95) as in Pick-a-Pic;",
+            "the lossless PNGs with full provenance are in the image store and in the `kto` export.",
+            "",
+        ]
+    lines += [
+        "## Filters",
+        "",
+        *(f"- {line}" for line in filters.describe()),
+        "",
+        "## Counts",
+        "",
+        *(f"- {name}: {value}" for name, value in sorted(result.counts.items())),
+        "",
+        "## Licence and privacy",
+        "",
+        "The images were generated by the RAPHAEL demo model and the ratings were given by its",
+        "users. No licence has been chosen for this data (`license: other`); set one, and check the",
+        "terms of the model and of the people who rated, before you publish it. `user_id` is the",
+        "store's internal rater number: no browser id, IP address or IP hash is exported, but free",
+        "text comments may contain anything a rater typed.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+class _JpegCache:
+    """JPEG bytes of stored PNGs, each converted once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, bytes] = {}
+
+    def __call__(self, image: ImageRow) -> bytes:
+        if image.id not in self._cache:
+            with PILImage.open(image.path) as png:
+                buffer = io.BytesIO()
+                png.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+            self._cache[image.id] = buffer.getvalue()
+        return self._cache[image.id]
+
+
+def _pair(
+    image_0: ImageRow,
+    image_1: ImageRow,
+    labels: tuple[float, float],
+    rater_id: int,
+    source: str,
+    jpeg: _JpegCache,
+) -> dict[str, Any]:
+    best = image_0.id if labels[0] > labels[1] else image_1.id if labels[1] > labels[0] else ""
+    return {
+        "caption": image_0.caption,
+        "jpg_0": jpeg(image_0),
+        "jpg_1": jpeg(image_1),
+        "label_0": labels[0],
+        "label_1": labels[1],
+        "model_0": image_0.model,
+        "model_1": image_1.model,
+        "user_id": rater_id,
+        "are_different": image_0.sha256 != image_1.sha256,
+        "has_label": True,
+        "best_image_uid": best,
+        "image_0_uid": image_0.id,
+        "image_1_uid": image_1.id,
+        "source": source,
+    }
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in record.items()}
+
+
+def _empty(fmt: str) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({name: [] for name in FEATURES[fmt]}, features=FEATURES[fmt])
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r} (try 2025-06-01T12:00)") from error
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m feedback.export",
+        description=(
+            "Export ratings as a preference dataset. pickapic (alias dpo): Pick-a-Pic v2 / Diffusion-DPO pairs "
+            "from explicit comparisons and from one rater's 👍 and 👎 of the same prompt (ties 0.5/0.5, "
+            "'both bad' skipped). kto: one row per vote, file_name/caption/label. jsonl: every vote event with "
+            "full provenance. A README.md dataset card is always written beside the data."
+        ),
+        epilog=(
+            "example: python -m feedback.export --format pickapic --as parquet --out exports/dpo "
+            "--since 2025-06-01 --min-votes 2"
+        ),
+    )
+    parser.add_argument("--format", required=True, choices=list(FORMATS), help="dataset layout (see above)")
+    parser.add_argument(
+        "--as",
+        dest="output",
+        default="parquet",
+        choices=OUTPUTS,
+        help="parquet: train.parquet; jsonl: train.jsonl (kto: imagefolder metadata.jsonl + PNGs); "
+        "datasets: Dataset.save_to_disk (default: parquet)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder; must be new or empty")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("RAPHAEL_DB_URL", "sqlite:///data/feedback.db"),
+        help="SQLAlchemy URL of the feedback database (default: $RAPHAEL_DB_URL or sqlite:///data/feedback.db)",
+    )
+    parser.add_argument(
+        "--image-dir",
+        default=os.environ.get("RAPHAEL_IMAGE_DIR", "data/images"),
+        help="folder of the stored images (default: $RAPHAEL_IMAGE_DIR or data/images)",
+    )
+    parser.add_argument("--model", help="only images of this model: its name or full weights hash")
+    parser.add_argument("--since", type=_timestamp, help="only feedback from this time on (ISO; naive = UTC)")
+    parser.add_argument("--until", type=_timestamp, help="only feedback before this time (ISO; naive = UTC)")
+    parser.add_argument(
+        "--min-votes",
+        type=int,
+        default=0,
+        help="only images judged at least this often: current votes plus comparisons (default: 0, no filter)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        datasets.disable_progress_bars()
+
+    url = make_url(args.db)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        parser.error(f"no database at {url.database}")
+    filters = ExportFilters(model=args.model, since=args.since, until=args.until, min_votes=args.min_votes)
+    with FeedbackStore(args.db, args.image_dir) as store:
+        try:
+            result = export(store, args.format, args.out, args.output, filters)
+        except FileExistsError as error:
+            parser.error(str(error))
+    print(f"wrote {result.rows} {result.format} rows to {result.out_dir} ({result.output})", file=sys.stderr)
+    if result.rows == 0:
+        print("warning: the export is empty; check --model, --since, --until and --min-votes", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
