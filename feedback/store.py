@@ -258,16 +258,14 @@ class FeedbackStore:
         if isinstance(value, bool) or value not in (-1, 0, 1):
             raise FeedbackError("A vote is 👍 (+1) or 👎 (-1); 0 takes your vote back.")
         comment = _clean_comment(comment)
-        for attempt in range(1, _VOTE_ATTEMPTS + 1):
+        for _ in range(_VOTE_ATTEMPTS - 1):
             try:
                 return self._vote_once(rater_id, image_id, value, comment)
             except IntegrityError:
                 # Postgres: a concurrent first vote by the same rater on the same image won the
                 # insert. Try again; this time we see and update its row.
-                if attempt == _VOTE_ATTEMPTS:
-                    raise
                 logger.warning("vote by rater %d on %s raced; retrying", rater_id, image_id)
-        raise AssertionError("unreachable")
+        return self._vote_once(rater_id, image_id, value, comment)
 
     def _vote_once(self, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
         with self._session.begin() as s:
@@ -410,7 +408,7 @@ class FeedbackStore:
         left, right = aliased(Image), aliased(Image)
         left_gen, right_gen = aliased(Generation), aliased(Generation)
         vote_query = (
-            select(Vote.rater_id, Vote.image_id, Vote.value, Vote.comment, Vote.updated_at)
+            select(*(getattr(Vote, field.name) for field in fields(VoteRow)))
             .join(Image, Image.id == Vote.image_id)
             .join(Generation)
         )
