@@ -506,6 +506,26 @@ def _empty(fmt: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: [] for name in FEATURES[fmt]}, features=FEATURES[fmt])
 
 
+CLI_DESCRIPTION = """\
+Export the ratings as a preference dataset; a README.md dataset card is written beside the data.
+
+formats (--format):
+  pickapic, dpo  Pick-a-Pic v2 / Diffusion-DPO pairs: caption, jpg_0, jpg_1, label_0, label_1, model_0,
+                 model_1, user_id, are_different, has_label, best_image_uid, image_0_uid, image_1_uid
+                 (+ source); images as JPEG bytes. Pairs are per rater: explicit comparisons (left 1/0,
+                 right 0/1, tie 0.5/0.5, both_bad skipped, only a rater's latest comparison of two
+                 images counts, two different prompts skipped) and, for each prompt, every image the
+                 rater liked against every image the same rater disliked.
+  kto            one row per current vote: file_name, caption, label (true = 👍), the original PNGs.
+  jsonl          every vote event (changes and take-backs too) with the image's full provenance.
+
+outputs (--as):
+  parquet        train.parquet with image bytes
+  jsonl          train.jsonl (pickapic images base64); kto: HF imagefolder, metadata.jsonl + PNG files
+  datasets       Dataset.save_to_disk, for datasets.load_from_disk
+"""
+
+
 def _timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -517,25 +537,17 @@ def _timestamp(text: str) -> datetime:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m feedback.export",
-        description=(
-            "Export ratings as a preference dataset. pickapic (alias dpo): Pick-a-Pic v2 / Diffusion-DPO pairs "
-            "from explicit comparisons and from one rater's 👍 and 👎 of the same prompt (ties 0.5/0.5, "
-            "'both bad' skipped). kto: one row per vote, file_name/caption/label. jsonl: every vote event with "
-            "full provenance. A README.md dataset card is always written beside the data."
-        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=CLI_DESCRIPTION,
         epilog=(
-            "example: python -m feedback.export --format pickapic --as parquet --out exports/dpo "
-            "--since 2025-06-01 --min-votes 2"
+            "examples:\n"
+            "  python -m feedback.export --format pickapic --as parquet --out exports/dpo --since 2025-06-01\n"
+            "  python -m feedback.export --format kto --as jsonl --out exports/kto --model raphael-tiny --min-votes 2"
         ),
     )
     parser.add_argument("--format", required=True, choices=list(FORMATS), help="dataset layout (see above)")
     parser.add_argument(
-        "--as",
-        dest="output",
-        default="parquet",
-        choices=OUTPUTS,
-        help="parquet: train.parquet; jsonl: train.jsonl (kto: imagefolder metadata.jsonl + PNGs); "
-        "datasets: Dataset.save_to_disk (default: parquet)",
+        "--as", dest="output", default="parquet", choices=OUTPUTS, help="file layout (default: parquet)"
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder; must be new or empty")
     parser.add_argument(

@@ -265,4 +265,4 @@ def test_cli(scenario: Scenario, tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    assert "both bad" in capsys.readouterr().out
+    assert "both_bad skipped" in capsys.readouterr().out
