@@ -1,0 +1,1 @@
+"""The Gradio demo: settings, input guard, generation service, handlers and layout (see app.server)."""

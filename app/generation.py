@@ -1,0 +1,262 @@
+"""GenerationService: the only place in the app that touches torch.
+
+It loads the bundled RAPHAEL checkpoint or any other local diffusers pipeline folder, swaps
+samplers, seeds every image with its own generator (image ``i`` of a batch with seed ``s`` is
+exactly what seed ``s + i`` gives alone), reports progress per step, serialises runs on one lock,
+and writes the full provenance of each image: what the feedback store keeps and what the PNG
+text chunk carries, so any rated image can be regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from PIL import Image
+
+from app.categories import PromptCategorizer
+from app.settings import APP_VERSION
+from model.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
+
+log = logging.getLogger(__name__)
+
+# UI name -> scheduler class; each is built from the checkpoint's own scheduler config.
+SAMPLERS: dict[str, type] = {
+    "DDIM": DDIMScheduler,
+    "DPM-Solver++": DPMSolverMultistepScheduler,
+    "Euler": EulerDiscreteScheduler,
+}
+DEFAULT_SAMPLER = "DDIM"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Validated inputs of one generation (see ``app.guard``)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    enhanced_prompt: str | None = None  # when set, the model sees this instead of ``prompt``
+    steps: int = 50
+    cfg: float = 7.0
+    seed: int | None = None  # None: draw one at random and report it
+    num_images: int = 2
+    aspect: str = DEFAULT_BUCKET
+    sampler: str = DEFAULT_SAMPLER
+
+    @property
+    def model_prompt(self) -> str:
+        return self.enhanced_prompt or self.prompt
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """Images in batch order, the per-image seeds and the provenance shared by the batch."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    provenance: dict[str, Any]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def image_provenance(self, index: int) -> dict[str, Any]:
+        return image_provenance(self.provenance, index)
+
+
+def image_provenance(batch: dict[str, Any], index: int) -> dict[str, Any]:
+    """Provenance of image ``index`` of a batch alone: its own seed regenerates it with ``num_images=1``."""
+    single = {key: value for key, value in batch.items() if key != "seeds"}
+    return {**single, "seed": batch["seeds"][index], "batch_seed": batch["seed"], "batch_index": index}
+
+
+def weights_hash(model_dir: Path) -> str:
+    """sha256 over every weight file (relative path and bytes, sorted), so a checkpoint has one identity."""
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise ValueError(f"No weight files (*.safetensors, *.bin) under {model_dir}.")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
+    """Load a local pipeline folder: RaphaelPipeline by its model_index.json class name, else any diffusers one."""
+    index_file = model_dir / "model_index.json"
+    if not index_file.exists():
+        raise FileNotFoundError(f"{model_dir} is not a diffusers pipeline folder (no model_index.json).")
+    class_name = json.loads(index_file.read_text())["_class_name"]
+    if class_name == "RaphaelPipeline":
+        from model.pipeline_raphael import RaphaelPipeline
+
+        pipe = RaphaelPipeline.from_pretrained(model_dir, dtype=dtype)
+    else:
+        pipe = DiffusionPipeline.from_pretrained(model_dir, dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+class GenerationService:
+    """Runs one pipeline, one request at a time, and describes every image it makes."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str | None = None,
+        torch_threads: int | None = None,
+        categorizer: PromptCategorizer | None = None,
+        app_version: str = APP_VERSION,
+    ) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.model_dir = Path(model_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # fp16 weights are loaded as fp32 on CPU, where half precision is slow or unsupported.
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        started = time.perf_counter()
+        self.pipe = load_pipeline(self.model_dir, self.device, self.dtype)
+        self.model_name = self.model_dir.name
+        self.model_hash = weights_hash(self.model_dir)
+        self.model_class = type(self.pipe).__name__
+        self.sample_size = self._pixel_sample_size()
+        self.categorizer = categorizer or PromptCategorizer.from_file()
+        self.app_version = app_version
+        self._scheduler_config = self.pipe.scheduler.config
+        self._schedulers = {name: cls.from_config(self._scheduler_config) for name, cls in SAMPLERS.items()}
+        self._lock = threading.Lock()
+        log.info(
+            "Loaded %s (%s, weights %s) on %s in %.1f s; native size %d px",
+            self.model_name,
+            self.model_class,
+            self.model_hash[:12],
+            self.device,
+            time.perf_counter() - started,
+            self.sample_size,
+        )
+
+    @property
+    def model_version(self) -> str:
+        """Name and short weights hash: what the dashboard compares."""
+        return f"{self.model_name}@{self.model_hash[:12]}"
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        return tuple(SAMPLERS)
+
+    @property
+    def aspects(self) -> tuple[str, ...]:
+        return tuple(ASPECT_BUCKETS)
+
+    def _pixel_sample_size(self) -> int:
+        """Side of the square image the model was trained on, in pixels.
+
+        RAPHAEL's ``sample_size`` is already in pixels; other diffusers pipelines give it in
+        latents, so it is scaled by the VAE factor.
+        """
+        sample = self.pipe.unet.config.sample_size
+        sample = sample[0] if isinstance(sample, list | tuple) else int(sample)
+        if self.model_class == "RaphaelPipeline":
+            return sample
+        return sample * int(getattr(self.pipe, "vae_scale_factor", 1))
+
+    def size_for(self, aspect: str) -> tuple[int, int]:
+        """``(height, width)`` in pixels of an aspect bucket for this model."""
+        return bucket_size(aspect, self.sample_size)
+
+    def category(self, prompt: str) -> str:
+        return self.categorizer.category(prompt)
+
+    def prompt_warnings(self, text: str) -> list[str]:
+        """Say when the text encoder will cut the prompt, which the pipeline does silently."""
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        limit = getattr(tokenizer, "model_max_length", None)
+        if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
+            return []
+        n_tokens = len(tokenizer(text, truncation=False).input_ids)
+        if n_tokens <= limit:
+            return []
+        return [f"The prompt is {n_tokens} tokens long; the text encoder reads only the first {limit}."]
+
+    def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
+        """Generate ``request.num_images`` images; raises ValueError with a user-facing message on bad input."""
+        height, width = self.size_for(request.aspect)
+        seed = secrets.randbelow(2**31) if request.seed is None else request.seed
+        seeds = [seed + i for i in range(request.num_images)]
+        # One CPU generator per image: the same seed gives the same image on any device and in any batch.
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+            if progress is not None:
+                progress(step + 1, request.steps)
+            return callback_kwargs
+
+        with self._lock:
+            self.pipe.scheduler = self._schedulers[request.sampler]
+            started = time.perf_counter()
+            output = self.pipe(
+                prompt=request.model_prompt,
+                negative_prompt=request.negative_prompt or None,
+                height=height,
+                width=width,
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg,
+                num_images_per_prompt=request.num_images,
+                generator=generators,
+                output_type="pil",
+                callback_on_step_end=on_step_end,
+            )
+            seconds = time.perf_counter() - started
+        log.info("Generated %d image(s) of %dx%d in %.2f s", request.num_images, width, height, seconds)
+        return GenerationResult(
+            images=list(output.images),
+            seeds=seeds,
+            provenance=self.provenance(request, seed, seeds, height, width),
+            seconds=seconds,
+            warnings=self.prompt_warnings(request.model_prompt),
+        )
+
+    def provenance(
+        self, request: GenerationRequest, seed: int, seeds: list[int], height: int, width: int
+    ) -> dict[str, Any]:
+        """Everything needed to regenerate the batch; the keys the feedback store expects, plus extras."""
+        scheduler = self._schedulers[request.sampler]
+        return {
+            "prompt": request.prompt,
+            "enhanced_prompt": request.enhanced_prompt,
+            "negative_prompt": request.negative_prompt,
+            "seed": seed,
+            "seeds": seeds,
+            "steps": request.steps,
+            "cfg": request.cfg,
+            "sampler": request.sampler,
+            "scheduler": type(scheduler).__name__,
+            "scheduler_config": dict(scheduler.config),
+            "width": width,
+            "height": height,
+            "aspect": request.aspect,
+            "num_images": request.num_images,
+            "model_name": self.model_name,
+            "model_hash": self.model_hash,
+            "model_class": self.model_class,
+            "app_version": self.app_version,
+            "category": self.category(request.prompt),
+            "diffusers_version": diffusers.__version__,
+            "torch_version": torch.__version__,
+            "device": self.device.type,
+        }

@@ -1,0 +1,171 @@
+"""Input validation, rate limits and anonymous rater identity.
+
+Everything a browser or an API client sends passes through here before it reaches the model or
+the store, so that bad input always comes back as one clear sentence (``InvalidInput``) and never
+as a traceback. Raters are anonymous: a rater is a keyed hash of the Gradio session, and the
+IP goes only to the store, which keeps nothing but a salted HMAC of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.generation import GenerationRequest
+from app.settings import Settings
+
+COMPARE_OUTCOMES = ("left", "right", "tie", "both_bad")
+VOTE_VALUES = (1, -1, 0)  # like, dislike, undo
+MAX_SEED = 2**32 - 1
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# C0 control characters other than tab and newline: PostgreSQL rejects NUL, and none of them mean anything here.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class InvalidInput(ValueError):
+    """Bad input from a user or client; the message is shown to them as is."""
+
+
+@dataclass(frozen=True)
+class RaterIdentity:
+    """Who is rating, as far as an anonymous demo can tell: hashed session, and the IP for the store to hash."""
+
+    anon_id: str
+    ip: str | None
+
+
+class RateLimiter:
+    """Sliding-window limit of ``limit`` events per ``window_s`` seconds for each key."""
+
+    def __init__(self, limit: int, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, what: str) -> None:
+        """Count one event for ``key``; raise InvalidInput when the window is full."""
+        now = time.monotonic()
+        with self._lock:
+            events = self._events.setdefault(key, deque())
+            while events and now - events[0] >= self.window_s:
+                events.popleft()
+            if len(events) >= self.limit:
+                wait = self.window_s - (now - events[0])
+                raise InvalidInput(f"Too many {what} from this session; please wait {wait:.0f} s and try again.")
+            events.append(now)
+            if len(self._events) > 10_000:  # forget idle sessions so memory stays bounded
+                self._events = {k: v for k, v in self._events.items() if v and now - v[-1] < self.window_s}
+
+
+def clean_text(value: Any, field: str, limit: int, required: bool = False) -> str:
+    """Strip whitespace and control characters; enforce a length limit with a message naming the field."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"The {field} must be text.")
+    text = _CONTROL.sub("", value).strip()
+    if required and not text:
+        raise InvalidInput(f"Please enter a {field}.")
+    if len(text) > limit:
+        raise InvalidInput(f"The {field} is {len(text)} characters long; the limit is {limit}.")
+    return text
+
+
+def whole_number(value: Any, field: str, low: int, high: int) -> int:
+    """Accept ints and integral floats (JSON clients send 50.0) within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidInput(f"The {field} must be a whole number from {low} to {high}.")
+    if not float(value).is_integer() or not low <= value <= high:
+        raise InvalidInput(f"The {field} must be a whole number from {low} to {high} (got {value:g}).")
+    return int(value)
+
+
+def choice(value: Any, field: str, options: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``options``."""
+    if value not in options:
+        raise InvalidInput(f"Unknown {field} {value!r}; choose one of {', '.join(options)}.")
+    return value
+
+
+class Guard:
+    """Validates every public input against the limits in ``Settings``."""
+
+    def __init__(self, settings: Settings, samplers: Sequence[str], aspects: Sequence[str]) -> None:
+        self.settings = settings
+        self.samplers = tuple(samplers)
+        self.aspects = tuple(aspects)
+        self.generation_limiter = RateLimiter(settings.generations_per_minute)
+        self.vote_limiter = RateLimiter(settings.votes_per_minute)
+        self._key = secrets.token_bytes(32)  # sessions do not outlive the process, so neither need their ids
+
+    def prompt(self, value: Any) -> str:
+        return clean_text(value, "prompt", self.settings.max_prompt_chars, required=True)
+
+    @staticmethod
+    def seed(value: Any) -> int | None:
+        """A seed from 0 to 2**32 - 1, or -1 (returned as None) for a random one."""
+        seed = whole_number(value, "seed", -1, MAX_SEED)
+        return None if seed == -1 else seed
+
+    def generation(
+        self,
+        prompt: Any,
+        negative_prompt: Any,
+        enhanced_prompt: Any,
+        steps: Any,
+        cfg: Any,
+        seed: Any,
+        num_images: Any,
+        aspect: Any,
+        sampler: Any,
+    ) -> GenerationRequest:
+        """Validate a generation request; the enhanced prompt, when given, is what the model sees."""
+        s = self.settings
+        if isinstance(cfg, bool) or not isinstance(cfg, int | float) or not s.min_cfg <= cfg <= s.max_cfg:
+            raise InvalidInput(f"The CFG scale must be a number from {s.min_cfg:g} to {s.max_cfg:g}.")
+        return GenerationRequest(
+            prompt=self.prompt(prompt),
+            negative_prompt=clean_text(negative_prompt, "negative prompt", s.max_prompt_chars),
+            enhanced_prompt=clean_text(enhanced_prompt, "enhanced prompt", s.max_prompt_chars) or None,
+            steps=whole_number(steps, "number of steps", s.min_steps, s.max_steps),
+            cfg=float(cfg),
+            seed=self.seed(seed),
+            num_images=whole_number(num_images, "number of images", 1, s.max_images),
+            aspect=choice(aspect, "aspect ratio", self.aspects),
+            sampler=choice(sampler, "sampler", self.samplers),
+        )
+
+    def vote(self, image_id: Any, value: Any, comment: Any) -> tuple[str, int, str | None]:
+        """Validate a 👍/👎 vote: +1, -1, or 0 to undo, with an optional comment."""
+        vote = whole_number(value, "vote", -1, 1)
+        return self.image_id(image_id), vote, clean_text(comment, "comment", self.settings.max_comment_chars) or None
+
+    def comparison(self, left: Any, right: Any, outcome: Any) -> tuple[str, str, str]:
+        """Validate a pairwise judgement between two different images."""
+        left_id, right_id = self.image_id(left), self.image_id(right)
+        if left_id == right_id:
+            raise InvalidInput("A comparison needs two different images.")
+        return left_id, right_id, choice(outcome, "outcome", COMPARE_OUTCOMES)
+
+    @staticmethod
+    def image_id(value: Any) -> str:
+        """Check the shape of an image id; whether it exists is the store's question."""
+        if not isinstance(value, str) or not _IMAGE_ID.match(value.strip()):
+            raise InvalidInput("This image id is not valid; use an id returned by /generate.")
+        return value.strip()
+
+    def rater(self, session_hash: str | None, ip: str | None) -> RaterIdentity:
+        """Key the Gradio session hash so that the database never holds a live session token."""
+        if not session_hash:
+            raise InvalidInput("This request has no session; reload the page or reconnect the client.")
+        anon_id = hmac.new(self._key, session_hash.encode(), hashlib.sha256).hexdigest()[:32]
+        return RaterIdentity(anon_id=anon_id, ip=ip)

@@ -1,0 +1,161 @@
+"""One ``Settings`` object for the demo, read from CLI flags over environment variables over defaults.
+
+Every knob an operator may turn lives here, so that the UI, the handlers and the tests agree on
+limits (prompt length, steps, images per prompt) without repeating numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _app_version() -> str:
+    """Read the version from pyproject.toml so that provenance and packaging agree."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+APP_VERSION = _app_version()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the demo needs to start; defaults suit a laptop run from the repository root."""
+
+    model_path: Path = ROOT / "model" / "checkpoints" / "raphael-tiny"
+    db_url: str = f"sqlite:///{ROOT / 'data' / 'feedback.db'}"
+    image_dir: Path = ROOT / "data" / "images"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    device: str | None = None  # None: CUDA when available, else CPU
+    torch_threads: int | None = None  # None: torch's default
+    # Input limits (the Miaohua demo's: prompt up to 1000 characters, 1-8 images, CFG 1-20).
+    max_prompt_chars: int = 1000
+    max_comment_chars: int = 500
+    min_steps: int = 1
+    max_steps: int = 150
+    default_steps: int = 50
+    min_cfg: float = 1.0
+    max_cfg: float = 20.0
+    default_cfg: float = 7.0
+    max_images: int = 8
+    default_images: int = 2
+    # Serving limits.
+    queue_size: int = 64
+    concurrency: int = 4  # events that do not touch the model
+    generations_per_minute: int = 30
+    votes_per_minute: int = 240
+    app_version: str = APP_VERSION
+
+
+# Environment variable -> Settings field. CLI flags override these.
+ENV_VARS: dict[str, str] = {
+    "RAPHAEL_MODEL": "model_path",
+    "RAPHAEL_DB": "db_url",
+    "RAPHAEL_IMAGE_DIR": "image_dir",
+    "RAPHAEL_HOST": "host",
+    "RAPHAEL_PORT": "port",
+    "RAPHAEL_SHARE": "share",
+    "RAPHAEL_DEVICE": "device",
+    "RAPHAEL_TORCH_THREADS": "torch_threads",
+    "RAPHAEL_QUEUE_SIZE": "queue_size",
+    "RAPHAEL_CONCURRENCY": "concurrency",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, raw: str) -> object:
+    """Turn an environment string into the type of field ``name``; raise ValueError with the variable's meaning."""
+    if name in {"model_path", "image_dir"}:
+        return Path(raw).expanduser()
+    if name in {"port", "queue_size", "concurrency", "torch_threads"}:
+        return int(raw)
+    if name == "share":
+        if raw.lower() not in _TRUE | _FALSE:
+            raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
+        return raw.lower() in _TRUE
+    return raw
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``RAPHAEL_*`` environment variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for var, name in ENV_VARS.items():
+        if var in environ:
+            try:
+                values[name] = _convert(name, environ[var])
+            except ValueError as err:
+                raise ValueError(f"{var}: {err}") from err
+    return Settings(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI; each flag's default comes from the environment, so ``--help`` shows what will be used."""
+    env = from_env()
+    parser = argparse.ArgumentParser(
+        description="Serve the RAPHAEL text-to-image demo with per-image 👍/👎 feedback.",
+        epilog="Each flag can also be set through the environment variable named in its help.",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=env.model_path,
+        help="local diffusers pipeline directory: the bundled RAPHAEL checkpoint or any other "
+        "(e.g. a Stable Diffusion folder) [RAPHAEL_MODEL; default: %(default)s]",
+    )
+    parser.add_argument(
+        "--db",
+        default=env.db_url,
+        help="SQLAlchemy URL of the feedback database, SQLite or PostgreSQL (postgresql+psycopg://...) "
+        "[RAPHAEL_DB; default: %(default)s]",
+    )
+    parser.add_argument(
+        "--image-dir",
+        type=Path,
+        default=env.image_dir,
+        help="where generated images are kept as content-addressed PNGs [RAPHAEL_IMAGE_DIR; default: %(default)s]",
+    )
+    parser.add_argument(
+        "--host",
+        default=env.host,
+        help="interface to listen on; 0.0.0.0 exposes the demo to the network [RAPHAEL_HOST; default: %(default)s]",
+    )
+    parser.add_argument("--port", type=int, default=env.port, help="TCP port [RAPHAEL_PORT; default: %(default)s]")
+    parser.add_argument(
+        "--share",
+        action=argparse.BooleanOptionalAction,
+        default=env.share,
+        help="also open a temporary public gradio.live link (needs internet) [RAPHAEL_SHARE; default: %(default)s]",
+    )
+    parser.add_argument(
+        "--device",
+        default=env.device,
+        help="torch device such as cpu or cuda [RAPHAEL_DEVICE; default: CUDA when available, else CPU]",
+    )
+    return parser
+
+
+def from_args(argv: Sequence[str] | None = None) -> Settings:
+    """Build settings from the command line over the environment."""
+    args = build_parser().parse_args(argv)
+    overrides = {
+        "model_path": args.model,
+        "db_url": args.db,
+        "image_dir": args.image_dir,
+        "host": args.host,
+        "port": args.port,
+        "share": args.share,
+        "device": args.device,
+    }
+    return replace(from_env(), **overrides)
