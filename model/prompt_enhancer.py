@@ -1,0 +1,124 @@
+"""Seeded, reproducible prompt expansion for the emoji-scenes domain.
+
+RAPHAEL's public demo had a GPT-based "optimise prompt" button. We have no language model to
+spare, so this enhancer fills A1111-style ``{prompt}`` templates with the phrasings the training
+captions use (``model.data.captions``): a style phrase, a background colour when the prompt names
+none, and a detail word. Every choice is drawn from the seed, so the same prompt, seed and style
+always give the same text and a generation can be reproduced from its provenance.
+
+Anything with ``styles`` and ``enhance(prompt, seed, style) -> EnhancedPrompt`` satisfies
+:class:`Enhancer`, so a learned enhancer can replace this one without touching the app.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from model.data.captions import BACKGROUND_PHRASES, COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES, STYLE_WORDS
+
+
+def _style_templates() -> dict[str, tuple[str, ...]]:
+    """Per style, A1111-style templates built from the caption phrasings: '{prompt}, in pixel art style'."""
+    return {
+        style: tuple(f"{{prompt}}, {suffix}" for suffix in STYLE_SUFFIXES[style])
+        + tuple(f"{prefix} {{prompt}}" for prefix in STYLE_PREFIXES.get(style, ()))
+        for style in STYLE_SUFFIXES
+    }
+
+
+STYLE_TEMPLATES: dict[str, tuple[str, ...]] = _style_templates()
+DETAIL_WORDS: dict[str, tuple[str, ...]] = {
+    "flat": ("clean shapes", "bold colours", "simple"),
+    "outline sketch": ("thin lines", "hand drawn", "pale wash"),
+    "pixel art": ("blocky", "retro", "crisp pixels"),
+    "soft watercolour": ("pastel", "soft edges", "gentle washes"),
+    "night": ("starry", "dim light", "quiet"),
+    "sticker": ("white border", "die-cut", "glossy"),
+}
+# Words that show a prompt already chose a style; the style's own word and phrases count too.
+STYLE_HINTS: dict[str, tuple[str, ...]] = {
+    "outline sketch": ("outline", "sketch", "line drawing", "pencil"),
+    "pixel art": ("pixel", "8-bit"),
+    "soft watercolour": ("watercolour", "watercolor"),
+    "night": ("night", "starry"),
+    "sticker": ("sticker", "stickers"),
+}
+_BACKGROUND_WORDS = re.compile(r"\b(background|backdrop|canvas)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class EnhancedPrompt:
+    """The expanded prompt and the style it was written in."""
+
+    text: str
+    style: str
+
+
+@runtime_checkable
+class Enhancer(Protocol):
+    """What the app needs from a prompt enhancer, template-based or learned."""
+
+    @property
+    def styles(self) -> tuple[str, ...]: ...
+
+    def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt: ...
+
+
+def _mentions(text: str, phrase: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+class PromptEnhancer:
+    """Template enhancer: style phrase, background colour and detail words, all drawn from ``seed``."""
+
+    def __init__(self, templates: dict[str, tuple[str, ...]] | None = None, details_per_prompt: int = 1) -> None:
+        self.templates = dict(STYLE_TEMPLATES if templates is None else templates)
+        for name, options in self.templates.items():
+            if not options or any("{prompt}" not in template for template in options):
+                raise ValueError(f"Every template of style {name!r} needs a {{prompt}} placeholder.")
+        self.details_per_prompt = details_per_prompt
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return tuple(self.templates)
+
+    def detect_style(self, prompt: str) -> str | None:
+        """The style a prompt already names (by word, caption phrase or hint), if any."""
+        for style in self.styles:
+            phrases = (STYLE_WORDS.get(style, style), *STYLE_SUFFIXES.get(style, ()), *STYLE_HINTS.get(style, ()))
+            if any(_mentions(prompt, phrase) for phrase in phrases):
+                return style
+        return None
+
+    def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt:
+        """Expand ``prompt``; ``style=None`` keeps a style the prompt names, else draws one from the seed."""
+        prompt = " ".join(prompt.split()).rstrip(" ,.;")
+        if not prompt:
+            raise ValueError("Please enter a prompt to enhance.")
+        if seed < 0:
+            raise ValueError(f"The enhancer needs a seed of 0 or more, got {seed}.")
+        if style is not None and style not in self.templates:
+            raise ValueError(f"Unknown style {style!r}; choose one of {', '.join(self.styles)}.")
+        named = self.detect_style(prompt)
+        rng = random.Random(seed)
+        # Draw in a fixed order, whether or not a draw is used, so each choice depends on the seed alone.
+        drawn_style = rng.choice(self.styles)
+        colour = rng.choice(sorted(COLOUR_WORDS))
+        background = rng.choice(BACKGROUND_PHRASES).format(c=colour)
+        style = style or named or drawn_style
+        template = rng.choice(self.templates[style])
+        pool = DETAIL_WORDS.get(style, ())
+        details = rng.sample(pool, k=min(self.details_per_prompt, len(pool)))
+
+        text = prompt
+        if not _BACKGROUND_WORDS.search(prompt) and not any(
+            _mentions(prompt, word) for words in COLOUR_WORDS.values() for word in words
+        ):
+            text = f"{text} {background}"
+        if named != style:
+            text = template.format(prompt=text)
+        text += "".join(f", {word}" for word in details if not _mentions(text, word))
+        return EnhancedPrompt(text=text, style=style)
