@@ -1,0 +1,373 @@
+"""Event functions for the UI and the API: validate, call a service, shape the answer.
+
+Each public function is thin: ``Guard`` checks the input, ``GenerationService`` makes images,
+``FeedbackStore`` keeps them and the votes. Any ``ValueError`` on the way (bad input, an unknown
+image, a refused vote) reaches the user as a ``gr.Error`` with its one-sentence message, in the
+browser and through ``gradio_client`` alike, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from app.generation import GenerationRequest, GenerationResult, GenerationService, image_provenance
+from app.guard import Guard, InvalidInput, RaterIdentity, choice
+from app.settings import Settings
+from feedback.images import PROVENANCE_KEY
+from feedback.store import FeedbackStore
+from model.prompt_enhancer import Enhancer
+
+log = logging.getLogger(__name__)
+
+AUTO_STYLE = "auto"
+DISPLAY_MIN_SIDE = 256  # tiny native images are shown upscaled; the stored file stays native
+HISTORY_LENGTH = 24
+OUTCOME_LABELS = {
+    "left": "the left image",
+    "right": "the right image",
+    "tie": "a tie",
+    "both_bad": "both bad",
+}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn a ValueError's message into a gr.Error, which Gradio shows as is (UI) or returns as an error (API)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as err:
+            log.info("%s refused: %s", fn.__name__, err)
+            raise gr.Error(str(err), print_exception=False) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def display_copy(path: Path, provenance: dict[str, Any]) -> Image.Image:
+    """The stored PNG upscaled (LANCZOS) for display, carrying ``provenance`` into the PNG it is served as."""
+    with Image.open(path) as stored:
+        image = stored.convert("RGB")
+    scale = math.ceil(DISPLAY_MIN_SIDE / max(image.size))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
+    image.info[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, ensure_ascii=False, default=str)
+    return image
+
+
+def load_png(path: Path) -> Image.Image:
+    """A stored PNG read fully into memory (file closed), text chunks included."""
+    with Image.open(path) as image:
+        image.load()
+    return image
+
+
+def vote_buttons(vote: int) -> tuple[Any, Any]:
+    """👍 and 👎 button updates: the chosen one is filled, so a rater sees (and can undo) the choice."""
+
+    def button(selected: bool) -> Any:
+        return gr.Button(
+            variant="primary" if selected else "secondary", elem_classes=["vote", "selected"] if selected else ["vote"]
+        )
+
+    return button(vote == 1), button(vote == -1)
+
+
+def history_caption(provenance: dict[str, Any]) -> str:
+    prompt = provenance["prompt"]
+    return f"{prompt[:40]}{'…' if len(prompt) > 40 else ''} · seed {provenance['seed']}"
+
+
+class Handlers:
+    """All event functions, bound to the services of one running demo."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        generation: GenerationService,
+        store: FeedbackStore,
+        enhancer: Enhancer,
+        guard: Guard,
+    ) -> None:
+        self.settings = settings
+        self.generation = generation
+        self.store = store
+        self.enhancer = enhancer
+        self.guard = guard
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def _rater(self, request: gr.Request | None) -> int:
+        """The store's id for the rater behind ``request`` (one per browser session or API client)."""
+        if request is None:
+            raise InvalidInput("This request has no session; reload the page or reconnect the client.")
+        client = getattr(request, "client", None)
+        identity: RaterIdentity = self.guard.rater(request.session_hash, getattr(client, "host", None))
+        return self.store.rater(identity.anon_id, identity.ip)
+
+    # -- prompt ---------------------------------------------------------------------------------
+
+    @user_errors
+    def enhance(self, prompt: str, seed: float, style: str = AUTO_STYLE) -> str:
+        """Expand the prompt with style, background and detail words; the same seed gives the same text.
+
+        With seed -1 (random generation) the expansion uses seed 0, so it stays reproducible.
+        """
+        style = choice(style, "style", (AUTO_STYLE, *self.enhancer.styles))
+        enhanced = self.enhancer.enhance(
+            self.guard.prompt(prompt), self.guard.seed(seed) or 0, None if style == AUTO_STYLE else style
+        )
+        return enhanced.text
+
+    # -- generation -----------------------------------------------------------------------------
+
+    @user_errors
+    def generate(
+        self,
+        prompt: str,
+        enhanced_prompt: str,
+        negative_prompt: str,
+        steps: float,
+        cfg: float,
+        seed: float,
+        num_images: float,
+        aspect: str,
+        sampler: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[list[Image.Image], dict[str, Any], int]:
+        """Generate and store images; returns the native PNGs, the ids and provenance, and the seed used.
+
+        Vote on an image through ``/vote`` with an ``image_id`` from the returned ``images`` list.
+        """
+        gen_request = self.guard.generation(
+            prompt, negative_prompt, enhanced_prompt, steps, cfg, seed, num_images, aspect, sampler
+        )
+        summary, paths = self._generate(gen_request, request, progress)
+        return [load_png(path) for path in paths], summary, summary["seed"]
+
+    def _generate(
+        self, gen_request: GenerationRequest, request: gr.Request, progress: gr.Progress
+    ) -> tuple[dict[str, Any], list[Path]]:
+        """Run the model and store the images; returns the summary clients see and the stored files."""
+        rater_id = self._rater(request)
+        self.guard.generation_limiter.hit(str(rater_id), "generations")
+        result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
+        for warning in result.warnings:
+            gr.Warning(warning)
+        record = self.store.record_generation(rater_id, result.provenance, result.images)
+        summary = {
+            "generation_id": record.id,
+            "seed": result.provenance["seed"],
+            "model_version": self.generation.model_version,
+            "seconds": round(result.seconds, 2),
+            "images": [
+                {"image_id": image_id, "seed": image_seed, "batch_index": index}
+                for index, (image_id, image_seed) in enumerate(zip(record.image_ids, result.seeds, strict=True))
+            ],
+            "provenance": result.provenance,
+            "warnings": result.warnings,
+        }
+        return summary, record.paths
+
+    @staticmethod
+    def _progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
+        """Step/total with an ETA from the mean step time so far."""
+        started = time.monotonic()
+
+        def report(step: int, total: int) -> None:
+            eta = (time.monotonic() - started) / step * (total - step)
+            progress((step, total), desc=f"Step {step}/{total} · ETA {eta:.1f} s", unit="steps")
+
+        return report
+
+    def show_cards(self, summary: dict[str, Any] | None, history: list[dict[str, Any]]) -> list[Any]:
+        """Fill the result cards (image, cleared vote, cleared comment) and add the run to the history."""
+        images = (summary or {}).get("images", [])
+        max_images = self.settings.max_images
+        updates: list[Any] = []
+        cards = []
+        for index in range(max_images):
+            if index < len(images):
+                image_id = images[index]["image_id"]
+                provenance = image_provenance(summary["provenance"], index)  # type: ignore[index]
+                cards.append({"image_id": image_id, "vote": 0})
+                updates += [gr.Column(visible=True), display_copy(self.store.image_path(image_id), provenance)]
+            else:
+                updates += [gr.Column(visible=False), None]
+            updates += [*vote_buttons(0), gr.Textbox(value="")]
+        if summary:
+            history = [{"summary": summary, "caption": history_caption(summary["provenance"])}, *history][
+                :HISTORY_LENGTH
+            ]
+        status = self._status(summary) if summary else ""
+        gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
+        return [*updates, cards, status, history, gallery]
+
+    def _status(self, summary: dict[str, Any]) -> str:
+        n = len(summary["images"])
+        text = (
+            f"**{n} image{'s' if n > 1 else ''}** in {summary['seconds']:.1f} s · seed {summary['seed']} · "
+            f"{summary['provenance']['sampler']} {summary['provenance']['steps']} steps · "
+            f"model `{summary['model_version']}` · rate each image with 👍 or 👎"
+        )
+        return text
+
+    def restore(self, history: list[dict[str, Any]], evt: gr.SelectData) -> list[Any]:
+        """Put the settings of a past run back into the controls (with the seed it used)."""
+        provenance = history[evt.index]["summary"]["provenance"]
+        return [
+            provenance["prompt"],
+            provenance.get("enhanced_prompt") or "",
+            provenance.get("negative_prompt") or "",
+            provenance["steps"],
+            provenance["cfg"],
+            provenance["seed"],
+            provenance["num_images"],
+            provenance["aspect"],
+            provenance["sampler"],
+        ]
+
+    # -- votes ----------------------------------------------------------------------------------
+
+    @user_errors
+    def vote(self, image_id: str, value: int, comment: str = "", request: gr.Request = None) -> dict[str, Any]:
+        """Set your vote on an image from /generate: 1 = 👍, -1 = 👎, 0 = take it back; optional comment."""
+        image_id, value, note = self.guard.vote(image_id, value, comment)
+        rater_id = self._rater(request)
+        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        record = self.store.vote(rater_id, image_id, value, note)
+        return {"image_id": image_id, "value": record.value, "previous": record.previous, "comment": record.comment}
+
+    @user_errors
+    def vote_card(
+        self, index: int, value: int, cards: list[dict[str, Any]], comment: str, request: gr.Request
+    ) -> tuple[list[dict[str, Any]], Any, Any]:
+        """A 👍/👎 click on card ``index``: a second click on the chosen button takes the vote back."""
+        if index >= len(cards):
+            raise InvalidInput("This card has no image yet; generate first.")
+        new_value = 0 if cards[index]["vote"] == value else value
+        result = self.vote(cards[index]["image_id"], new_value, comment, request)
+        cards = [dict(card) for card in cards]
+        cards[index]["vote"] = result["value"]
+        return (cards, *vote_buttons(result["value"]))
+
+    def card_voter(self, index: int, value: int) -> Callable[..., tuple[list[dict[str, Any]], Any, Any]]:
+        """The click handler of card ``index``'s 👍 (``value`` 1) or 👎 (-1) button."""
+
+        def vote_on_card(
+            cards: list[dict[str, Any]], comment: str, request: gr.Request
+        ) -> tuple[list[dict[str, Any]], Any, Any]:
+            return self.vote_card(index, value, cards, comment, request)
+
+        return vote_on_card
+
+    def card_commenter(self, index: int) -> Callable[..., None]:
+        """The submit handler of card ``index``'s comment box."""
+
+        def comment_on_card(cards: list[dict[str, Any]], comment: str, request: gr.Request) -> None:
+            self.comment_card(index, cards, comment, request)
+
+        return comment_on_card
+
+    @user_errors
+    def comment_card(self, index: int, cards: list[dict[str, Any]], comment: str, request: gr.Request) -> None:
+        """Attach (or change) the comment of the vote on card ``index``."""
+        if index >= len(cards) or cards[index]["vote"] == 0:
+            gr.Warning("Choose 👍 or 👎 first; the comment is saved with your vote.")
+            return
+        self.vote(cards[index]["image_id"], cards[index]["vote"], comment, request)
+        gr.Info("Comment saved.")
+
+    # -- pairwise -------------------------------------------------------------------------------
+
+    @user_errors
+    def new_pair(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        steps: float,
+        cfg: float,
+        aspect: str,
+        sampler: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Any, Any, list[str], str, Any, Any, Any, Any]:
+        """Two images of one prompt (random seeds) to judge side by side."""
+        gen_request = self.guard.generation(prompt, negative_prompt, "", steps, cfg, -1, 2, aspect, sampler)
+        summary, _ = self._generate(gen_request, request, progress)
+        left, right = summary["images"]
+        images = [
+            display_copy(self.store.image_path(item["image_id"]), image_provenance(summary["provenance"], index))
+            for index, item in enumerate((left, right))
+        ]
+        buttons = [gr.Button(interactive=True) for _ in OUTCOME_LABELS]
+        status = f"Seeds {left['seed']} (left) and {right['seed']} (right): which fits the prompt better?"
+        return (*images, [left["image_id"], right["image_id"]], status, *buttons)
+
+    @user_errors
+    def compare(self, left_image_id: str, right_image_id: str, outcome: str, request: gr.Request = None) -> int:
+        """Judge two images from /generate: outcome is left, right, tie or both_bad. Returns the comparison id."""
+        left, right, outcome = self.guard.comparison(left_image_id, right_image_id, outcome)
+        rater_id = self._rater(request)
+        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        return self.store.compare(rater_id, left, right, outcome)
+
+    def pair_judge(self, outcome: str) -> Callable[..., tuple[str, Any, Any, Any, Any]]:
+        """The click handler of one pairwise button."""
+
+        def judge(pair: list[str], request: gr.Request) -> tuple[str, Any, Any, Any, Any]:
+            return self.judge_pair(outcome, pair, request)
+
+        return judge
+
+    @user_errors
+    def judge_pair(self, outcome: str, pair: list[str], request: gr.Request) -> tuple[str, Any, Any, Any, Any]:
+        """A click on one of the pairwise buttons; the buttons lock until the next pair."""
+        if len(pair) != 2:
+            raise InvalidInput("Make a new pair first.")
+        self.compare(pair[0], pair[1], outcome, request)
+        buttons = [gr.Button(interactive=False) for _ in OUTCOME_LABELS]
+        return (f"Thanks! You chose **{OUTCOME_LABELS[outcome]}**. Make a new pair to go on.", *buttons)
+
+    # -- dashboard ------------------------------------------------------------------------------
+
+    def dashboard(self) -> dict[str, Any]:
+        """Totals, votes per day and like-rate per model version and per category, as JSON records."""
+        data = self.store.dashboard()
+        return {
+            "totals": data.totals,
+            "votes_per_day": data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d")).to_dict(
+                "records"
+            ),
+            "by_model": data.by_model.to_dict("records"),
+            "by_category": data.by_category.to_dict("records"),
+        }
+
+    def dashboard_view(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+        """Frames for the dashboard plots and a line of totals."""
+        data = self.store.dashboard()
+        per_day = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d")).melt(
+            id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
+        )
+        by_model = data.by_model.assign(model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12])
+        t = data.totals
+        totals = (
+            f"**{t['n_votes']}** votes · **{t['n_comparisons']}** comparisons · "
+            f"**{t['n_images']}** images · **{t['n_raters']}** raters"
+        )
+        return per_day, by_model, data.by_category, totals

@@ -1,0 +1,136 @@
+"""UI text in English and Chinese (the original RAPHAEL demo, Miaohua, served Chinese users).
+
+``gr.I18n`` translates static text in the browser by its locale; messages computed by handlers
+(errors, status lines) stay in English.
+"""
+
+import gradio as gr
+
+EN: dict[str, str] = {
+    "title": "# 🎨 RAPHAEL-tiny: text to image through a mixture of diffusion paths",
+    "subtitle": "Describe an emoji scene, generate, and rate **every** image with 👍 or 👎. "
+    "Your ratings train the next model version.",
+    "tab_generate": "Generate",
+    "tab_compare": "Compare",
+    "tab_dashboard": "Dashboard",
+    "tab_about": "About / consent",
+    "prompt": "Prompt",
+    "prompt_placeholder": "e.g. a cat and a rocket on a blue background",
+    "negative_prompt": "Negative prompt",
+    "negative_placeholder": "what the image should not show",
+    "enhance": "✨ Enhance prompt",
+    "style": "Style",
+    "enhanced_prompt": "Enhanced prompt (editable; used instead of the prompt when not empty)",
+    "generate": "🎨 Generate",
+    "settings": "Settings",
+    "steps": "Steps",
+    "steps_info": "more steps give finer detail",
+    "cfg": "CFG scale",
+    "cfg_info": "how closely to follow the prompt",
+    "seed": "Seed",
+    "seed_info": "-1 = random; the same seed and settings give the same images",
+    "used_seed": "Seed used",
+    "num_images": "Images per prompt",
+    "aspect": "Aspect ratio (width:height)",
+    "sampler": "Sampler",
+    "comment_placeholder": "optional comment, Enter to save",
+    "results": "Results",
+    "originals": "Originals and provenance (PNG with its settings in the text chunk)",
+    "originals_gallery": "Native-size images",
+    "provenance": "Generation details",
+    "history": "Session history (click a run to restore its settings)",
+    "examples": "Examples",
+    "pair_intro": "Two images of one prompt, side by side. Which fits the prompt better?",
+    "new_pair": "🎲 New pair",
+    "left": "Left",
+    "right": "Right",
+    "left_better": "👈 Left is better",
+    "right_better": "Right is better 👉",
+    "tie": "🤝 Tie",
+    "both_bad": "👎 Both bad",
+    "refresh": "🔄 Refresh",
+    "votes_over_time": "Votes per day",
+    "like_rate_model": "Like-rate per model version",
+    "like_rate_category": "Like-rate per category",
+    "consent_short": "By rating you agree that your prompts, images and votes are stored anonymously to "
+    "improve the model (see *About / consent*).",
+    "about": """## About
+RAPHAEL (Xue et al., 2023) routes every text token through its own **space expert** and every
+noise level through a **time expert**, a mixture of diffusion paths. This demo serves a tiny
+version trained on emoji scenes.
+
+## What is stored, and why
+- your prompt, the enhanced and negative prompts, and every setting (seed, steps, CFG, sampler, size);
+- the generated images, with their settings in the PNG text chunk;
+- your 👍/👎 votes, comments and side-by-side choices, with their time;
+- an anonymous id for this browser session and a salted hash of your IP address (never the address),
+  only to tell raters apart and spot abuse.
+
+No account, no name, no cookies for tracking. The ratings become preference datasets (Pick-a-Pic,
+Diffusion-DPO, KTO formats) that fine-tune the next model version, and may be published.
+Do not type personal information into prompts or comments.
+""",
+}
+
+ZH: dict[str, str] = {
+    "title": "# 🎨 RAPHAEL-tiny：混合扩散路径的文生图",
+    "subtitle": "描述一个表情符号场景，生成图像，并为**每张**图像点 👍 或 👎。你的评价将用于训练下一个模型版本。",
+    "tab_generate": "生成",
+    "tab_compare": "对比",
+    "tab_dashboard": "数据面板",
+    "tab_about": "关于 / 知情同意",
+    "prompt": "提示词",
+    "prompt_placeholder": "例如：蓝色背景上的一只猫和一枚火箭",
+    "negative_prompt": "反向提示词",
+    "negative_placeholder": "图像中不应出现的内容",
+    "enhance": "✨ 优化提示词",
+    "style": "风格",
+    "enhanced_prompt": "优化后的提示词（可编辑；非空时代替原提示词）",
+    "generate": "🎨 生成",
+    "settings": "参数",
+    "steps": "步数",
+    "steps_info": "步数越多，细节越精细",
+    "cfg": "CFG 引导强度",
+    "cfg_info": "生成结果贴合提示词的程度",
+    "seed": "随机种子",
+    "seed_info": "-1 = 随机；相同的种子与参数生成相同的图像",
+    "used_seed": "实际使用的种子",
+    "num_images": "每次生成张数",
+    "aspect": "宽高比（宽:高）",
+    "sampler": "采样器",
+    "comment_placeholder": "可选评论，按回车保存",
+    "results": "结果",
+    "originals": "原图与生成信息（PNG 文本块中包含全部参数）",
+    "originals_gallery": "原始尺寸图像",
+    "provenance": "生成详情",
+    "history": "本次会话历史（点击恢复参数）",
+    "examples": "示例",
+    "pair_intro": "同一提示词的两张图像并排展示。哪一张更符合提示词？",
+    "new_pair": "🎲 换一组",
+    "left": "左",
+    "right": "右",
+    "left_better": "👈 左边更好",
+    "right_better": "右边更好 👉",
+    "tie": "🤝 一样好",
+    "both_bad": "👎 都不好",
+    "refresh": "🔄 刷新",
+    "votes_over_time": "每日投票数",
+    "like_rate_model": "各模型版本的点赞率",
+    "like_rate_category": "各类别的点赞率",
+    "consent_short": "参与评价即表示你同意我们匿名保存你的提示词、图像与投票，用于改进模型（详见“关于 / 知情同意”）。",
+    "about": """## 关于
+RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**，每个噪声水平经过一个**时间专家**，
+即"混合扩散路径"。本演示提供一个在表情符号场景上训练的小型版本。
+
+## 我们保存什么、为什么
+- 你的提示词、优化后的提示词与反向提示词，以及全部参数（种子、步数、CFG、采样器、尺寸）；
+- 生成的图像，参数写在 PNG 文本块中；
+- 你的 👍/👎 投票、评论与对比选择，以及时间；
+- 本次浏览器会话的匿名 ID 与 IP 地址的加盐哈希（从不保存地址本身），仅用于区分评价者、发现滥用。
+
+无需账号，不收集姓名，不使用跟踪 Cookie。评价数据会整理为偏好数据集（Pick-a-Pic、Diffusion-DPO、KTO 格式），
+用于微调下一个模型版本，并可能公开发布。请不要在提示词或评论中填写个人信息。
+""",
+}
+
+I18N = gr.I18n(en=EN, zh=ZH)

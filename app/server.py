@@ -1,0 +1,61 @@
+"""Build and launch the demo: the services, the UI and the queue, wired from one ``Settings``.
+
+The repository-root ``app.py`` is the command-line entry point; it re-exports these functions so
+that ``python app.py`` and tests (which build the demo themselves) go through the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
+
+from app.generation import GenerationService
+from app.guard import Guard
+from app.handlers import Handlers
+from app.i18n import I18N
+from app.settings import Settings, from_args
+from app.ui import CSS, THEME, build_ui
+from feedback.store import FeedbackStore
+from model.prompt_enhancer import PromptEnhancer
+
+log = logging.getLogger(__name__)
+
+
+def build_demo(settings: Settings) -> gr.Blocks:
+    """Load the model, open the feedback store, and lay out the UI with its queue."""
+    generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
+    handlers = Handlers(
+        settings,
+        generation,
+        FeedbackStore(settings.db_url, settings.image_dir),
+        PromptEnhancer(),
+        Guard(settings, generation.samplers, generation.aspects),
+    )
+    demo = build_ui(handlers, settings)
+    return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+
+
+def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
+    """Start the server with the demo's theme, CSS and translations; ``kwargs`` override launch options."""
+    options: dict[str, Any] = {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "share": settings.share,
+        "i18n": I18N,
+        "theme": THEME,
+        "css": CSS,
+        "footer_links": ["api", "settings"],
+        "allowed_paths": [str(settings.image_dir.resolve())],
+    }
+    return demo.launch(**{**options, **kwargs})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse flags and environment, then serve until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = from_args(argv)
+    log.info("Starting the demo with %s", settings)
+    launch(build_demo(settings), settings)

@@ -1,0 +1,333 @@
+"""The Gradio layout: functions that build and return components, then every listener in one place.
+
+No logic lives here; each listener calls a method of ``app.handlers.Handlers``. Public events
+carry an ``api_name`` (``/enhance``, ``/generate``, ``/vote``, ``/compare``, ``/dashboard``);
+the ones that only make sense in a browser are private.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.generation import DEFAULT_SAMPLER
+from app.handlers import AUTO_STYLE, Handlers
+from app.i18n import I18N
+from app.settings import Settings
+from model.buckets import DEFAULT_BUCKET
+
+CARDS_PER_ROW = 4
+MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group
+EXAMPLES = [  # prompt, negative prompt, seed
+    ["a cat on a blue background", "", 7],
+    ["an apple on the left and a rocket on the right, pixel art", "", 42],
+    ["two frogs at the bottom on a yellow background, in soft watercolour", "", 3],
+    ["a heart in the centre on a black background, at night", "", 11],
+]
+CSS = """
+/* Cards keep one size (a quarter of the row) however many are shown. */
+.card {
+  flex: 0 1 calc(25% - var(--layout-gap)) !important;
+  border: 1px solid var(--border-color-primary);
+  border-radius: var(--radius-lg);
+  padding: 6px;
+}
+.card img { image-rendering: auto; }
+.vote.selected { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+#status { min-height: 3.5em; }
+"""
+THEME = gr.themes.Soft()
+
+
+@dataclass
+class Controls:
+    prompt: gr.Textbox
+    style: gr.Dropdown
+    enhance: gr.Button
+    enhanced: gr.Textbox
+    negative: gr.Textbox
+    generate: gr.Button
+    steps: gr.Slider
+    cfg: gr.Slider
+    seed: gr.Number
+    used_seed: gr.Number
+    num_images: gr.Slider
+    aspect: gr.Radio
+    sampler: gr.Dropdown
+
+    @property
+    def generation_inputs(self) -> list[gr.components.Component]:
+        """In the order of ``Handlers.generate``'s parameters (and of ``Handlers.restore``'s outputs)."""
+        return [
+            self.prompt,
+            self.enhanced,
+            self.negative,
+            self.steps,
+            self.cfg,
+            self.seed,
+            self.num_images,
+            self.aspect,
+            self.sampler,
+        ]
+
+
+@dataclass
+class Card:
+    column: gr.Column
+    image: gr.Image
+    like: gr.Button
+    dislike: gr.Button
+    comment: gr.Textbox
+
+
+@dataclass
+class Results:
+    status: gr.Markdown
+    cards: list[Card]
+    cards_state: gr.State
+    originals: gr.Gallery
+    details: gr.JSON
+    history: gr.State
+    history_gallery: gr.Gallery
+
+
+@dataclass
+class ComparePanel:
+    tab: gr.Tab
+    prompt: gr.Textbox
+    new_pair: gr.Button
+    left: gr.Image
+    right: gr.Image
+    pair: gr.State
+    status: gr.Markdown
+    outcomes: dict[str, gr.Button]
+
+
+@dataclass
+class Dashboard:
+    tab: gr.Tab
+    refresh: gr.Button
+    totals: gr.Markdown
+    per_day: gr.BarPlot
+    by_model: gr.BarPlot
+    by_category: gr.BarPlot
+
+
+def controls(
+    settings: Settings, styles: tuple[str, ...], aspects: tuple[str, ...], samplers: tuple[str, ...]
+) -> Controls:
+    """Prompt boxes on the left, sampling settings on the right."""
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(
+                label=I18N("prompt"),
+                placeholder=I18N("prompt_placeholder"),
+                lines=2,
+                max_length=settings.max_prompt_chars,
+                elem_id="prompt",
+            )
+            with gr.Row(equal_height=True):
+                enhance = gr.Button(I18N("enhance"), elem_id="enhance", scale=1)
+                style = gr.Dropdown([AUTO_STYLE, *styles], value=AUTO_STYLE, label=I18N("style"), scale=1)
+            enhanced = gr.Textbox(
+                label=I18N("enhanced_prompt"), lines=2, max_length=settings.max_prompt_chars, elem_id="enhanced"
+            )
+            negative = gr.Textbox(
+                label=I18N("negative_prompt"),
+                placeholder=I18N("negative_placeholder"),
+                max_length=settings.max_prompt_chars,
+                elem_id="negative",
+            )
+            generate = gr.Button(I18N("generate"), variant="primary", size="lg", elem_id="generate")
+            gr.Markdown(I18N("consent_short"), elem_classes=["consent"])
+        with gr.Column(scale=2), gr.Accordion(I18N("settings"), open=True):
+            steps = gr.Slider(
+                settings.min_steps,
+                settings.max_steps,
+                value=settings.default_steps,
+                step=1,
+                label=I18N("steps"),
+                info=I18N("steps_info"),
+                elem_id="steps",
+            )
+            cfg = gr.Slider(
+                settings.min_cfg, settings.max_cfg, value=settings.default_cfg, step=0.5, label=I18N("cfg"),
+                info=I18N("cfg_info"),
+            )  # fmt: skip
+            with gr.Row():
+                seed = gr.Number(-1, label=I18N("seed"), info=I18N("seed_info"), precision=0, minimum=-1)
+                used_seed = gr.Number(
+                    None, label=I18N("used_seed"), placeholder="—", precision=0, interactive=False, elem_id="used-seed"
+                )
+            num_images = gr.Slider(
+                1, settings.max_images, value=settings.default_images, step=1, label=I18N("num_images"),
+                elem_id="num-images",
+            )  # fmt: skip
+            aspect = gr.Radio(list(aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
+            sampler = gr.Dropdown(list(samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
+    return Controls(
+        prompt, style, enhance, enhanced, negative, generate, steps, cfg, seed, used_seed, num_images, aspect, sampler
+    )
+
+
+def result_card(index: int) -> Card:
+    """One image with its own 👍/👎 and an optional comment; hidden until a generation fills it."""
+    with gr.Column(visible=False, min_width=200, elem_classes=["card"], elem_id=f"card-{index}") as column:
+        image = gr.Image(
+            show_label=False, format="png", interactive=False, height=256, buttons=["download", "fullscreen"]
+        )
+        with gr.Row():
+            like = gr.Button("👍", size="sm", min_width=60, elem_id=f"like-{index}", elem_classes=["vote"])
+            dislike = gr.Button("👎", size="sm", min_width=60, elem_id=f"dislike-{index}", elem_classes=["vote"])
+        comment = gr.Textbox(
+            show_label=False, placeholder=I18N("comment_placeholder"), max_lines=2, elem_id=f"comment-{index}"
+        )
+    return Card(column, image, like, dislike, comment)
+
+
+def results(settings: Settings) -> Results:
+    """Status line, the image cards, the native originals with provenance, and the session history."""
+    status = gr.Markdown(elem_id="status")
+    cards: list[Card] = []
+    for start in range(0, settings.max_images, CARDS_PER_ROW):
+        with gr.Row():
+            cards += [result_card(i) for i in range(start, min(start + CARDS_PER_ROW, settings.max_images))]
+    with gr.Accordion(I18N("originals"), open=False):
+        originals = gr.Gallery(label=I18N("originals_gallery"), format="png", columns=8, height=160)
+        details = gr.JSON(label=I18N("provenance"), elem_id="details")
+    with gr.Accordion(I18N("history"), open=False):
+        history_gallery = gr.Gallery(show_label=False, columns=8, height=180, allow_preview=False, elem_id="history")
+    return Results(status, cards, gr.State([]), originals, details, gr.State([]), history_gallery)
+
+
+def compare_panel() -> ComparePanel:
+    with gr.Tab(I18N("tab_compare"), id="compare") as tab:
+        gr.Markdown(I18N("pair_intro"))
+        with gr.Row(equal_height=True):
+            prompt = gr.Textbox(
+                show_label=False, placeholder=I18N("prompt_placeholder"), scale=4, elem_id="pair-prompt"
+            )
+            new_pair = gr.Button(I18N("new_pair"), variant="primary", scale=1, elem_id="new-pair")
+        with gr.Row():
+            left = gr.Image(label=I18N("left"), format="png", interactive=False, height=320)
+            right = gr.Image(label=I18N("right"), format="png", interactive=False, height=320)
+        status = gr.Markdown()
+        pair = gr.State([])  # inside the tab: a component directly under gr.Tabs would count as a tab
+        with gr.Row():
+            outcomes = {
+                "left": gr.Button(I18N("left_better"), interactive=False),
+                "tie": gr.Button(I18N("tie"), interactive=False),
+                "both_bad": gr.Button(I18N("both_bad"), interactive=False),
+                "right": gr.Button(I18N("right_better"), interactive=False),
+            }
+    return ComparePanel(tab, prompt, new_pair, left, right, pair, status, outcomes)
+
+
+def dashboard() -> Dashboard:
+    with gr.Tab(I18N("tab_dashboard"), id="dashboard") as tab:
+        with gr.Row(equal_height=True):
+            totals = gr.Markdown(elem_id="totals")
+            refresh = gr.Button(I18N("refresh"), scale=0, elem_id="refresh")
+        per_day = gr.BarPlot(
+            x="day", y="count", color="vote", label=I18N("votes_over_time"),
+            color_map={"likes": "#22c55e", "dislikes": "#ef4444"},
+        )  # fmt: skip
+        with gr.Row():
+            by_model = gr.BarPlot(x="model", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_model"), height=260)
+            by_category = gr.BarPlot(
+                x="category", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_category"), height=260
+            )
+    return Dashboard(tab, refresh, totals, per_day, by_model, by_category)
+
+
+def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
+    """Lay out the demo, then register all listeners."""
+    service = handlers.generation
+    with gr.Blocks(title="RAPHAEL-tiny demo") as demo:
+        gr.Markdown(I18N("title"))
+        gr.Markdown(I18N("subtitle"))
+        with gr.Tabs():
+            with gr.Tab(I18N("tab_generate"), id="generate"):
+                c = controls(settings, handlers.enhancer.styles, service.aspects, service.samplers)
+                r = results(settings)
+                gr.Examples(
+                    EXAMPLES,
+                    inputs=[c.prompt, c.negative, c.seed],
+                    label=I18N("examples"),
+                    example_labels=[f"{prompt} · seed {seed}" for prompt, _, seed in EXAMPLES],
+                    api_visibility="private",
+                )
+            p = compare_panel()
+            d = dashboard()
+            with gr.Tab(I18N("tab_about"), id="about"):
+                gr.Markdown(I18N("about"))
+
+        # ---- listeners ----------------------------------------------------------------------
+        # Editing the prompt makes an earlier enhancement stale, so it is cleared (in the browser).
+        c.prompt.input(fn=None, js="() => ''", outputs=[c.enhanced])
+        c.enhance.click(handlers.enhance, inputs=[c.prompt, c.seed, c.style], outputs=[c.enhanced], api_name="enhance")
+        gr.on(
+            [c.generate.click, c.prompt.submit],
+            handlers.generate,
+            inputs=c.generation_inputs,
+            outputs=[r.originals, r.details, c.used_seed],
+            api_name="generate",
+            concurrency_id=MODEL_QUEUE,
+            concurrency_limit=1,
+            show_progress_on=[r.status],
+        ).success(
+            handlers.show_cards,
+            inputs=[r.details, r.history],
+            outputs=[
+                *[x for card in r.cards for x in (card.column, card.image, card.like, card.dislike, card.comment)],
+                r.cards_state,
+                r.status,
+                r.history,
+                r.history_gallery,
+            ],
+            api_visibility="private",
+        )
+        for index, card in enumerate(r.cards):
+            for button, value in ((card.like, 1), (card.dislike, -1)):
+                button.click(
+                    handlers.card_voter(index, value),
+                    inputs=[r.cards_state, card.comment],
+                    outputs=[r.cards_state, card.like, card.dislike],
+                    api_visibility="private",
+                )
+            card.comment.submit(
+                handlers.card_commenter(index), inputs=[r.cards_state, card.comment], api_visibility="private"
+            )
+        r.history_gallery.select(
+            handlers.restore, inputs=[r.history], outputs=c.generation_inputs, api_visibility="private"
+        )
+
+        p.tab.select(fn=None, js="(main, pair) => pair || main", inputs=[c.prompt, p.prompt], outputs=[p.prompt])
+        p.new_pair.click(
+            handlers.new_pair,
+            inputs=[p.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
+            outputs=[p.left, p.right, p.pair, p.status, *p.outcomes.values()],
+            concurrency_id=MODEL_QUEUE,
+            concurrency_limit=1,
+            api_visibility="private",
+        )
+        for outcome, button in p.outcomes.items():
+            button.click(
+                handlers.pair_judge(outcome),
+                inputs=[p.pair],
+                outputs=[p.status, *p.outcomes.values()],
+                api_visibility="private",
+            )
+
+        gr.on(
+            [d.tab.select, d.refresh.click],
+            handlers.dashboard_view,
+            outputs=[d.per_day, d.by_model, d.by_category, d.totals],
+            api_visibility="private",
+        )
+
+        gr.api(handlers.vote, api_name="vote")
+        gr.api(handlers.compare, api_name="compare")
+        gr.api(handlers.dashboard, api_name="dashboard")
+    return demo
