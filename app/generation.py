@@ -10,6 +10,7 @@ text chunk carries, so any rated image can be regenerated.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import secrets
@@ -164,16 +165,18 @@ class GenerationService:
         return tuple(ASPECT_BUCKETS)
 
     def _pixel_sample_size(self) -> int:
-        """Side of the square image the model was trained on, in pixels.
+        """Side of the square image the model was trained on, in pixels: latent size times the VAE factor.
 
-        RAPHAEL's ``sample_size`` is already in pixels; other diffusers pipelines give it in
-        latents, so it is scaled by the VAE factor.
+        RaphaelPipeline sets ``vae_scale_factor`` to 1 when it works in pixel space.
         """
         sample = self.pipe.unet.config.sample_size
         sample = sample[0] if isinstance(sample, list | tuple) else int(sample)
-        if self.model_class == "RaphaelPipeline":
-            return sample
         return sample * int(getattr(self.pipe, "vae_scale_factor", 1))
+
+    def call_default(self, name: str) -> Any:
+        """The pipeline's own default for a ``__call__`` argument (RAPHAEL-tiny: CFG 3, 25 steps), or None."""
+        parameter = inspect.signature(self.pipe.__call__).parameters.get(name)
+        return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
     def size_for(self, aspect: str) -> tuple[int, int]:
         """``(height, width)`` in pixels of an aspect bucket for this model."""

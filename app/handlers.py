@@ -39,6 +39,7 @@ OUTCOME_LABELS = {
     "tie": "a tie",
     "both_bad": "both bad",
 }
+TOTALS = {"n_votes": "vote", "n_comparisons": "comparison", "n_images": "image", "n_raters": "rater"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -149,7 +150,7 @@ class Handlers:
         sampler: str,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[list[Image.Image], dict[str, Any], int]:
+    ) -> tuple[list[Image.Image], dict[str, Any], Any]:
         """Generate and store images; returns the native PNGs, the ids and provenance, and the seed used.
 
         Vote on an image through ``/vote`` with an ``image_id`` from the returned ``images`` list.
@@ -158,7 +159,7 @@ class Handlers:
             prompt, negative_prompt, enhanced_prompt, steps, cfg, seed, num_images, aspect, sampler
         )
         summary, paths = self._generate(gen_request, request, progress)
-        return [load_png(path) for path in paths], summary, summary["seed"]
+        return [load_png(path) for path in paths], summary, gr.Number(summary["seed"], visible=True)
 
     def _generate(
         self, gen_request: GenerationRequest, request: gr.Request, progress: gr.Progress
@@ -365,9 +366,7 @@ class Handlers:
             id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
         )
         by_model = data.by_model.assign(model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12])
-        t = data.totals
-        totals = (
-            f"**{t['n_votes']}** votes · **{t['n_comparisons']}** comparisons · "
-            f"**{t['n_images']}** images · **{t['n_raters']}** raters"
+        totals = " · ".join(
+            f"**{data.totals[key]}** {noun}{'' if data.totals[key] == 1 else 's'}" for key, noun in TOTALS.items()
         )
         return per_day, by_model, data.by_category, totals

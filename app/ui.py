@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.generation import DEFAULT_SAMPLER
+from app.generation import DEFAULT_SAMPLER, GenerationService
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
@@ -114,10 +114,8 @@ class Dashboard:
     by_category: gr.BarPlot
 
 
-def controls(
-    settings: Settings, styles: tuple[str, ...], aspects: tuple[str, ...], samplers: tuple[str, ...]
-) -> Controls:
-    """Prompt boxes on the left, sampling settings on the right."""
+def controls(settings: Settings, service: GenerationService, styles: tuple[str, ...]) -> Controls:
+    """Prompt boxes on the left, sampling settings (defaulting to the pipeline's own) on the right."""
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(
@@ -145,27 +143,37 @@ def controls(
             steps = gr.Slider(
                 settings.min_steps,
                 settings.max_steps,
-                value=settings.default_steps,
+                value=service.call_default("num_inference_steps") or settings.default_steps,
                 step=1,
                 label=I18N("steps"),
                 info=I18N("steps_info"),
                 elem_id="steps",
             )
             cfg = gr.Slider(
-                settings.min_cfg, settings.max_cfg, value=settings.default_cfg, step=0.5, label=I18N("cfg"),
+                settings.min_cfg,
+                settings.max_cfg,
+                value=service.call_default("guidance_scale") or settings.default_cfg,
+                step=0.5,
+                label=I18N("cfg"),
                 info=I18N("cfg_info"),
-            )  # fmt: skip
+            )
             with gr.Row():
-                seed = gr.Number(-1, label=I18N("seed"), info=I18N("seed_info"), precision=0, minimum=-1)
-                used_seed = gr.Number(
-                    None, label=I18N("used_seed"), placeholder="—", precision=0, interactive=False, elem_id="used-seed"
+                seed = gr.Number(
+                    -1, label=I18N("seed"), info=I18N("seed_info"), precision=0, minimum=-1, elem_id="seed"
+                )
+                used_seed = gr.Number(  # shown once a generation has used a seed
+                    label=I18N("used_seed"), precision=0, interactive=False, visible=False, elem_id="used-seed"
                 )
             num_images = gr.Slider(
-                1, settings.max_images, value=settings.default_images, step=1, label=I18N("num_images"),
+                1,
+                settings.max_images,
+                value=settings.default_images,
+                step=1,
+                label=I18N("num_images"),
                 elem_id="num-images",
-            )  # fmt: skip
-            aspect = gr.Radio(list(aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
-            sampler = gr.Dropdown(list(samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
+            )
+            aspect = gr.Radio(list(service.aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
+            sampler = gr.Dropdown(list(service.samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
     return Controls(
         prompt, style, enhance, enhanced, negative, generate, steps, cfg, seed, used_seed, num_images, aspect, sampler
     )
@@ -230,9 +238,12 @@ def dashboard() -> Dashboard:
             totals = gr.Markdown(elem_id="totals")
             refresh = gr.Button(I18N("refresh"), scale=0, elem_id="refresh")
         per_day = gr.BarPlot(
-            x="day", y="count", color="vote", label=I18N("votes_over_time"),
+            x="day",
+            y="count",
+            color="vote",
             color_map={"likes": "#22c55e", "dislikes": "#ef4444"},
-        )  # fmt: skip
+            label=I18N("votes_over_time"),
+        )
         with gr.Row():
             by_model = gr.BarPlot(x="model", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_model"), height=260)
             by_category = gr.BarPlot(
@@ -249,7 +260,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
         gr.Markdown(I18N("subtitle"))
         with gr.Tabs():
             with gr.Tab(I18N("tab_generate"), id="generate"):
-                c = controls(settings, handlers.enhancer.styles, service.aspects, service.samplers)
+                c = controls(settings, service, handlers.enhancer.styles)
                 r = results(settings)
                 gr.Examples(
                     EXAMPLES,

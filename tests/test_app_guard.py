@@ -1,0 +1,111 @@
+"""Guard: every bad input becomes one clear sentence; raters stay anonymous."""
+
+import pytest
+
+from app.guard import Guard, InvalidInput, RateLimiter
+from app.settings import Settings
+
+SAMPLERS = ("DDIM", "DPM-Solver++", "Euler")
+ASPECTS = ("1:1", "3:4")
+
+
+@pytest.fixture
+def guard() -> Guard:
+    return Guard(Settings(), SAMPLERS, ASPECTS)
+
+
+def generation(guard: Guard, **overrides: object):
+    values = {
+        "prompt": "a cat",
+        "negative_prompt": "",
+        "enhanced_prompt": "",
+        "steps": 25,
+        "cfg": 3.0,
+        "seed": -1,
+        "num_images": 2,
+        "aspect": "1:1",
+        "sampler": "DDIM",
+    }
+    return guard.generation(**{**values, **overrides})
+
+
+def test_a_good_request_is_normalised(guard: Guard) -> None:
+    request = generation(guard, prompt="  a cat\x00 ", steps=25.0, seed=42.0, enhanced_prompt=" a cat, flat ")
+    assert (request.prompt, request.enhanced_prompt, request.model_prompt) == ("a cat", "a cat, flat", "a cat, flat")
+    assert (request.steps, request.seed, request.negative_prompt) == (25, 42, "")
+    assert generation(guard).seed is None  # -1 means random
+    assert generation(guard).enhanced_prompt is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("prompt", "", "Please enter a prompt."),
+        ("prompt", "   \n ", "Please enter a prompt."),
+        ("prompt", None, "Please enter a prompt."),
+        ("prompt", "x" * 1001, "The prompt is 1001 characters long; the limit is 1000."),
+        ("negative_prompt", "x" * 1001, "The negative prompt is 1001 characters long"),
+        ("prompt", 12, "The prompt must be text."),
+        ("steps", 0, "number of steps must be a whole number from 1 to 150 (got 0)"),
+        ("steps", 151, "number of steps must be a whole number from 1 to 150 (got 151)"),
+        ("steps", 2.5, "whole number"),
+        ("steps", "ten", "whole number"),
+        ("num_images", 9, "number of images must be a whole number from 1 to 8"),
+        ("num_images", 0, "number of images"),
+        ("cfg", 0.5, "CFG scale must be a number from 1 to 20"),
+        ("cfg", 21, "CFG scale"),
+        ("cfg", float("nan"), "CFG scale"),
+        ("seed", -2, "seed must be a whole number from -1"),
+        ("seed", 2**32, "seed"),
+        ("sampler", "PLMS", "Unknown sampler 'PLMS'; choose one of DDIM, DPM-Solver++, Euler."),
+        ("aspect", "2:1", "Unknown aspect ratio '2:1'"),
+    ],
+)
+def test_bad_generation_input(guard: Guard, field: str, value: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        generation(guard, **{field: value})
+    assert message in str(caught.value)
+
+
+def test_exactly_at_the_limits_is_fine(guard: Guard) -> None:
+    request = generation(guard, prompt="x" * 1000, steps=150, num_images=8, cfg=20, seed=2**32 - 1)
+    assert (len(request.prompt), request.steps, request.num_images, request.seed) == (1000, 150, 8, 2**32 - 1)
+    assert generation(guard, steps=1, num_images=1, cfg=1, seed=0).seed == 0
+
+
+def test_votes_and_comparisons(guard: Guard) -> None:
+    assert guard.vote(" 1b2c-3d ", 1.0, "  nice  ") == ("1b2c-3d", 1, "nice")
+    assert guard.vote("abc", 0, "   ") == ("abc", 0, None)
+    with pytest.raises(InvalidInput, match="vote must be a whole number from -1 to 1"):
+        guard.vote("abc", 2, "")
+    with pytest.raises(InvalidInput, match="image id is not valid"):
+        guard.vote("../../etc/passwd", 1, "")
+    with pytest.raises(InvalidInput, match="comment is 501 characters"):
+        guard.vote("abc", 1, "x" * 501)
+    assert guard.comparison("a", "b", "both_bad") == ("a", "b", "both_bad")
+    with pytest.raises(InvalidInput, match="two different images"):
+        guard.comparison("a", "a", "left")
+    with pytest.raises(InvalidInput, match="Unknown outcome 'draw'"):
+        guard.comparison("a", "b", "draw")
+
+
+def test_rater_is_a_keyed_hash_of_the_session(guard: Guard) -> None:
+    first = guard.rater("session-1", "10.0.0.1")
+    assert first == guard.rater("session-1", "10.0.0.1")
+    assert first.anon_id != guard.rater("session-2", "10.0.0.1").anon_id
+    assert "session-1" not in first.anon_id and len(first.anon_id) == 32
+    assert first.anon_id != Guard(Settings(), SAMPLERS, ASPECTS).rater("session-1", None).anon_id  # per-process key
+    with pytest.raises(InvalidInput, match="no session"):
+        guard.rater(None, "10.0.0.1")
+
+
+def test_rate_limiter_counts_per_key_within_the_window() -> None:
+    limiter = RateLimiter(limit=2, window_s=60)
+    limiter.hit("a", "votes")
+    limiter.hit("a", "votes")
+    limiter.hit("b", "votes")
+    with pytest.raises(InvalidInput, match="Too many votes from this session; please wait"):
+        limiter.hit("a", "votes")
+    expired = RateLimiter(limit=1, window_s=0.0)
+    expired.hit("a", "votes")
+    expired.hit("a", "votes")  # the window is empty again

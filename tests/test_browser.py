@@ -1,0 +1,153 @@
+"""The demo in a real headless Chromium: enhance, generate, rate one image, see it on the dashboard.
+
+Screenshots land in tests/artifacts/ for a person to look at.
+"""
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect
+
+from feedback.store import FeedbackStore
+from tests.fixtures.app_server import AppServer
+
+pytestmark = pytest.mark.browser
+
+SELECTED = re.compile(r"\bselected\b")
+GENERATION_TIMEOUT_MS = 90_000  # the machine's cores are shared; generation may queue behind other work
+
+
+@pytest.fixture(scope="module")
+def store(app_server: AppServer) -> Iterator[FeedbackStore]:
+    with FeedbackStore(app_server.db_url, app_server.image_dir) as store:
+        yield store
+
+
+def open_demo(page: Page, app_server: AppServer) -> None:
+    page.goto(app_server.url)
+    expect(page.locator("#prompt textarea")).to_be_visible()
+
+
+def expect_toast(page: Page, text: str) -> None:
+    """Wait until a toast with ``text`` has faded fully in, so that a screenshot shows it."""
+    expect(page.get_by_test_id("toast-body").filter(has_text=text)).to_have_css("opacity", "1")
+
+
+def votes_on_prompt(store: FeedbackStore, prompt: str) -> list[int]:
+    rows = store.preference_rows()
+    return [vote.value for vote in rows.votes if rows.images[vote.image_id].provenance["prompt"] == prompt]
+
+
+def test_enhance_generate_rate_and_see_the_dashboard(
+    page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
+) -> None:
+    prompt = "a frog and a rocket on a green background"
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#enhance").click()
+    enhanced = page.locator("#enhanced textarea")
+    expect(enhanced).to_have_value(re.compile(re.escape(prompt) + ".+"))
+
+    page.locator("#generate").click()
+    for index in (0, 1):
+        expect(page.locator(f"#card-{index} img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#card-2")).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("2 images")
+    expect(page.locator("#used-seed input")).to_have_value(re.compile(r"^\d+$"))
+    page.screenshot(path=artifacts_dir / "browser-generated.png", full_page=True)
+
+    # What a download of the shown image gives: an upscaled PNG that still carries the provenance of that image.
+    shown = page.request.get(page.locator("#card-1 img").get_attribute("src"))
+    image = Image.open(io.BytesIO(shown.body()))
+    provenance = json.loads(image.text["parameters"])
+    assert image.format == "PNG" and min(image.size) >= 256
+    assert (provenance["prompt"], provenance["batch_index"]) == (prompt, 1)
+    assert provenance["seed"] == provenance["batch_seed"] + 1
+    assert provenance["enhanced_prompt"] == enhanced.input_value()
+
+    dislike, like = page.locator("#dislike-1"), page.locator("#like-1")
+    dislike.click()
+    expect(dislike).to_have_class(SELECTED)
+    expect(like).not_to_have_class(SELECTED)
+    expect(page.locator("#like-0")).not_to_have_class(SELECTED)
+    page.screenshot(path=artifacts_dir / "browser-disliked.png", full_page=True)
+    assert votes_on_prompt(store, prompt) == [-1]
+
+    like.click()  # change the vote
+    expect(like).to_have_class(SELECTED)
+    expect(dislike).not_to_have_class(SELECTED)
+    like.click()  # and take it back
+    expect(like).not_to_have_class(SELECTED)
+    dislike.click()
+    expect(dislike).to_have_class(SELECTED)
+    page.locator("#comment-1 textarea").fill("the frog is missing")
+    page.locator("#comment-1 textarea").press("Enter")
+    expect_toast(page, "Comment saved.")
+    assert votes_on_prompt(store, prompt) == [-1]
+
+    page.get_by_role("tab", name="Dashboard").click()
+    n_votes = store.dashboard().totals["n_votes"]
+    expect(page.locator("#totals")).to_contain_text(f"{n_votes} vote")
+    expect(page.get_by_text("Like-rate per category")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "browser-dashboard.png", full_page=True)
+
+
+def test_empty_prompt_shows_a_clear_message(page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
+    open_demo(page, app_server)
+    page.locator("#generate").click()
+    expect_toast(page, "Please enter a prompt.")
+    expect(page.locator("#card-0")).to_be_hidden()
+    expect(page.locator("#used-seed")).to_be_hidden()
+    page.screenshot(path=artifacts_dir / "browser-empty-prompt.png")
+
+
+def test_pairwise_comparison(page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("two cats at the top")
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#pair-prompt textarea")).to_have_value("two cats at the top")
+    before = store.dashboard().totals["n_comparisons"]
+    page.locator("#new-pair").click()
+    left_better = page.get_by_role("button", name="Left is better")
+    expect(left_better).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
+    left_better.click()
+    expect(page.get_by_text("You chose the left image")).to_be_visible()
+    expect(left_better).to_be_disabled()
+    assert store.dashboard().totals["n_comparisons"] == before + 1
+    page.screenshot(path=artifacts_dir / "browser-compare.png", full_page=True)
+
+
+def test_chinese_locale(browser: Browser, app_server: AppServer, artifacts_dir: Path) -> None:
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 1000})
+    page = context.new_page()
+    try:
+        open_demo(page, app_server)
+        expect(page.get_by_role("tab", name="数据面板")).to_be_visible()
+        expect(page.locator("#generate")).to_contain_text("生成")
+        page.screenshot(path=artifacts_dir / "browser-zh.png")
+    finally:
+        context.close()
+
+
+def test_history_restores_settings(page: Page, app_server: AppServer) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("three hearts on the left")
+    page.locator("#steps input[type=number]").fill("4")
+    page.locator("#steps input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    used_seed = page.locator("#used-seed input").input_value()
+
+    page.locator("#prompt textarea").fill("something else")
+    page.locator("#steps input[type=number]").fill("9")
+    page.locator("#steps input[type=number]").press("Enter")
+    page.get_by_text("Session history").click()
+    page.locator("#history button[aria-label^='Thumbnail']").first.click()
+    expect(page.locator("#prompt textarea")).to_have_value("three hearts on the left")
+    expect(page.locator("#steps input[type=number]")).to_have_value("4")
+    expect(page.locator("#seed input")).to_have_value(used_seed)

@@ -1,0 +1,130 @@
+"""GenerationService on a tiny random Stable Diffusion pipeline: provenance, seeds, samplers, sizes."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.generation import SAMPLERS, GenerationRequest, GenerationService, image_provenance, weights_hash
+from model.buckets import ASPECT_BUCKETS, bucket_size
+
+STORE_KEYS = {
+    "prompt", "enhanced_prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "width", "height",
+    "model_name", "model_hash", "app_version", "category",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tiny_sd_dir: Path) -> GenerationService:
+    return GenerationService(tiny_sd_dir, device="cpu", torch_threads=1)
+
+
+def request(**overrides: object) -> GenerationRequest:
+    values = {"prompt": "two cats on a red background", "steps": 3, "cfg": 5.0, "seed": 11, "num_images": 2}
+    return GenerationRequest(**{**values, **overrides})
+
+
+def pixels(image: object) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_provenance_is_complete(service: GenerationService, tiny_sd_dir: Path) -> None:
+    result = service.run(request(enhanced_prompt="two cats, flat", negative_prompt="blurry"))
+    p = result.provenance
+    assert STORE_KEYS <= p.keys()
+    assert (p["prompt"], p["enhanced_prompt"], p["negative_prompt"]) == (
+        "two cats on a red background",
+        "two cats, flat",
+        "blurry",
+    )
+    assert (p["seed"], p["seeds"], p["steps"], p["cfg"], p["sampler"]) == (11, [11, 12], 3, 5.0, "DDIM")
+    assert (p["width"], p["height"]) == result.images[0].size == (64, 64)
+    assert p["model_name"] == "tiny-sd" and p["model_class"] == "StableDiffusionPipeline"
+    assert p["category"] == "animal"
+    assert p["scheduler"] == "DDIMScheduler" and p["scheduler_config"]["num_train_timesteps"] == 1000
+    assert p["app_version"] == service.app_version and p["diffusers_version"] and p["torch_version"]
+
+
+def test_weights_hash_is_sha256_of_the_weight_files(service: GenerationService, tiny_sd_dir: Path) -> None:
+    digest = hashlib.sha256()
+    for path in sorted(tiny_sd_dir.rglob("*.safetensors")):
+        digest.update(path.relative_to(tiny_sd_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    assert service.model_hash == weights_hash(tiny_sd_dir) == digest.hexdigest()
+    assert service.model_version == f"tiny-sd@{digest.hexdigest()[:12]}"
+
+
+def test_same_seed_same_images(service: GenerationService) -> None:
+    first, second = service.run(request()), service.run(request())
+    for a, b in zip(first.images, second.images, strict=True):
+        assert np.array_equal(pixels(a), pixels(b))
+    assert not np.array_equal(pixels(first.images[0]), pixels(first.images[1]))
+
+
+def test_each_image_is_reproducible_alone(service: GenerationService) -> None:
+    batch = service.run(request(num_images=3))
+    alone = service.run(request(seed=batch.seeds[2], num_images=1))
+    assert batch.seeds == [11, 12, 13]
+    # Batched and single runs may differ in the last bit of float maths, never more than a level or two.
+    assert np.abs(pixels(batch.images[2]) - pixels(alone.images[0])).max() <= 2
+    single = image_provenance(batch.provenance, 2)
+    assert (single["seed"], single["batch_seed"], single["batch_index"]) == (13, 11, 2)
+    assert "seeds" not in single
+
+
+def test_random_seed_is_drawn_and_reported(service: GenerationService) -> None:
+    result = service.run(request(seed=None, num_images=2))
+    seed = result.provenance["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**31
+    assert result.seeds == [seed, seed + 1]
+    again = service.run(request(seed=seed, num_images=1))
+    assert np.abs(pixels(again.images[0]) - pixels(result.images[0])).max() <= 2
+
+
+def test_samplers_switch_and_switch_back(service: GenerationService) -> None:
+    images = {}
+    for sampler in SAMPLERS:
+        result = service.run(request(sampler=sampler, num_images=1))
+        assert result.provenance["scheduler"] == SAMPLERS[sampler].__name__
+        images[sampler] = pixels(result.images[0])
+    assert not np.array_equal(images["DDIM"], images["Euler"])
+    assert not np.array_equal(images["DDIM"], images["DPM-Solver++"])
+    ddim_again = service.run(request(sampler="DDIM", num_images=1))
+    assert np.array_equal(pixels(ddim_again.images[0]), images["DDIM"])
+
+
+@pytest.mark.parametrize("aspect", list(ASPECT_BUCKETS))
+def test_aspect_buckets_set_the_size(service: GenerationService, aspect: str) -> None:
+    height, width = bucket_size(aspect, 64)
+    assert service.size_for(aspect) == (height, width)
+    result = service.run(request(aspect=aspect, steps=1, num_images=1))
+    assert result.images[0].size == (width, height)
+    assert (result.provenance["width"], result.provenance["height"], result.provenance["aspect"]) == (
+        width,
+        height,
+        aspect,
+    )
+
+
+def test_progress_reports_every_step(service: GenerationService) -> None:
+    calls: list[tuple[int, int]] = []
+    service.run(request(steps=4, num_images=1), progress=lambda step, total: calls.append((step, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_long_prompt_warns_about_truncation(service: GenerationService) -> None:
+    assert service.prompt_warnings("a cat") == []
+    (warning,) = service.prompt_warnings("a cat " * 30)
+    assert "first 77" in warning
+
+
+def test_pipeline_defaults_are_read_from_its_signature(service: GenerationService) -> None:
+    assert service.call_default("num_inference_steps") == 50
+    assert service.call_default("guidance_scale") == 7.5
+    assert service.call_default("no_such_argument") is None
+
+
+def test_a_folder_without_a_pipeline_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        GenerationService(tmp_path, device="cpu")

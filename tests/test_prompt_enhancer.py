@@ -1,0 +1,87 @@
+"""PromptEnhancer: reproducible from the seed, in the training captions' vocabulary, replaceable."""
+
+import pytest
+
+from model.data.captions import COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES
+from model.prompt_enhancer import EnhancedPrompt, Enhancer, PromptEnhancer
+
+
+@pytest.fixture(scope="module")
+def enhancer() -> PromptEnhancer:
+    return PromptEnhancer()
+
+
+def test_same_seed_same_text(enhancer: PromptEnhancer) -> None:
+    first = enhancer.enhance("a cat and a rocket", seed=7)
+    assert enhancer.enhance("a cat and a rocket", seed=7) == first
+    assert PromptEnhancer().enhance("a cat and a rocket", seed=7) == first  # no hidden state between instances
+
+
+def test_seed_varies_style_and_words(enhancer: PromptEnhancer) -> None:
+    results = [enhancer.enhance("a cat", seed=seed) for seed in range(40)]
+    assert len({r.text for r in results}) > 20
+    assert {r.style for r in results} == set(enhancer.styles)
+
+
+def test_output_uses_caption_phrasing(enhancer: PromptEnhancer) -> None:
+    for seed in range(20):
+        result = enhancer.enhance("two frogs", seed=seed)
+        assert "two frogs" in result.text
+        phrases = STYLE_SUFFIXES[result.style] + STYLE_PREFIXES.get(result.style, ())
+        assert any(phrase in result.text for phrase in phrases), result
+
+
+def test_chosen_style_is_used(enhancer: PromptEnhancer) -> None:
+    result = enhancer.enhance("a heart", seed=3, style="pixel art")
+    assert result.style == "pixel art"
+    assert any(phrase in result.text for phrase in STYLE_SUFFIXES["pixel art"] + STYLE_PREFIXES["pixel art"])
+
+
+def test_style_named_in_prompt_is_kept(enhancer: PromptEnhancer) -> None:
+    for seed in range(10):
+        result = enhancer.enhance("an apple on a blue background, in soft watercolour", seed=seed)
+        assert result.style == "soft watercolour"
+        assert result.text.startswith("an apple on a blue background, in soft watercolour")
+        assert "background" not in result.text.removeprefix("an apple on a blue background")
+
+
+def colours_in(text: str) -> set[str]:
+    words = set(text.replace(",", " ").split())
+    return {colour for colour, spellings in COLOUR_WORDS.items() if words & set(spellings)}
+
+
+def test_background_added_only_when_missing(enhancer: PromptEnhancer) -> None:
+    for seed in range(10):
+        assert len(colours_in(enhancer.enhance("a cat", seed=seed).text)) == 1
+        assert colours_in(enhancer.enhance("a cat on red", seed=seed).text) == {"red"}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "seed", "style", "message"),
+    [
+        ("   ", 0, None, "enter a prompt"),
+        ("a cat", -1, None, "seed of 0 or more"),
+        ("a cat", 0, "cubism", "Unknown style"),
+    ],
+)
+def test_bad_input_is_a_clear_value_error(
+    enhancer: PromptEnhancer, prompt: str, seed: int, style: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        enhancer.enhance(prompt, seed=seed, style=style)
+
+
+def test_templates_need_a_prompt_placeholder() -> None:
+    with pytest.raises(ValueError, match="placeholder"):
+        PromptEnhancer(templates={"flat": ("flat picture",)})
+
+
+def test_is_an_enhancer_and_can_be_replaced() -> None:
+    class Echo:
+        styles = ("plain",)
+
+        def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt:
+            return EnhancedPrompt(prompt, "plain")
+
+    assert isinstance(PromptEnhancer(), Enhancer)
+    assert isinstance(Echo(), Enhancer)
