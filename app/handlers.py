@@ -9,6 +9,7 @@ browser and through ``gradio_client`` alike, never as a traceback.
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
 import math
@@ -54,7 +55,8 @@ def user_errors(fn: F) -> F:
             raise
         except ValueError as err:
             log.info("%s refused: %s", fn.__name__, err)
-            raise gr.Error(str(err), print_exception=False) from err
+            # Gradio renders the message as HTML and it may quote the user's input, so escape it.
+            raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
 
     return wrapper  # type: ignore[return-value]
 
@@ -150,7 +152,7 @@ class Handlers:
         sampler: str,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[list[Image.Image], dict[str, Any], Any]:
+    ) -> tuple[list[Image.Image], dict[str, Any], int]:
         """Generate and store images; returns the native PNGs, the ids and provenance, and the seed used.
 
         Vote on an image through ``/vote`` with an ``image_id`` from the returned ``images`` list.
@@ -159,7 +161,7 @@ class Handlers:
             prompt, negative_prompt, enhanced_prompt, steps, cfg, seed, num_images, aspect, sampler
         )
         summary, paths = self._generate(gen_request, request, progress)
-        return [load_png(path) for path in paths], summary, gr.Number(summary["seed"], visible=True)
+        return [load_png(path) for path in paths], summary, summary["seed"]
 
     def _generate(
         self, gen_request: GenerationRequest, request: gr.Request, progress: gr.Progress
@@ -196,37 +198,27 @@ class Handlers:
 
         return report
 
-    def show_cards(self, summary: dict[str, Any] | None, history: list[dict[str, Any]]) -> list[Any]:
-        """Fill the result cards (image, cleared vote, cleared comment) and add the run to the history."""
-        images = (summary or {}).get("images", [])
-        max_images = self.settings.max_images
+    def show_cards(self, summary: dict[str, Any], history: list[dict[str, Any]]) -> list[Any]:
+        """Fill the result cards (image, cleared vote, cleared comment), status, used seed and history."""
+        images = summary["images"]
         updates: list[Any] = []
-        cards = []
-        for index in range(max_images):
+        for index in range(self.settings.max_images):
             if index < len(images):
-                image_id = images[index]["image_id"]
-                provenance = image_provenance(summary["provenance"], index)  # type: ignore[index]
-                cards.append({"image_id": image_id, "vote": 0})
-                updates += [gr.Column(visible=True), display_copy(self.store.image_path(image_id), provenance)]
+                path = self.store.image_path(images[index]["image_id"])
+                image = display_copy(path, image_provenance(summary["provenance"], index))
+                updates += [gr.Column(visible=True), image]
             else:
                 updates += [gr.Column(visible=False), None]
             updates += [*vote_buttons(0), gr.Textbox(value="")]
-        if summary:
-            history = [{"summary": summary, "caption": history_caption(summary["provenance"])}, *history][
-                :HISTORY_LENGTH
-            ]
-        status = self._status(summary) if summary else ""
-        gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
-        return [*updates, cards, status, history, gallery]
-
-    def _status(self, summary: dict[str, Any]) -> str:
-        n = len(summary["images"])
-        text = (
+        cards = [{"image_id": image["image_id"], "vote": 0} for image in images]
+        n, p = len(images), summary["provenance"]
+        status = (
             f"**{n} image{'s' if n > 1 else ''}** in {summary['seconds']:.1f} s · seed {summary['seed']} · "
-            f"{summary['provenance']['sampler']} {summary['provenance']['steps']} steps · "
-            f"model `{summary['model_version']}` · rate each image with 👍 or 👎"
+            f"{p['sampler']} {p['steps']} steps · model `{summary['model_version']}` · rate each image with 👍 or 👎"
         )
-        return text
+        history = [{"summary": summary, "caption": history_caption(p)}, *history][:HISTORY_LENGTH]
+        gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
+        return [*updates, cards, status, gr.Number(summary["seed"], visible=True), history, gallery]
 
     def restore(self, history: list[dict[str, Any]], evt: gr.SelectData) -> list[Any]:
         """Put the settings of a past run back into the controls (with the seed it used)."""

@@ -282,7 +282,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             [c.generate.click, c.prompt.submit],
             handlers.generate,
             inputs=c.generation_inputs,
-            outputs=[r.originals, r.details, c.used_seed],
+            outputs=[r.originals, r.details, c.used_seed],  # the seed for API clients; show_cards reveals it
             api_name="generate",
             concurrency_id=MODEL_QUEUE,
             concurrency_limit=1,
@@ -294,6 +294,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 *[x for card in r.cards for x in (card.column, card.image, card.like, card.dislike, card.comment)],
                 r.cards_state,
                 r.status,
+                c.used_seed,
                 r.history,
                 r.history_gallery,
             ],
