@@ -186,9 +186,13 @@ class GenerationService:
         return self.categorizer.category(prompt)
 
     def prompt_warnings(self, text: str) -> list[str]:
-        """Say when the text encoder will cut the prompt, which the pipeline does silently."""
+        """Say when the text encoder will cut the prompt, which pipelines do silently.
+
+        The limit is the pipeline's ``tokenizer_max_length`` (the diffusers name, e.g. Flux) when it
+        sets one, else the tokenizer's ``model_max_length``.
+        """
         tokenizer = getattr(self.pipe, "tokenizer", None)
-        limit = getattr(tokenizer, "model_max_length", None)
+        limit = getattr(self.pipe, "tokenizer_max_length", None) or getattr(tokenizer, "model_max_length", None)
         if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
             return []
         n_tokens = len(tokenizer(text, truncation=False).input_ids)

@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     env = from_env()
     parser = argparse.ArgumentParser(
         description="Serve the RAPHAEL text-to-image demo with per-image 👍/👎 feedback.",
-        epilog="Each flag can also be set through the environment variable named in its help.",
+        epilog="Each flag can also be set through the environment variable named in its help. Without a flag: "
+        "RAPHAEL_TORCH_THREADS (CPU threads for torch), RAPHAEL_QUEUE_SIZE (waiting requests before 'queue full'), "
+        "RAPHAEL_CONCURRENCY (parallel non-model events), RAPHAEL_IP_SALT (key of the stored IP hashes).",
     )
     parser.add_argument(
         "--model",

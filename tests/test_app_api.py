@@ -72,8 +72,8 @@ def test_generate_vote_change_vote_and_export(
     # The client downloads native PNGs whose text chunk says how they were made.
     assert len(gallery) == 2
     downloaded = Image.open(gallery[1]["image"])
-    assert downloaded.format == "PNG" and downloaded.size == (64, 64)
     provenance = json.loads(downloaded.text["parameters"])
+    assert downloaded.format == "PNG" and downloaded.size == (provenance["width"], provenance["height"])
     assert (provenance["prompt"], provenance["negative_prompt"], provenance["seed"]) == (GOOD["prompt"], "blurry", 21)
     assert provenance["category"] == "animal"
 

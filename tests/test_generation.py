@@ -119,6 +119,14 @@ def test_long_prompt_warns_about_truncation(service: GenerationService) -> None:
     assert "first 77" in warning
 
 
+def test_a_pipeline_token_limit_wins_over_the_tokenizer(
+    service: GenerationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service.pipe, "tokenizer_max_length", 8, raising=False)  # as RAPHAEL's 32-token encoder
+    (warning,) = service.prompt_warnings("two cats")
+    assert "first 8" in warning
+
+
 def test_pipeline_defaults_are_read_from_its_signature(service: GenerationService) -> None:
     assert service.call_default("num_inference_steps") == 50
     assert service.call_default("guidance_scale") == 7.5
