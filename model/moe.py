@@ -1,0 +1,170 @@
+"""Mixture-of-experts layers of RAPHAEL: a top-1 router, Space-MoE and Time-MoE.
+
+Gradient into the gate: routing is a hard top-1 argmax, which has no gradient. We follow the
+Switch Transformer: each expert's output is scaled by the gate probability of the chosen
+expert, so the gate learns through that product, and a load-balancing loss (Switch eqs. 4-6)
+keeps the experts from collapsing onto one.
+
+Experts are bias-free GELU FFNs. That is what makes the efficient Space-MoE exact: with
+``e(0) = 0`` and a per-position FFN, ``e(h * m) = e(h) * m`` for every binary mask ``m``, so each
+used expert runs once, only on the positions that some of its tokens cover.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeedForward(nn.Module):
+    """A GELU FFN applied per position; bias-free so that an all-zero input maps to zero."""
+
+    def __init__(self, dim: int, hidden_dim: int, out_dim: int | None = None, bias: bool = False):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim, bias=bias)
+        self.fc2 = nn.Linear(hidden_dim, out_dim or dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+@dataclass
+class RouterOutput:
+    """What a router decided: logits and probabilities (..., E), and the chosen expert (...)."""
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    expert_index: torch.Tensor
+    expert_prob: torch.Tensor
+
+
+class TopOneRouter(nn.Module):
+    """Gate ``G``: a GELU FFN over the routing input, then top-1 with jitter noise in training."""
+
+    def __init__(self, in_dim: int, num_experts: int, hidden_dim: int, jitter: float = 0.0):
+        super().__init__()
+        self.num_experts = num_experts
+        self.jitter = jitter
+        self.gate = FeedForward(in_dim, hidden_dim, num_experts, bias=True)
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        logits = self.gate(x).float()  # (..., E)
+        if self.training and self.jitter > 0:
+            logits = logits + torch.randn_like(logits) * self.jitter  # ε in argmax(softmax(G(y) + ε))
+        probs = logits.softmax(dim=-1)  # (..., E)
+        expert_prob, expert_index = probs.max(dim=-1)  # (...), (...)
+        return RouterOutput(logits, probs, expert_index, expert_prob)
+
+
+def load_balancing_loss(probs: torch.Tensor, expert_index: torch.Tensor, valid: torch.Tensor | None = None):
+    """Switch-Transformer balance loss ``E * sum_e f_e * P_e`` over the valid routed items.
+
+    ``probs`` (N, E), ``expert_index`` (N,), ``valid`` (N,) bool; pad tokens are left out.
+    Equals 1.0 when routing is perfectly uniform.
+    """
+    num_experts = probs.shape[-1]
+    if valid is None:
+        valid = torch.ones(expert_index.shape, dtype=torch.bool, device=probs.device)
+    weight = valid.float()
+    denom = weight.sum().clamp(min=1.0)
+    one_hot = F.one_hot(expert_index, num_experts).float()  # (N, E)
+    fraction = (one_hot * weight[:, None]).sum(0) / denom  # f_e: share of items routed to e
+    mean_prob = (probs * weight[:, None]).sum(0) / denom  # P_e: mean gate probability of e
+    return num_experts * (fraction * mean_prob).sum()
+
+
+@dataclass
+class MoEOutput:
+    """Hidden states plus the routing record of one MoE layer."""
+
+    hidden_states: torch.Tensor
+    router: RouterOutput
+    balance_loss: torch.Tensor
+    expert_counts: torch.Tensor
+    token_masks: torch.Tensor | None = None
+
+
+def region_masks(attn_map: torch.Tensor, text_mask: torch.Tensor, threshold: float = 0.2) -> torch.Tensor:
+    """Binary region of every text token: ``M[j, i] >= threshold * max_j M[j, i]``.
+
+    ``attn_map`` (B, N, L) is softmax over tokens; the threshold is relative to each token's
+    own maximum over image positions. Pad tokens get an empty region: their map is all zero, so
+    the comparison ``0 >= 0`` would otherwise select every position.
+    """
+    peak = attn_map.amax(dim=1, keepdim=True)  # (B, 1, L)
+    masks = attn_map >= threshold * peak  # (B, N, L)
+    return (masks & text_mask.bool()[:, None, :]).to(attn_map.dtype)
+
+
+class SpaceMoE(nn.Module):
+    """Space-MoE: each text token picks one expert, applied to that token's image region.
+
+    ``h_out = (1 / n_y) * sum_i p_i * e_route(i)(h ∘ M̂_i)`` over the n_y real tokens, computed
+    as ``sum_e e(h) ∘ W_e`` where ``W_e`` sums ``p_i * M̂_i`` of the tokens routed to expert e.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        text_dim: int,
+        num_experts: int,
+        hidden_dim: int,
+        gate_hidden_dim: int,
+        threshold: float = 0.2,
+        jitter: float = 0.0,
+    ):
+        super().__init__()
+        self.num_experts = num_experts
+        self.threshold = threshold
+        self.router = TopOneRouter(text_dim, num_experts, gate_hidden_dim, jitter)
+        self.experts = nn.ModuleList([FeedForward(dim, hidden_dim) for _ in range(num_experts)])
+
+    def forward(
+        self, hidden_states: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor, attn_map: torch.Tensor
+    ) -> MoEOutput:
+        b, n, c = hidden_states.shape
+        route = self.router(text)  # per token: (B, L, E), (B, L)
+        masks = region_masks(attn_map.detach(), text_mask, self.threshold)  # (B, N, L)
+        real = text_mask.to(masks.dtype)  # (B, L)
+        n_y = real.sum(dim=1).clamp(min=1.0)  # (B,)
+        one_hot = F.one_hot(route.expert_index, self.num_experts).to(masks.dtype) * real[..., None]  # (B, L, E)
+        token_weight = masks * route.expert_prob.to(masks.dtype)[:, None, :]  # (B, N, L)
+        weights = torch.einsum("bnl,ble->bne", token_weight, one_hot) / n_y[:, None, None]  # (B, N, E)
+
+        flat_h = hidden_states.reshape(b * n, c)  # (B*N, C)
+        flat_w = weights.reshape(b * n, self.num_experts)  # (B*N, E)
+        out = torch.zeros_like(flat_h)
+        counts = one_hot.sum(dim=(0, 1))  # (E,)
+        for e in torch.nonzero(counts).flatten().tolist():
+            rows = torch.nonzero(flat_w[:, e]).flatten()  # positions covered by tokens routed to e
+            if rows.numel() == 0:
+                continue
+            expert_out = self.experts[e](flat_h[rows]) * flat_w[rows, e, None].to(flat_h.dtype)  # (R, C)
+            out.index_add_(0, rows, expert_out.to(out.dtype))
+        balance = load_balancing_loss(
+            route.probs.reshape(-1, self.num_experts), route.expert_index.reshape(-1), text_mask.reshape(-1).bool()
+        )
+        return MoEOutput(out.view(b, n, c), route, balance, counts.detach(), masks)
+
+
+class TimeMoE(nn.Module):
+    """Time-MoE: one expert per sample, chosen from the timestep embedding."""
+
+    def __init__(self, dim: int, time_dim: int, num_experts: int, hidden_dim: int, gate_hidden_dim: int, jitter=0.0):
+        super().__init__()
+        self.num_experts = num_experts
+        self.router = TopOneRouter(time_dim, num_experts, gate_hidden_dim, jitter)
+        self.experts = nn.ModuleList([FeedForward(dim, hidden_dim) for _ in range(num_experts)])
+
+    def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor) -> MoEOutput:
+        route = self.router(temb)  # per sample: (B, E), (B,)
+        out = torch.zeros_like(hidden_states)  # (B, N, C)
+        one_hot = F.one_hot(route.expert_index, self.num_experts)  # (B, E)
+        counts = one_hot.sum(dim=0)  # (E,)
+        for e in torch.nonzero(counts).flatten().tolist():
+            rows = torch.nonzero(route.expert_index == e).flatten()  # samples routed to e
+            scale = route.expert_prob[rows].to(hidden_states.dtype)[:, None, None]  # (R, 1, 1)
+            out.index_add_(0, rows, (self.experts[e](hidden_states[rows]) * scale).to(out.dtype))
+        balance = load_balancing_loss(route.probs, route.expert_index)
+        return MoEOutput(out, route, balance, counts.detach().float())

@@ -1,0 +1,107 @@
+"""RaphaelPipeline: seeds, buckets, schedulers, callbacks, routing, errors and the saved layout."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+from model.buckets import ASPECT_BUCKETS
+from model.pipeline_raphael import RaphaelPipeline, default_scheduler
+from model.unet_raphael import RaphaelUNet
+
+
+@pytest.fixture(scope="module")
+def pipe() -> RaphaelPipeline:
+    torch.manual_seed(0)
+    unet = RaphaelUNet(
+        block_out_channels=(8, 16, 32), transformer_layers_per_level=(0, 0, 1), mid_transformer_layers=1,
+        attention_head_dim=8, gate_hidden_dim=8, norm_num_groups=4, edge_channels=4,
+    ).eval()
+    pipeline = RaphaelPipeline(unet=unet, scheduler=default_scheduler())
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def run(pipe, seed=0, **kw):
+    kw.setdefault("num_inference_steps", 2)
+    return pipe("two cats on a blue background", generator=torch.Generator().manual_seed(seed), output_type="np", **kw)
+
+
+def test_same_seed_same_image_and_different_seed_different(pipe):
+    a, b, c = run(pipe, 0).images, run(pipe, 0).images, run(pipe, 1).images
+    assert a.shape == (1, 32, 32, 3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+
+
+@pytest.mark.parametrize("bucket", list(ASPECT_BUCKETS))
+def test_every_aspect_bucket_gives_its_shape(pipe, bucket):
+    height, width = pipe.aspect_buckets[bucket]
+    images = run(pipe, height=height, width=width, num_images_per_prompt=2).images
+    assert images.shape == (2, height, width, 3)
+
+
+@pytest.mark.parametrize("scheduler_cls", [DPMSolverMultistepScheduler, EulerDiscreteScheduler])
+def test_other_schedulers_work(pipe, scheduler_cls):
+    original = pipe.scheduler
+    pipe.scheduler = scheduler_cls.from_config(original.config)
+    try:
+        images = run(pipe, num_inference_steps=3).images
+    finally:
+        pipe.scheduler = original
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+
+
+def test_callback_on_step_end_sees_every_step_and_can_interrupt(pipe):
+    seen = []
+
+    def callback(p, step, timestep, kwargs):
+        seen.append((step, int(timestep), tuple(kwargs["latents"].shape)))
+        if step == 1:
+            p._interrupt = True
+        return kwargs
+
+    run(pipe, num_inference_steps=5, callback_on_step_end=callback)
+    assert [s for s, _, _ in seen] == [0, 1]
+    assert seen[0][2] == (1, 3, 32, 32)
+
+
+def test_return_routing_records_experts_and_masks_per_step(pipe):
+    out = run(pipe, num_inference_steps=3, num_images_per_prompt=2, return_routing=True)
+    assert len(out.routing) == 3
+    record = out.routing[0]
+    assert record.space_experts[0].shape[0] == 2  # the conditional half only
+    assert record.token_masks[0].shape[:2] == (2, 64)
+    assert record.time_experts[0].shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompt": ""}, "empty"),
+        ({"prompt": "x" * 1001}, "1000"),
+        ({"num_inference_steps": 0}, "1 to 150"),
+        ({"num_inference_steps": 151}, "1 to 150"),
+        ({"num_images_per_prompt": 9}, "1 to 8"),
+        ({"height": 30, "width": 32}, "aspect bucket"),
+        ({"guidance_scale": -1.0}, "Guidance"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(pipe, kwargs, message):
+    kwargs = {"prompt": "a cat", "num_inference_steps": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pipe(**kwargs)
+
+
+def test_save_pretrained_layout_and_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path, include_text_encoder=False)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "RaphaelPipeline"
+    assert index["unet"] == ["model.unet_raphael", "RaphaelUNet"]
+    assert index["text_encoder"] == [None, None]
+    assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    loaded = RaphaelPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(run(loaded).images, run(pipe).images, atol=1e-6)
