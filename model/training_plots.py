@@ -1,0 +1,50 @@
+"""Training curves and expert usage as one PNG, readable at a glance."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _smooth(values: np.ndarray, window: int = 25) -> np.ndarray:
+    if len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def plot_training(log_path: Path, png_path: Path) -> None:
+    """Plot loss terms over steps and the share of routing per expert (space and time)."""
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    steps = np.array([r["step"] for r in rows])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key in ("loss", "mse", "edge", "balance"):
+        vals = np.array([r[key] for r in rows], dtype=float)
+        sm = _smooth(vals)
+        axes[0].plot(steps[len(steps) - len(sm):], sm, label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("losses (moving average)")
+    axes[0].legend()
+    for ax, key, title in ((axes[1], "space_usage", "Space-MoE"), (axes[2], "time_usage", "Time-MoE")):
+        usage = [r[key] for r in rows if r.get(key)]
+        if not usage:
+            ax.set_title(f"{title}: dense")
+            continue
+        arr = np.array(usage, dtype=float)
+        share = arr / arr.sum(axis=1, keepdims=True).clip(min=1)
+        share = np.stack([_smooth(share[:, e]) for e in range(share.shape[1])], axis=1)
+        ax.stackplot(np.arange(len(share)), share.T, labels=[f"expert {e}" for e in range(share.shape[1])])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{title}: share of routes per expert")
+        ax.set_xlabel("step (smoothed)")
+        ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
