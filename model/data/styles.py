@@ -6,8 +6,9 @@ style never moves ink outside the ground-truth boxes. How the background colour 
 - ``flat``: the exact RGB.
 - ``outline sketch``: the exact RGB plus faint paper grain (+-6 levels); sprites become a dark
   coloured-pencil outline over a pale wash of their own colours.
-- ``pixel art``: the exact RGB; sprites are box-downsampled into blocks of two or more pixels
-  and nearest-upsampled, with posterised colours and a hard alpha edge.
+- ``pixel art``: the exact RGB; sprites are box-downsampled to 8-15 blocks across (1-px blocks
+  below 16 px, so 32-px scenes stay legible) and nearest-upsampled, with posterised colours and
+  a hard alpha edge.
 - ``soft watercolour``: the RGB lifted 15% towards white with soft low-frequency blotches
   (+-10 levels); sprites are blurred and lightened.
 - ``night``: the RGB at 60% brightness (hue kept) with a few pale stars outside the objects;
@@ -73,7 +74,7 @@ def _outline(rgba: np.ndarray) -> np.ndarray:
 
 def _pixel_art(sprite: Image.Image) -> np.ndarray:
     size = sprite.width
-    cells = max(3, size // max(2, size // 8))  # blocks of 2 px at 32-px scale, coarser when larger
+    cells = size // max(1, size // 8)  # at least 8 blocks across: tiny sprites stay legible, big ones get chunky
     coarse = sprite.resize((cells, cells), Image.Resampling.BOX).resize((size, size), Image.Resampling.NEAREST)
     rgba = np.asarray(coarse, dtype=np.float32) / 255.0
     rgba[..., :3] = np.round(rgba[..., :3] * 4) / 4
