@@ -365,7 +365,6 @@ def train_recognizer(
                 state_path,
             )
             logger.info("step %d loss %.4f (mean of last 50 %.4f)", done, losses[-1], np.mean(losses[-50:]))
-            model.train()
         if out_of_time:
             logger.warning("Stopping at step %d of %d: the %.1f-minute budget is spent", done, steps, max_minutes)
             break
@@ -374,7 +373,19 @@ def train_recognizer(
     logger.info("Held-out real scenes (%d): %s", eval_scenes, {k: round(v, 4) for k, v in heldout.items()})
     model.save(out_dir)
     (out_dir / "metrics.json").write_text(
-        json.dumps({"steps": len(losses), "batch_size": batch_size, "heldout_real": heldout}, indent=1) + "\n",
+        json.dumps(
+            {
+                "init": None if init is None else str(init),
+                "seed": seed,
+                "steps": len(losses),
+                "batch_size": batch_size,
+                "peak_lr": lr,
+                "heldout_real": heldout,
+                "heldout_scenes": eval_scenes,
+            },
+            indent=1,
+        )
+        + "\n",
         encoding="utf-8",
     )
     if len(losses) >= steps:
