@@ -72,6 +72,7 @@ class RaphaelPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=True)
+        self.tokenizer_max_length = MAX_LENGTH
 
     @property
     def sample_size(self) -> int:
