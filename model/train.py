@@ -88,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default="runs/raphael-tiny", help="run folder: state.pt, log.jsonl, curves.png, unet/")
     p.add_argument("--preset", default="tiny", choices=sorted(RAPHAEL_PRESETS), help="model size preset")
+    p.add_argument("--unet-config", default=None, help="JSON file of RaphaelUNet arguments overriding the preset")
     p.add_argument("--init", default=None, help="start a new run from these UNet weights (e.g. the bundled model)")
     p.add_argument("--steps", type=int, default=6000, help="total optimiser steps of the run")
     p.add_argument("--time-limit", type=float, default=0, help="stop cleanly after this many minutes (0 = none)")
@@ -156,7 +157,8 @@ def train(args: argparse.Namespace) -> Path:
     if args.init:
         unet = RaphaelUNet.from_pretrained(args.init)
     else:
-        unet = RAPHAEL_PRESETS[args.preset](sample_size=args.sample_size)
+        overrides = json.loads(Path(args.unet_config).read_text()) if args.unet_config else {}
+        unet = RAPHAEL_PRESETS[args.preset](**{"sample_size": args.sample_size, **overrides})
     ema = EMA(unet)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start = 0

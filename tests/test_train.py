@@ -1,0 +1,63 @@
+"""The training CLI: a short run learns, and a killed run resumes from its last checkpoint."""
+
+import json
+
+import pytest
+import torch
+
+from model.train import main, make_noise_scheduler, min_snr_weight
+from model.unet_raphael import RaphaelUNet
+
+TINY = {
+    "block_out_channels": [8, 16, 32], "transformer_layers_per_level": [0, 0, 1], "mid_transformer_layers": 1,
+    "attention_head_dim": 8, "gate_hidden_dim": 8, "norm_num_groups": 4, "edge_channels": 4,
+}
+
+
+def run_args(tmp_path, steps: int, **extra) -> list[str]:
+    config = tmp_path / "unet.json"
+    config.write_text(json.dumps(TINY))
+    args = [
+        "--out", str(tmp_path / "run"), "--unet-config", str(config), "--steps", str(steps), "--batch-size", "8",
+        "--lr", "3e-3", "--warmup", "1", "--num-emoji", "4", "--max-objects", "1", "--max-count", "1",
+        "--styles", "flat", "--buckets", "1:1", "--save-every", "5", "--threads", "1",
+    ]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def log_rows(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+
+
+def test_min_snr_weight_caps_at_gamma_over_snr_plus_one():
+    scheduler = make_noise_scheduler()
+    w = min_snr_weight(scheduler, torch.tensor([0, 999]))
+    alphas = scheduler.alphas_cumprod[[0, 999]]
+    snr = alphas / (1 - alphas)
+    torch.testing.assert_close(w, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
+
+
+@pytest.mark.slow
+def test_twenty_steps_lower_the_loss(tmp_path):
+    main(run_args(tmp_path, 20))
+    rows = log_rows(tmp_path)
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    first = sum(r["mse"] for r in rows[:5]) / 5
+    last = sum(r["mse"] for r in rows[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    assert all(r["space_usage"] and r["time_usage"] for r in rows)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+    RaphaelUNet.from_pretrained(tmp_path / "run" / "unet")
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_saved_step(tmp_path):
+    main(run_args(tmp_path, 5))  # as if killed after the checkpoint at step 5
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert state["step"] == 5
+    main(run_args(tmp_path, 8))
+    steps = [r["step"] for r in log_rows(tmp_path)]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 8
