@@ -552,8 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output folder; must be new or empty")
     parser.add_argument(
         "--db",
-        default=os.environ.get("RAPHAEL_DB_URL", "sqlite:///data/feedback.db"),
-        help="SQLAlchemy URL of the feedback database (default: $RAPHAEL_DB_URL or sqlite:///data/feedback.db)",
+        default=os.environ.get("RAPHAEL_DB", "sqlite:///data/feedback.db"),
+        help="SQLAlchemy URL of the feedback database (default: $RAPHAEL_DB or sqlite:///data/feedback.db)",
     )
     parser.add_argument(
         "--image-dir",

@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--url",
-        default=os.environ.get("RAPHAEL_DB_URL", "sqlite:///data/feedback.db"),
-        help="SQLAlchemy database URL (default: $RAPHAEL_DB_URL or sqlite:///data/feedback.db)",
+        default=os.environ.get("RAPHAEL_DB", "sqlite:///data/feedback.db"),
+        help="SQLAlchemy database URL (default: $RAPHAEL_DB or sqlite:///data/feedback.db)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("upgrade", help="upgrade to a revision (default: head)")
