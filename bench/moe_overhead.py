@@ -10,26 +10,28 @@ import json
 import logging
 import statistics
 import time
+from functools import cache
 
 import torch
 
+from model.data.config import SceneConfig
+from model.data.dataset import EmojiScenes
 from model.presets import raphael_tiny, raphael_tiny_dense
+from model.text_encoder import encode_text, load_text_encoder
 from model.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("bench.moe_overhead")
 
 
-def step_inputs(batch: int, length: int = 32, real: int = 12, size: int = 32, text_dim: int = 384):
-    """A CFG step: 2*batch samples, prompts of ``real`` tokens padded to ``length``."""
+@cache
+def step_inputs(batch: int, size: int = 32):
+    """A CFG step: 2*batch noisy samples with real emoji-scene captions through the real text encoder."""
     g = torch.Generator().manual_seed(0)
-    mask = torch.zeros(2 * batch, length, dtype=torch.long)
-    mask[:, :real] = 1
-    return (
-        torch.randn(2 * batch, 3, size, size, generator=g),
-        torch.full((2 * batch,), 500),
-        torch.randn(2 * batch, length, text_dim, generator=g),
-        mask,
-    )
+    data = EmojiScenes(SceneConfig(), seed=7)
+    captions = [data.sample(i)[1] for i in range(batch)]
+    tokenizer, encoder = load_text_encoder()
+    text, mask = encode_text(tokenizer, encoder, [""] * batch + captions)  # (2B, L, D), (2B, L)
+    return torch.randn(2 * batch, 3, size, size, generator=g), torch.full((2 * batch,), 500), text, mask
 
 
 @torch.no_grad()
@@ -45,6 +47,27 @@ def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int) -> dic
             m(*inputs)
             samples[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+@torch.no_grad()
+def region_coverage(model: RaphaelUNet, batch: int) -> dict[str, float]:
+    """How much of the image the Space-MoE regions cover: the main cost driver of the efficient form.
+
+    Each used expert runs on every position that one of its tokens covers, so the FFN work is
+    ``mean distinct experts per position`` times that of the dense FFN.
+    """
+    out = model(*step_inputs(batch), return_routing=True).routing
+    coverage, experts_per_position = [], []
+    for masks, experts in zip(out.token_masks, out.space_experts):
+        real = masks.sum(1) > 0  # (B, L) tokens with a region
+        coverage.append((masks.mean(1)[real]).mean().item())
+        one_hot = torch.nn.functional.one_hot(experts, model.config.num_space_experts).float()  # (B, L, E)
+        per_expert = torch.einsum("bnl,ble->bne", masks, one_hot)  # (B, N, E)
+        experts_per_position.append((per_expert > 0).float().sum(-1).mean().item())
+    return {
+        "mean_region_fraction_per_token": round(statistics.mean(coverage), 3),
+        "mean_distinct_experts_per_position": round(statistics.mean(experts_per_position), 2),
+    }
 
 
 @torch.no_grad()
@@ -64,9 +87,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--model", default=None, help="bundled pipeline folder whose trained UNet to measure")
     args = parser.parse_args()
     torch.manual_seed(0)
-    models = {"raphael": raphael_tiny().eval(), "dense": raphael_tiny_dense().eval()}
+    raphael = RaphaelUNet.from_pretrained(f"{args.model}/unet").float() if args.model else raphael_tiny()
+    models = {"raphael": raphael.eval(), "dense": raphael_tiny_dense().eval()}
     result = {
         "device": "cpu",
         "threads": torch.get_num_threads(),
@@ -80,6 +105,7 @@ def main() -> None:
             "dense_ms": round(ms["dense"], 2),
             "ratio": round(ms["raphael"] / ms["dense"], 3),
         }
+    result["space_moe_regions"] = region_coverage(models["raphael"], 8)
     result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8)
     print(json.dumps(result, indent=2))
 

@@ -33,9 +33,7 @@ def bundle(run_dir: Path, out_dir: Path) -> Path:
 
 def load_bundle(path: str | Path = DEFAULT_BUNDLE, dtype: torch.dtype = torch.float32) -> RaphaelPipeline:
     """Load a bundled pipeline; weights are stored in fp16 and computed in ``dtype`` (fp32 on CPU)."""
-    pipe = RaphaelPipeline.from_pretrained(path)
-    pipe.unet.to(dtype)
-    return pipe
+    return RaphaelPipeline.from_pretrained(path, dtype=dtype)
 
 
 def main() -> None:
