@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from model.offline import apply_offline_defaults
-from model.pipeline_raphael import RaphaelPipeline, default_scheduler
+from model.pipeline_raphael import RaphaelPipeline
+from model.schedule import default_scheduler
 from model.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.bundle")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import AutoencoderKL
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.schedulers import KarrasDiffusionSchedulers
@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .buckets import ASPECT_BUCKETS, bucket_for_size, bucket_size
 from .pipeline_output import RaphaelPipelineOutput
-from .text_encoder import MAX_LENGTH, load_text_encoder
+from .text_encoder import MAX_LENGTH, encode_text, load_text_encoder
 from .unet_raphael import RaphaelUNet, RoutingRecord
 
 MAX_PROMPT_CHARS = 1000
@@ -161,11 +161,7 @@ class RaphaelPipeline(DiffusionPipeline):
         """Per-token states (B*n, L, D) and masks for the prompt and, with CFG, the negative prompt."""
 
         def encode(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            tokens = self.tokenizer(
-                texts, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt"
-            )
-            mask = tokens.attention_mask.to(device)
-            states = self.text_encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
+            states, mask = encode_text(self.tokenizer, self.text_encoder, texts, device, self.tokenizer_max_length)
             return (
                 states.to(self.unet.dtype).repeat_interleave(num_images_per_prompt, dim=0),
                 mask.repeat_interleave(num_images_per_prompt, dim=0),
@@ -315,16 +311,6 @@ class RaphaelPipeline(DiffusionPipeline):
         if not return_dict:
             return (image, routing) if return_routing else (image,)
         return RaphaelPipelineOutput(images=image, routing=routing if return_routing else None)
-
-
-def default_scheduler(config: dict | None = None) -> DDIMScheduler:
-    """DDIM with the training schedule (v-prediction, cosine betas, no sample clipping)."""
-    if config is not None:
-        return DDIMScheduler.from_config(config, clip_sample=False)
-    return DDIMScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
-        clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing",
-    )
 
 
 def image_array(images) -> np.ndarray:

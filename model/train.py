@@ -34,6 +34,7 @@ from model.data.dataset import EmojiScenes
 from model.edge import edge_loss
 from model.offline import apply_offline_defaults
 from model.presets import RAPHAEL_PRESETS
+from model.schedule import make_noise_scheduler
 from model.text_encoder import encode_text, load_text_encoder
 from model.training_plots import plot_training
 from model.unet_raphael import RaphaelUNet
@@ -42,13 +43,6 @@ logger = logging.getLogger("model.train")
 
 MIN_SNR_GAMMA = 5.0
 CAPTION_DROPOUT = 0.1
-
-
-def make_noise_scheduler() -> DDPMScheduler:
-    """The training schedule; saved next to the weights so sampling uses the same one."""
-    return DDPMScheduler(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction", clip_sample=False
-    )
 
 
 def min_snr_weight(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
@@ -137,7 +131,6 @@ def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int
     ema_unet = RaphaelUNet.from_config(unet.config)
     ema.copy_to(ema_unet)
     ema_unet.save_pretrained(out / "unet")
-    make_noise_scheduler().save_pretrained(out / "scheduler")
 
 
 def train(args: argparse.Namespace) -> Path:

@@ -8,7 +8,8 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from model.buckets import ASPECT_BUCKETS
-from model.pipeline_raphael import RaphaelPipeline, default_scheduler
+from model.pipeline_raphael import RaphaelPipeline
+from model.schedule import default_scheduler
 from model.unet_raphael import RaphaelUNet
 
 

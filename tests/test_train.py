@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from model.train import main, make_noise_scheduler, min_snr_weight
+from model.schedule import make_noise_scheduler
+from model.train import main, min_snr_weight
 from model.unet_raphael import RaphaelUNet
 
 TINY = {
