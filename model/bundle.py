@@ -2,10 +2,12 @@
 
 Writes a ``save_pretrained`` pipeline folder with the EMA UNet in fp16 safetensors, the DDIM
 sampler of the training schedule and no text encoder (the packaged MiniLM is loaded instead), so
-the folder stays small enough to live in the repository.
+the folder stays small enough to live in the repository. ``training.json`` beside it records
+what the weights cost (steps, images, step time), so comparisons at equal compute can be checked.
 """
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -21,12 +23,38 @@ logger = logging.getLogger("model.bundle")
 DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
 
 
+DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "styles", "buckets")
+RECIPE_ARGS = ("preset", "init", "lr", "warmup", "weight_decay", "balance_coef", "edge_coef", "seed")
+
+
+def training_summary(run_dir: Path) -> dict:
+    """Steps, images seen and summed step time of a run, read from its own checkpoint and log."""
+    state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
+    args, world_size = state["args"], state.get("world_size", 1)
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    seconds = sum(r["sec"] for r in rows if r["step"] <= state["step"])
+    summary = {
+        "steps": state["step"],
+        "batch_size": args["batch_size"] * world_size,
+        "images_seen": state["step"] * args["batch_size"] * world_size,
+        "step_time_hours": round(seconds / 3600, 3),
+        "data": {k: args.get(k) for k in DATA_ARGS},
+        "recipe": {k: args.get(k) for k in RECIPE_ARGS},
+    }
+    earlier = Path(args["init"]).parent / "training.json" if args.get("init") else None
+    if earlier is not None and earlier.exists():
+        summary["continued_from"] = json.loads(earlier.read_text())
+    return summary
+
+
 def bundle(run_dir: Path, out_dir: Path) -> Path:
-    """Save the run's EMA UNet and sampler as a RaphaelPipeline in fp16."""
+    """Save the run's EMA UNet and sampler as a RaphaelPipeline in fp16, with its training summary."""
     unet = RaphaelUNet.from_pretrained(run_dir / "unet").to(torch.float16)
     scheduler = default_scheduler()
     pipe = RaphaelPipeline(unet=unet, scheduler=scheduler)
     pipe.save_pretrained(out_dir, include_text_encoder=False)
+    summary = {"parameters": sum(p.numel() for p in unet.parameters()), **training_summary(run_dir)}
+    (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     logger.info("Bundled %s into %s (%.1f MB)", run_dir, out_dir, size / 1e6)
     return out_dir

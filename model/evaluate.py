@@ -4,7 +4,8 @@
 2. Composition scores of generated images for held-out prompts (new combinations and
    phrasings that training never produced): identity, count, background, position, all four.
 3. A domain Fréchet distance on the recognizer's pooled conv features, real against generated.
-4. The same for a dense baseline (``--baseline``), ideally trained with equal compute.
+4. The same for a dense baseline (``--baseline``) trained on the same data stream, with each
+   model's training record (steps, images seen) and a paired bootstrap interval of the difference.
 5. Routing paths: can a gradient-boosted classifier tell nouns, adjectives and other words apart
    from the Space-MoE experts their tokens take through the blocks?
 
@@ -97,10 +98,26 @@ def generate_and_score(
     bar.close()
     return {
         "accuracy": {m: float(np.mean(v)) for m, v in totals.items()},
+        "per_prompt": {m: [bool(x) for x in v] for m, v in totals.items()},
         "n": total,
         "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
         "grid": grid,
     }
+
+
+def paired_difference(a: list[bool], b: list[bool], samples: int = 10_000, seed: int = 0) -> dict:
+    """Difference of two accuracies on the same prompts, with a 95% paired bootstrap interval."""
+    diff = np.asarray(a, float) - np.asarray(b, float)  # (n,) per prompt: -1, 0 or 1
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(diff.mean()), "ci95": [float(low), float(high)]}
+
+
+def training_record(path: Path) -> dict | None:
+    """The ``training.json`` that ``model.bundle`` writes beside the weights, if any."""
+    record = path / "training.json"
+    return json.loads(record.read_text()) if record.exists() else None
 
 
 def save_grid(grid: list, path: Path, columns: int = 8, scale: int = 3) -> None:
@@ -195,16 +212,27 @@ def markdown(results: dict) -> str:
     lines = [
         f"Held-out prompts: {results['config_note']}; {results['steps']} DDIM steps, CFG {results['cfg']}.",
         "",
-        "| model | identity | count | background | position | composition | domain FD |",
-        "|---|---|---|---|---|---|---|",
+        "| model | training images | identity | count | background | position | composition | domain FD |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     real = results["recognizer_on_real"]
     lines.append(
-        "| real scenes (recognizer check) | " + " | ".join(f"{100 * real[m]:.1f}%" for m in METRICS) + " | 0 |"
+        "| real scenes (recognizer check) | – | " + " | ".join(f"{100 * real[m]:.1f}%" for m in METRICS) + " | 0 |"
     )
     for name, r in results["models"].items():
-        acc = r["accuracy"]
-        lines.append(f"| {name} | " + " | ".join(f"{100 * acc[m]:.1f}%" for m in METRICS) + f" | {r['fd']:.2f} |")
+        acc, trained = r["accuracy"], r.get("training")
+        images = f"{trained['images_seen']:,} ({trained['steps']:,} steps)" if trained else "?"
+        lines.append(
+            f"| {name} | {images} | " + " | ".join(f"{100 * acc[m]:.1f}%" for m in METRICS) + f" | {r['fd']:.2f} |"
+        )
+    if "comparison" in results:
+        lines.append("")
+        for metric, c in results["comparison"].items():
+            low, high = c["ci95"]
+            lines.append(
+                f"RAPHAEL-tiny minus dense baseline, {metric}: {100 * c['difference']:+.1f} points "
+                f"(95% paired bootstrap interval {100 * low:+.1f} to {100 * high:+.1f})."
+            )
     if "routing" in results:
         r = results["routing"]
         lines += [
@@ -260,9 +288,16 @@ def main() -> None:
         pipe.set_progress_bar_config(disable=True)
         r = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch)
         save_grid(r.pop("grid"), args.out / f"samples_{name.split()[0].lower()}.png")
+        r["training"] = training_record(path)
         results["models"][name] = r
         if name == "RAPHAEL-tiny":
             results["routing"] = routing_analysis(pipe, config)
+    if len(results["models"]) == 2:
+        records = [r["training"] for r in results["models"].values()]
+        if not all(records) or len({r["images_seen"] for r in records}) != 1:
+            logger.warning("The two models did not see the same number of training images: %s", records)
+        ours, dense = (r["per_prompt"] for r in results["models"].values())
+        results["comparison"] = {m: paired_difference(ours[m], dense[m]) for m in ("identity", "composition")}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     (args.out / "results.md").write_text(markdown(results))
     logger.info("\n%s", markdown(results))

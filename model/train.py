@@ -116,7 +116,20 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
     )
 
 
-def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args) -> None:
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log rows past the resumed step: a killed run logged steps its checkpoint never saw."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+        logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
+
+
+def save_checkpoint(
+    out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1
+) -> None:
     """Write the resumable state atomically, then the EMA weights in save_pretrained layout."""
     state = {
         "step": step,
@@ -124,6 +137,7 @@ def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int
         "ema": ema.shadow,
         "optimizer": optimizer.state_dict(),
         "args": vars(args),
+        "world_size": world_size,
     }
     tmp = out / "state.pt.tmp"
     torch.save(state, tmp)
@@ -162,6 +176,7 @@ def train(args: argparse.Namespace) -> Path:
         ema.shadow = [s.float() for s in state["ema"]]
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
+        truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
     lr_lambda = lambda s: min(1.0, (s + 1) / args.warmup)  # noqa: E731
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda, last_epoch=start - 1 if start else -1)
@@ -226,7 +241,9 @@ def train(args: argparse.Namespace) -> Path:
         last = step + 1 == args.steps or time.monotonic() > deadline
         if accelerator.is_main_process and ((step + 1) % args.save_every == 0 or last):
             log_file.flush()
-            save_checkpoint(out, accelerator.unwrap_model(unet), ema, optimizer, step + 1, args)
+            save_checkpoint(
+                out, accelerator.unwrap_model(unet), ema, optimizer, step + 1, args, accelerator.num_processes
+            )
             plot_training(out / "log.jsonl", out / "curves.png")
         if last:
             break

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from model.bundle import bundle, load_bundle
 from model.schedule import make_noise_scheduler
 from model.train import main, min_snr_weight
 from model.unet_raphael import RaphaelUNet
@@ -55,10 +56,19 @@ def test_twenty_steps_lower_the_loss(tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_from_the_saved_step(tmp_path):
-    main(run_args(tmp_path, 5))  # as if killed after the checkpoint at step 5
+    main(run_args(tmp_path, 5))
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     assert state["step"] == 5
+    with open(tmp_path / "run" / "log.jsonl", "a") as log:  # killed at step 6, after logging it
+        log.write(json.dumps({**log_rows(tmp_path)[-1], "step": 6}) + "\n")
     main(run_args(tmp_path, 8))
     steps = [r["step"] for r in log_rows(tmp_path)]
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 8
+
+    out = bundle(tmp_path / "run", tmp_path / "bundle")
+    record = json.loads((out / "training.json").read_text())
+    assert record["steps"] == 8 and record["images_seen"] == 64 and record["batch_size"] == 8
+    assert record["data"]["num_emoji"] == 4 and record["recipe"]["preset"] == "tiny"
+    assert record["step_time_hours"] == round(sum(r["sec"] for r in log_rows(tmp_path)) / 3600, 3)
+    assert list(load_bundle(out).unet.config.block_out_channels) == TINY["block_out_channels"]
