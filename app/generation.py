@@ -73,15 +73,6 @@ class GenerationResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
 
-    def image_provenance(self, index: int) -> dict[str, Any]:
-        return image_provenance(self.provenance, index)
-
-
-def image_provenance(batch: dict[str, Any], index: int) -> dict[str, Any]:
-    """Provenance of image ``index`` of a batch alone: its own seed regenerates it with ``num_images=1``."""
-    single = {key: value for key, value in batch.items() if key != "seeds"}
-    return {**single, "seed": batch["seeds"][index], "batch_seed": batch["seed"], "batch_index": index}
-
 
 def weights_hash(model_dir: Path) -> str:
     """sha256 over every weight file (relative path and bytes, sorted), so a checkpoint has one identity."""

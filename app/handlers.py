@@ -22,10 +22,10 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from app.generation import GenerationRequest, GenerationResult, GenerationService, image_provenance
+from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
 from app.settings import Settings
-from feedback.images import PROVENANCE_KEY
+from feedback.images import PROVENANCE_KEY, image_provenance
 from feedback.store import FeedbackStore
 from model.prompt_enhancer import Enhancer
 

@@ -130,7 +130,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "prompt": "the prompt as typed",
         "enhanced_prompt": "the prompt after the prompt enhancer, if used",
         "negative_prompt": "negative prompt",
-        "seed": "random seed",
+        "seed": "the image's own random seed (regenerates it alone)",
         "steps": "denoising steps",
         "cfg": "classifier-free guidance scale",
         "sampler": "scheduler name",

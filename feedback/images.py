@@ -37,6 +37,17 @@ class StoredImage:
     height: int
 
 
+def image_provenance(batch: dict[str, Any], index: int) -> dict[str, Any]:
+    """Provenance of image ``index`` of a batch alone: its own seed regenerates it with ``num_images=1``.
+
+    A batch given with per-image ``seeds`` keeps its first seed as ``batch_seed``.
+    """
+    if "seeds" not in batch:
+        return {**batch, "batch_index": index}
+    single = {key: value for key, value in batch.items() if key != "seeds"}
+    return {**single, "seed": batch["seeds"][index], "batch_seed": batch["seed"], "batch_index": index}
+
+
 def encode_png(image: PILImage.Image, provenance: dict[str, Any]) -> bytes:
     """PNG bytes of ``image`` with ``provenance`` as sorted JSON, so equal inputs give equal bytes."""
     info = PngInfo()

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from feedback import migrate
 from feedback.engine import make_engine, writer
-from feedback.images import ImageFiles
+from feedback.images import ImageFiles, image_provenance
 from feedback.models import (
     COMPARISON_OUTCOMES,
     Comparison,
@@ -224,7 +224,8 @@ class FeedbackStore:
         for key, kind in _PROVENANCE_TYPES.items():  # numpy scalars and friends become plain Python
             columns[key] = kind(columns[key])
         extra = json.loads(json.dumps({k: v for k, v in provenance.items() if k not in PROVENANCE_KEYS}, default=str))
-        stored = [self.images.save(image, {**columns, **extra}) for image in images]
+        batch = {**columns, **extra}
+        stored = [self.images.save(image, image_provenance(batch, i)) for i, image in enumerate(images)]
 
         generation = Generation(id=str(uuid.uuid4()), rater_id=rater_id, extra=extra, **columns)
         rows = [
@@ -460,6 +461,8 @@ class FeedbackStore:
             for image, generation in s.execute(select(Image, Generation).join(Generation).where(Image.id.in_(chunk))):
                 provenance = {key: getattr(generation, key) for key in PROVENANCE_KEYS}
                 provenance["extra"] = generation.extra
+                if generation.extra.get("seeds"):  # the image's own seed regenerates it alone
+                    provenance["seed"] = generation.extra["seeds"][image.batch_index]
                 rows[image.id] = ImageRow(
                     id=image.id,
                     generation_id=image.generation_id,

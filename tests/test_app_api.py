@@ -74,7 +74,8 @@ def test_generate_vote_change_vote_and_export(
     downloaded = Image.open(gallery[1]["image"])
     provenance = json.loads(downloaded.text["parameters"])
     assert downloaded.format == "PNG" and downloaded.size == (provenance["width"], provenance["height"])
-    assert (provenance["prompt"], provenance["negative_prompt"], provenance["seed"]) == (GOOD["prompt"], "blurry", 21)
+    assert (provenance["prompt"], provenance["negative_prompt"]) == (GOOD["prompt"], "blurry")
+    assert (provenance["seed"], provenance["batch_seed"], provenance["batch_index"]) == (22, 21, 1)
     assert provenance["category"] == "animal"
 
     second = summary["images"][1]["image_id"]
@@ -91,7 +92,7 @@ def test_generate_vote_change_vote_and_export(
     assert store.current_votes(rater, [first, second]) == {first: 0, second: 1}
     assert store.vote_history(rater, second) == [-1, 1]
     assert store.vote_history(rater, first) == [1, 0]
-    assert read_provenance(store.image_path(second))["seed"] == 21
+    assert read_provenance(store.image_path(second))["seed"] == 22  # the second image's own seed
 
     comparison_id = client.predict(second, first, "left", api_name="/compare")
     assert isinstance(comparison_id, int)

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.generation import SAMPLERS, GenerationRequest, GenerationService, image_provenance, weights_hash
+from app.generation import SAMPLERS, GenerationRequest, GenerationService, weights_hash
+from feedback.images import image_provenance
 from model.buckets import ASPECT_BUCKETS, bucket_size
 
 STORE_KEYS = {

@@ -154,11 +154,11 @@ def test_images_are_content_addressed_and_carry_provenance(store: FeedbackStore)
 
     assert again.paths[0] == first.paths[0] and again.image_ids[0] != first.image_ids[0]
     assert other_seed.paths[0] != first.paths[0]  # provenance is part of the bytes
-    for path in first.paths:
+    for index, path in enumerate(first.paths):
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         assert path == store.images.root / digest[:2] / f"{digest[2:]}.png"
-        assert read_provenance(path) == {**provenance(), "style": "flat"}
+        assert read_provenance(path) == {**provenance(), "style": "flat", "batch_index": index}
     assert store.image_path(first.image_ids[1]) == first.paths[1]
     assert not list(store.images.root.rglob(".tmp-*"))
     with Image.open(first.paths[0]) as image:
@@ -168,6 +168,19 @@ def test_images_are_content_addressed_and_carry_provenance(store: FeedbackStore)
     assert row == {}
     with pytest.raises(FeedbackError):
         store.image_path("missing")
+
+
+def test_each_stored_png_names_its_own_seed(store: FeedbackStore) -> None:
+    rater = store.rater("rater-a")
+    record = store.record_generation(rater, provenance(seed=11, seeds=[11, 12]), [solid("red"), solid("blue")])
+    for index, path in enumerate(record.paths):
+        single = read_provenance(path)
+        assert (single["seed"], single["batch_seed"], single["batch_index"]) == (11 + index, 11, index)
+        assert "seeds" not in single
+    for image_id in record.image_ids:
+        store.vote(rater, image_id, 1)
+    rows = store.preference_rows().images
+    assert [rows[i].provenance["seed"] for i in record.image_ids] == [11, 12]
 
 
 def test_provenance_columns_and_extra(store: FeedbackStore) -> None:
