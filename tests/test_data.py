@@ -12,7 +12,15 @@ import pytest
 
 from model.buckets import ASPECT_BUCKETS, bucket_size
 from model.data.atlas import load_atlas
-from model.data.captions import COLOUR_WORDS, COUNT_WORDS, SIZE_WORDS, emoji_words, make_caption, pluralise
+from model.data.captions import (
+    COLOUR_WORDS,
+    COUNT_WORDS,
+    SIZE_WORDS,
+    emoji_words,
+    fix_articles,
+    make_caption,
+    pluralise,
+)
 from model.data.dataset import EmojiScenes, SceneConfig
 from model.data.scene import Scene, region_box, render_scene, sample_scene, without_objects
 from model.data.splits import is_reserved
@@ -115,6 +123,13 @@ def test_captions_mention_emoji_colour_and_count(split: str) -> None:
             nouns = "|".join(re.escape(w) for w in sorted(emoji_words(obj.emoji), key=len, reverse=True))
             counts = "|".join(re.escape(w) for w in (*COUNT_WORDS[obj.count], *(("an",) if obj.count == 1 else ())))
             assert re.search(rf"\b({counts}) (({sizes}) )?({nouns})\b", caption), (caption, obj)
+        assert not re.search(r"\ba (orange|outline|8-bit)\b|\ban (red|blue|pixel|flat)\b", caption), caption
+
+
+def test_articles_follow_the_next_word() -> None:
+    fixed = fix_articles("A orange canvas with a apple, an outline sketch")
+    assert fixed == "An orange canvas with an apple, an outline sketch"
+    assert fix_articles("a unicorn and a ufo on a blue background") == "a unicorn and a ufo on a blue background"
 
 
 def test_background_colours_stay_distinct_in_every_style() -> None:

@@ -9,6 +9,7 @@ for every emoji with two or more synonyms, its last synonym.
 """
 
 import random
+import re
 
 from model.data.atlas import load_atlas
 from model.data.scene import Scene, SceneObject
@@ -137,6 +138,11 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" and not word.startswith(("ufo", "uni", "eu")) else "a"
 
 
+def fix_articles(text: str) -> str:
+    """"a orange background" -> "an orange background", wherever a template put "a" before a word."""
+    return re.sub(r"\b([Aa]) (?=(\w+))", lambda m: f"{m.group(1)}{_article(m.group(2))[1:]} ", text)
+
+
 def synonyms(name: str, split: str) -> tuple[str, ...]:
     """Synonyms of emoji ``name`` usable in ``split`` (the last of two or more is held out)."""
     words = load_atlas().by_name[name].synonyms
@@ -202,4 +208,5 @@ def make_caption(scene: Scene, rng: random.Random, split: str = "train") -> str:
         pre=rng.choice(STYLE_PREFIXES[scene.style]),
         word=STYLE_WORDS[scene.style],
     )
+    caption = fix_articles(caption)
     return caption[0].upper() + caption[1:] if rng.random() < 0.5 else caption
