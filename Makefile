@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train eval bench export
+.PHONY: help venv sysdeps run test test-fast lint train eval bench export finetune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,3 +57,6 @@ bench: venv ## benchmarks that print JSON
 
 export: venv ## export preference data, e.g. ARGS="--format pickapic --as parquet --out exports/pairs"
 	$(PY) -m feedback.export $(ARGS)
+
+finetune: venv ## DPO/KTO fine-tuning on an export, e.g. ARGS="--data exports/pairs --out runs/dpo"
+	$(PY) -m model.preference $(ARGS)

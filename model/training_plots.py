@@ -17,9 +17,32 @@ def _smooth(values: np.ndarray, window: int = 25) -> np.ndarray:
     return np.convolve(values, kernel, mode="valid")
 
 
+def _rows(log_path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+
+
+def plot_lines(log_path: Path, png_path: Path, keys: tuple[str, ...]) -> None:
+    """One panel per logged value over steps (raw and moving average), e.g. a fine-tuning run's loss."""
+    rows = _rows(log_path)
+    if not rows:
+        return
+    steps = np.array([r["step"] for r in rows])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        vals = np.array([r[key] for r in rows], dtype=float)
+        sm = _smooth(vals)
+        ax.plot(steps, vals, alpha=0.3)
+        ax.plot(steps[len(steps) - len(sm):], sm)
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
+
+
 def plot_training(log_path: Path, png_path: Path) -> None:
     """Plot loss terms over steps and the share of routing per expert (space and time)."""
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    rows = _rows(log_path)
     if not rows:
         return
     steps = np.array([r["step"] for r in rows])

@@ -1,0 +1,312 @@
+"""Preference fine-tuning on exported feedback: ``python -m model.preference`` (``make finetune``).
+
+Reads what ``feedback.export`` writes and tunes a RaphaelPipeline against a frozen copy of itself:
+
+- **Diffusion-DPO** (Wallace et al., 2023) on Pick-a-Pic pairs: with the same noise and timestep
+  for both images, the tuned model must lower its denoising error on the preferred image more
+  than on the other one, relative to the reference. Ties are dropped, as the original script does.
+- **Diffusion-KTO** (Li et al., 2024) on unpaired 👍/👎 rows: the implicit reward
+  ``ref_error - model_error``, less a batch estimate of the KL term, goes through a sigmoid whose
+  sign is the label, weighted by ``lambda_d`` / ``lambda_u``. Pairs split into one 👍 and one 👎.
+
+Both read Parquet, JSONL, an HF imagefolder or a ``datasets`` folder, and the result is a
+pipeline folder the app loads with ``RAPHAEL_MODEL``.
+"""
+
+import argparse
+import base64
+import io
+import json
+import logging
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from PIL import Image
+from tqdm.auto import tqdm
+
+from model.bundle import DEFAULT_BUNDLE, load_bundle
+from model.offline import apply_offline_defaults
+from model.text_encoder import encode_text
+from model.train import EMA, to_tensor
+from model.training_plots import plot_lines
+from model.unet_raphael import RaphaelUNet
+
+logger = logging.getLogger("model.preference")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One rated image: ``label`` is 👍 (True) or 👎 (False); in a DPO pair the winner is the 👍."""
+
+    caption: str
+    image: np.ndarray  # (H, W, 3) uint8
+    label: bool
+
+
+@dataclass
+class PreferenceData:
+    """Pairs (winner, loser) for DPO and single rated images for KTO, plus what was skipped and why."""
+
+    pairs: list[tuple[Example, Example]]
+    singles: list[Example]
+    skipped: Counter
+
+    def examples(self, loss: str) -> list:
+        """Training items for ``loss``: pairs for DPO; for KTO the singles, or both halves of each pair."""
+        if loss == "dpo":
+            return self.pairs
+        return self.singles or [x for pair in self.pairs for x in pair]
+
+
+def _decode(value) -> np.ndarray:
+    """RGB uint8 array from image bytes, a base64 string, an HF image dict or a PIL image."""
+    if isinstance(value, dict):
+        value = value.get("bytes") or Path(value["path"]).read_bytes()
+    if isinstance(value, str):
+        value = base64.b64decode(value)
+    image = value if isinstance(value, Image.Image) else Image.open(io.BytesIO(value))
+    return np.asarray(image.convert("RGB"))
+
+
+def _read_rows(path: Path) -> tuple[list[dict], Path]:
+    """Rows of an export folder or file, and the folder relative file names resolve against."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir() and (path / "metadata.jsonl").exists():  # KTO imagefolder
+        rows = [json.loads(line) for line in (path / "metadata.jsonl").read_text().splitlines() if line.strip()]
+        return rows, folder
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(path)).to_list(), folder
+    files = [path] if path.is_file() else sorted([*path.glob("*.parquet"), *path.glob("*.jsonl")])
+    if not files:
+        raise FileNotFoundError(f"No export found at {path}: expected train.parquet, train.jsonl, "
+                                "metadata.jsonl or a datasets folder.")
+    rows = []
+    for file in files:
+        if file.suffix == ".parquet":
+            rows += pq.read_table(file).to_pylist()
+        else:
+            rows += [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return rows, folder
+
+
+def load_preferences(path: str | Path) -> PreferenceData:
+    """Read a ``pickapic`` (pairwise) or ``kto`` (unpaired) export in any of its outputs."""
+    path = Path(path)
+    rows, folder = _read_rows(path)
+    pairs, singles, skipped = [], [], Counter()
+    for row in rows:
+        if "jpg_0" in row:
+            if row["label_0"] == row["label_1"]:
+                skipped["ties"] += 1
+                continue
+            first, second = (Example(row["caption"], _decode(row[f"jpg_{i}"]), True) for i in (0, 1))
+            winner, loser = (first, second) if row["label_0"] > row["label_1"] else (second, first)
+            loser = Example(loser.caption, loser.image, False)
+            if winner.image.shape != loser.image.shape:
+                skipped["pairs_of_different_sizes"] += 1
+                continue
+            pairs.append((winner, loser))
+        elif "label" in row:
+            image = row.get("image") or (folder / row["file_name"]).read_bytes()
+            singles.append(Example(row["caption"], _decode(image), bool(row["label"])))
+        else:
+            raise ValueError(f"{path} is neither a pickapic nor a kto export (columns: {', '.join(row)}).")
+    logger.info("Read %d pairs and %d rated images from %s (skipped: %s)", len(pairs), len(singles), path,
+                dict(skipped) or "none")
+    return PreferenceData(pairs, singles, skipped)
+
+
+def dpo_loss(
+    model_w: torch.Tensor, model_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Diffusion-DPO loss and implicit accuracy from per-sample denoising errors (B,) of each side."""
+    inside = -0.5 * beta * ((model_w - model_l) - (ref_w - ref_l))  # (B,)
+    return -F.logsigmoid(inside).mean(), (inside > 0).float().mean()
+
+
+def kto_loss(
+    model: torch.Tensor, ref: torch.Tensor, labels: torch.Tensor, beta: float, lambda_d: float = 1.0,
+    lambda_u: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Diffusion-KTO loss and accuracy from per-sample errors (B,) and boolean labels (B,)."""
+    reward = ref - model  # (B,) > 0 where the tuned model denoises better than the reference
+    kl = reward.mean().clamp(min=0).detach()
+    sign = labels.float() * 2 - 1
+    signed = sign * beta * (reward - kl)
+    weight = torch.where(labels, lambda_d, lambda_u)
+    return (weight * (1 - torch.sigmoid(signed))).mean(), (signed > 0).float().mean()
+
+
+def _batches(items: list, batch_size: int, rng: random.Random):
+    """Endless batches, each from one image size (bucket), sizes drawn by how many items they hold."""
+    by_size = defaultdict(list)
+    for item in items:
+        first = item[0] if isinstance(item, tuple) else item
+        by_size[first.image.shape].append(item)
+    sizes = sorted(by_size)
+    weights = [len(by_size[s]) for s in sizes]
+    while True:
+        group = by_size[rng.choices(sizes, weights)[0]]
+        yield rng.sample(group, min(batch_size, len(group)))
+
+
+def denoising_errors(
+    unet: RaphaelUNet, scheduler, images: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
+    noise: torch.Tensor, timesteps: torch.Tensor,
+) -> torch.Tensor:
+    """Per-sample mean squared error (B,) of the model's prediction against the scheduler's target."""
+    noisy = scheduler.add_noise(images, noise, timesteps)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(images, noise, timesteps)
+    else:
+        target = noise
+    pred = unet(noisy, timesteps, text, mask, compute_edges=False).sample
+    return (pred.float() - target).pow(2).flatten(1).mean(1)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--data", type=Path, required=True, help="a pickapic or kto export (folder or file)")
+    p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="RaphaelPipeline folder to tune")
+    p.add_argument("--out", type=Path, default=Path("runs/preference"), help="run folder; the tuned pipeline "
+                   "goes to <out>/pipeline")
+    p.add_argument("--loss", choices=("auto", "dpo", "kto"), default="auto",
+                   help="auto: DPO for pairwise data, KTO for unpaired")
+    p.add_argument("--beta", type=float, default=2500.0, help="DPO/KTO inverse temperature on the error gap")
+    p.add_argument("--lambda-d", type=float, default=1.0, help="KTO weight of 👍 images")
+    p.add_argument("--lambda-u", type=float, default=1.0, help="KTO weight of 👎 images")
+    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=16, help="pairs (DPO) or images (KTO) per step")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
+    return p.parse_args(argv)
+
+
+def finetune(args: argparse.Namespace) -> Path:
+    """Tune ``args.model`` on ``args.data``; resumes from ``<out>/state.pt``; returns the pipeline folder."""
+    apply_offline_defaults()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_preferences(args.data)
+    loss_name = args.loss if args.loss != "auto" else ("dpo" if data.pairs else "kto")
+    items = data.examples(loss_name)
+    if not items:
+        raise ValueError(f"{args.data} holds nothing to train {loss_name.upper()} on "
+                         f"({len(data.pairs)} pairs, {len(data.singles)} rated images).")
+    if loss_name == "kto" and len({x.label for x in items}) < 2:
+        logger.warning("Every KTO example has the same label; the KL reference point carries the whole signal.")
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator()
+    torch.manual_seed(args.seed)
+    pipe = load_bundle(args.model)
+    buckets = sorted(pipe.aspect_buckets.values())
+    fits = [x for x in items if (x[0] if isinstance(x, tuple) else x).image.shape[:2] in buckets]
+    if len(fits) < len(items):
+        logger.warning("Skipping %d item(s) whose image size is none of the model's buckets %s",
+                       len(items) - len(fits), buckets)
+        data.skipped["not_a_bucket_of_the_model"] += len(items) - len(fits)
+    items = fits
+    if not items:
+        raise ValueError(f"No image in {args.data} has one of the model's sizes (height, width) {buckets}.")
+    unet, scheduler = pipe.unet, pipe.scheduler
+    reference = RaphaelUNet.from_config(unet.config).eval().requires_grad_(False)
+    reference.load_state_dict(unet.state_dict())
+    ema = EMA(unet)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
+    start = 0
+    if (out / "state.pt").exists():
+        state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
+        unet.load_state_dict(state["model"])
+        ema.shadow = state["ema"]
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        logger.info("Resumed from %s at step %d", out / "state.pt", start)
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / args.warmup), last_epoch=start - 1 if start else -1
+    )
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    reference.to(accelerator.device)
+    unet.train()
+
+    logger.info("%s on %d %s from %s, starting at step %d", loss_name.upper(), len(items),
+                "pairs" if loss_name == "dpo" else "images", args.data, start)
+    log = open(out / "log.jsonl", "a")
+    batches = _batches(items, args.batch_size, random.Random(args.seed + start))
+    step = start
+    for step in tqdm(range(start, args.steps), initial=start, total=args.steps, desc=loss_name):
+        t0 = time.monotonic()
+        batch = next(batches)
+        examples = [x for pair in batch for x in pair] if loss_name == "dpo" else batch  # DPO: w0, l0, w1, l1...
+        images = to_tensor(np.stack([x.image for x in examples])).to(accelerator.device)  # (B, 3, H, W)
+        text, mask = encode_text(pipe.tokenizer, pipe.text_encoder, [x.caption for x in examples], accelerator.device)
+        noise = torch.randn_like(images)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(examples),), device=images.device)
+        if loss_name == "dpo":  # both images of a pair share the noise and the timestep
+            noise[1::2], timesteps[1::2] = noise[0::2], timesteps[0::2]
+        errors = denoising_errors(unet, scheduler, images, text, mask, noise, timesteps)
+        with torch.no_grad():
+            ref_errors = denoising_errors(reference, scheduler, images, text, mask, noise, timesteps)
+        if loss_name == "dpo":
+            loss, accuracy = dpo_loss(errors[0::2], errors[1::2], ref_errors[0::2], ref_errors[1::2], args.beta)
+        else:
+            labels = torch.tensor([x.label for x in examples], device=images.device)
+            loss, accuracy = kto_loss(errors, ref_errors, labels, args.beta, args.lambda_d, args.lambda_u)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(unet), step)
+
+        record = {"step": step + 1, "loss": loss.item(), "implicit_accuracy": accuracy.item(),
+                  "model_error": errors.mean().item(), "reference_error": ref_errors.mean().item(),
+                  "sec": time.monotonic() - t0}
+        log.write(json.dumps(record) + "\n")
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+            log.flush()
+            _save(out, accelerator.unwrap_model(unet), ema, optimizer, step + 1)
+            plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
+    log.close()
+
+    tuned = RaphaelUNet.from_config(unet.config)
+    ema.copy_to(tuned)
+    pipe.unet = tuned.to(torch.float16)
+    pipe.register_modules(unet=pipe.unet)
+    pipe.save_pretrained(out / "pipeline", include_text_encoder=False)
+    record = {"base_model": str(args.model), "data": str(args.data), "loss": loss_name, "steps": step + 1,
+              "examples": len(items), "skipped": dict(data.skipped), "beta": args.beta, "lr": args.lr}
+    (out / "pipeline" / "preference.json").write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("Tuned pipeline in %s", out / "pipeline")
+    return out / "pipeline"
+
+
+def _save(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int) -> None:
+    state = {"step": step, "model": unet.state_dict(), "ema": ema.shadow, "optimizer": optimizer.state_dict()}
+    torch.save(state, out / "state.pt.tmp")
+    os.replace(out / "state.pt.tmp", out / "state.pt")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    finetune(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
