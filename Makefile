@@ -9,10 +9,10 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train eval bench export finetune
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export finetune
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,11 +46,19 @@ test-fast: venv ## unit tests only (no browser, no Postgres, no slow)
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-train: venv ## train RAPHAEL-tiny (resumes from runs/raphael-tiny/state.pt); ARGS="..." to pass flags
-	$(PY) -m model.train --out runs/raphael-tiny $(ARGS)
+# Curriculum stage 1, the data of the shipped weights; TRAIN_STEPS is where they were taken.
+STAGE1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
+TRAIN_STEPS ?= 1700
 
-eval: venv ## evaluate the bundled checkpoint against the dense baseline
-	$(PY) -m model.evaluate $(ARGS)
+train: venv ## reproduce the shipped RAPHAEL-tiny run from scratch (resumes runs/stage1/state.pt); ARGS adds flags
+	$(PY) -m model.train --out runs/stage1 --steps $(TRAIN_STEPS) --save-every 50 $(STAGE1) $(ARGS)
+
+train-dense: venv ## the dense baseline on the same data stream and steps (runs/stage1-dense)
+	$(PY) -m model.train --out runs/stage1-dense --preset tiny-dense --steps $(TRAIN_STEPS) --save-every 50 \
+		$(STAGE1) $(ARGS)
+
+eval: venv ## score the bundled checkpoint on held-out stage-1 prompts; ARGS="--baseline DIR" adds the dense one
+	$(PY) -m model.evaluate --n 128 --steps 25 $(STAGE1) $(ARGS)
 
 bench: venv ## benchmarks that print JSON
 	$(PY) -m bench.moe_overhead

@@ -99,13 +99,16 @@ def choice(value: Any, field: str, options: Sequence[str]) -> str:
 class Guard:
     """Validates every public input against the limits in ``Settings``."""
 
-    def __init__(self, settings: Settings, samplers: Sequence[str], aspects: Sequence[str]) -> None:
+    def __init__(
+        self, settings: Settings, samplers: Sequence[str], aspects: Sequence[str], key: bytes | None = None
+    ) -> None:
+        """``key`` keys rater tokens; pass the install's secret so a rater outlives a restart."""
         self.settings = settings
         self.samplers = tuple(samplers)
         self.aspects = tuple(aspects)
         self.generation_limiter = RateLimiter(settings.generations_per_minute)
         self.vote_limiter = RateLimiter(settings.votes_per_minute)
-        self._key = secrets.token_bytes(32)  # sessions do not outlive the process, so neither need their ids
+        self._key = key or secrets.token_bytes(32)
 
     def prompt(self, value: Any) -> str:
         return clean_text(value, "prompt", self.settings.max_prompt_chars, required=True)
@@ -163,9 +166,9 @@ class Guard:
             raise InvalidInput("This image id is not valid; use an id returned by /generate.")
         return value.strip()
 
-    def rater(self, session_hash: str | None, ip: str | None) -> RaterIdentity:
-        """Key the Gradio session hash so that the database never holds a live session token."""
-        if not session_hash:
+    def rater(self, token: str | None, ip: str | None) -> RaterIdentity:
+        """Key the rater cookie (or the session hash) so that the database never holds a live token."""
+        if not token:
             raise InvalidInput("This request has no session; reload the page or reconnect the client.")
-        anon_id = hmac.new(self._key, session_hash.encode(), hashlib.sha256).hexdigest()[:32]
+        anon_id = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()[:32]
         return RaterIdentity(anon_id=anon_id, ip=ip)

@@ -24,6 +24,7 @@ from PIL import Image
 
 from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
+from app.rater_cookie import rater_token
 from app.settings import Settings
 from feedback.images import PROVENANCE_KEY, image_provenance
 from feedback.store import FeedbackStore
@@ -115,11 +116,12 @@ class Handlers:
     # -- identity -------------------------------------------------------------------------------
 
     def _rater(self, request: gr.Request | None) -> int:
-        """The store's id for the rater behind ``request`` (one per browser session or API client)."""
+        """The store's id for the rater behind ``request``: one per browser (cookie), else per session."""
         if request is None:
             raise InvalidInput("This request has no session; reload the page or reconnect the client.")
         client = getattr(request, "client", None)
-        identity: RaterIdentity = self.guard.rater(request.session_hash, getattr(client, "host", None))
+        token = rater_token(getattr(request, "cookies", None)) or request.session_hash
+        identity: RaterIdentity = self.guard.rater(token, getattr(client, "host", None))
         return self.store.rater(identity.anon_id, identity.ip)
 
     # -- prompt ---------------------------------------------------------------------------------

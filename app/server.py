@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app.generation import GenerationService
 from app.guard import Guard
 from app.handlers import Handlers
 from app.i18n import I18N
+from app.rater_cookie import RaterCookieMiddleware
 from app.settings import Settings, from_args
 from app.ui import CSS, THEME, build_ui
 from feedback.store import FeedbackStore
@@ -27,12 +29,13 @@ log = logging.getLogger(__name__)
 def build_demo(settings: Settings) -> gr.Blocks:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
     generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
+    store = FeedbackStore(settings.db_url, settings.image_dir)
     handlers = Handlers(
         settings,
         generation,
-        FeedbackStore(settings.db_url, settings.image_dir),
+        store,
         PromptEnhancer(),
-        Guard(settings, generation.samplers, generation.aspects),
+        Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
     )
     demo = build_ui(handlers, settings)
     return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
@@ -49,6 +52,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
         "css": CSS,
         "footer_links": ["api", "settings"],
         "allowed_paths": [str(settings.image_dir.resolve())],
+        "app_kwargs": {"middleware": [Middleware(RaterCookieMiddleware)]},
     }
     return demo.launch(**{**options, **kwargs})
 

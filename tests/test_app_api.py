@@ -1,6 +1,7 @@
 """The public API through gradio_client: generate, vote, change the vote, read the store, export."""
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from app.rater_cookie import COOKIE
 from feedback.export import export
 from feedback.images import read_provenance
 from feedback.store import FeedbackStore
@@ -146,3 +148,19 @@ def test_bad_input_is_a_clear_error(client: Client, overrides: dict[str, Any], m
 def test_bad_votes_are_clear_errors(client: Client, args: tuple[Any, ...], api_name: str, message: str) -> None:
     with pytest.raises(AppError, match=message):
         client.predict(*args, api_name=api_name)
+
+
+def test_one_browser_cookie_is_one_rater_across_sessions(app_server: AppServer, store: FeedbackStore) -> None:
+    """A reload is a new Gradio session; the rater cookie keeps it the same rater."""
+    with urllib.request.urlopen(app_server.url) as page:
+        assert page.headers["set-cookie"].startswith(f"{COOKIE}=")
+    token, other = "r" * 43, "s" * 43
+    image_ids = []
+    for cookie in (token, token, other):  # three sessions: two of one browser, one of another
+        session = Client(app_server.url, verbose=False, headers={"Cookie": f"{COOKIE}={cookie}"})
+        _, summary, _ = generate(session, num_images=1)
+        image_id = summary["images"][0]["image_id"]
+        session.predict(image_id, 1, "", api_name="/vote")
+        image_ids.append(image_id)
+    raters = [rater_of(store, image_id) for image_id in image_ids]
+    assert raters[0] == raters[1] != raters[2]

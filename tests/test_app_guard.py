@@ -89,12 +89,15 @@ def test_votes_and_comparisons(guard: Guard) -> None:
         guard.comparison("a", "b", "draw")
 
 
-def test_rater_is_a_keyed_hash_of_the_session(guard: Guard) -> None:
+def test_rater_is_a_keyed_hash_of_the_token(guard: Guard) -> None:
     first = guard.rater("session-1", "10.0.0.1")
     assert first == guard.rater("session-1", "10.0.0.1")
     assert first.anon_id != guard.rater("session-2", "10.0.0.1").anon_id
     assert "session-1" not in first.anon_id and len(first.anon_id) == 32
-    assert first.anon_id != Guard(Settings(), SAMPLERS, ASPECTS).rater("session-1", None).anon_id  # per-process key
+    assert first.anon_id != Guard(Settings(), SAMPLERS, ASPECTS).rater("session-1", None).anon_id  # random key
+    installed = Guard(Settings(), SAMPLERS, ASPECTS, key=b"install secret").rater("cookie-1", None)
+    restarted = Guard(Settings(), SAMPLERS, ASPECTS, key=b"install secret").rater("cookie-1", None)
+    assert installed == restarted  # with the install's key, a rater outlives a restart
     with pytest.raises(InvalidInput, match="no session"):
         guard.rater(None, "10.0.0.1")
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
+from app.rater_cookie import COOKIE
 from feedback.store import FeedbackStore
 from tests.fixtures.app_server import AppServer
 
@@ -95,6 +96,24 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     expect(page.locator("#totals")).to_contain_text(f"{n_votes} vote")
     expect(page.get_by_text("Like-rate per category")).to_be_visible()
     page.screenshot(path=artifacts_dir / "browser-dashboard.png", full_page=True)
+
+
+def test_a_reload_is_still_the_same_rater(page: Page, app_server: AppServer, store: FeedbackStore) -> None:
+    prompt = "a rocket at the top on a black background"
+    raters = []
+    for _ in range(2):  # the second page load is a new Gradio session in the same browser
+        open_demo(page, app_server)
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#generate").click()
+        expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+        page.locator("#like-0").click()
+        expect(page.locator("#like-0")).to_have_class(SELECTED)
+        rows = store.preference_rows()
+        raters += [v.rater_id for v in rows.votes if rows.images[v.image_id].provenance["prompt"] == prompt]
+        page.reload()
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == COOKIE]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert len(raters) == 3 and len(set(raters)) == 1  # one vote after the first load, two after the second
 
 
 def test_empty_prompt_shows_a_clear_message(page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
