@@ -63,10 +63,11 @@ version trained on emoji scenes.
 - your prompt, the enhanced and negative prompts, and every setting (seed, steps, CFG, sampler, size);
 - the generated images, with their settings in the PNG text chunk;
 - your 👍/👎 votes, comments and side-by-side choices, with their time;
-- an anonymous id for this browser session and a salted hash of your IP address (never the address),
-  only to tell raters apart and spot abuse.
+- a keyed hash of a random id that one cookie (`raphael_rater`, one year) keeps in this browser, so a
+  reload is still you, and a salted hash of your IP address (never the address), only to tell raters
+  apart and spot abuse. Clear the cookie to start as a new rater.
 
-No account, no name, no cookies for tracking. The ratings become preference datasets (Pick-a-Pic,
+No account, no name, no tracking or third-party cookies. The ratings become preference datasets (Pick-a-Pic,
 Diffusion-DPO, KTO formats) that fine-tune the next model version, and may be published.
 Do not type personal information into prompts or comments.
 """,
@@ -126,9 +127,10 @@ RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**�
 - 你的提示词、优化后的提示词与反向提示词，以及全部参数（种子、步数、CFG、采样器、尺寸）；
 - 生成的图像，参数写在 PNG 文本块中；
 - 你的 👍/👎 投票、评论与对比选择，以及时间；
-- 本次浏览器会话的匿名 ID 与 IP 地址的加盐哈希（从不保存地址本身），仅用于区分评价者、发现滥用。
+- 一个 Cookie（`raphael_rater`，有效期一年）在本浏览器中保存的随机 ID 的密钥哈希（刷新页面后仍是你），
+  以及 IP 地址的加盐哈希（从不保存地址本身），仅用于区分评价者、发现滥用。清除该 Cookie 即以新评价者身份开始。
 
-无需账号，不收集姓名，不使用跟踪 Cookie。评价数据会整理为偏好数据集（Pick-a-Pic、Diffusion-DPO、KTO 格式），
+无需账号，不收集姓名，不使用跟踪或第三方 Cookie。评价数据会整理为偏好数据集（Pick-a-Pic、Diffusion-DPO、KTO 格式），
 用于微调下一个模型版本，并可能公开发布。请不要在提示词或评论中填写个人信息。
 """,
 }

@@ -171,6 +171,11 @@ class FeedbackStore:
         self._ip_salt = _load_ip_salt(url, self.images.root)
         logger.info("feedback store ready on %s", make_url(url).render_as_string(hide_password=True))
 
+    @property
+    def install_secret(self) -> bytes:
+        """This install's fixed secret (the IP salt), for keyed hashes of other identifiers too."""
+        return self._ip_salt
+
     def close(self) -> None:
         """Release every pooled connection (a Postgres database cannot be dropped while they live)."""
         self._engine.dispose()
