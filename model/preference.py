@@ -9,8 +9,8 @@ Reads what ``feedback.export`` writes and tunes a RaphaelPipeline against a froz
   ``ref_error - model_error``, less a batch estimate of the KL term, goes through a sigmoid whose
   sign is the label, weighted by ``lambda_d`` / ``lambda_u``. Pairs split into one 👍 and one 👎.
 
-Both read Parquet, JSONL, an HF imagefolder or a ``datasets`` folder, and the result is a
-pipeline folder the app loads with ``RAPHAEL_MODEL``.
+Both read Parquet, JSONL, an HF imagefolder or a ``datasets`` folder, work in pixel space or, for a
+pipeline with a VAE, on its latents, and write a pipeline folder the app loads with ``RAPHAEL_MODEL``.
 """
 
 import argparse
@@ -160,6 +160,14 @@ def _batches(items: list, batch_size: int, rng: random.Random):
         yield rng.sample(group, min(batch_size, len(group)))
 
 
+@torch.no_grad()
+def to_model_space(pipe, images: torch.Tensor) -> torch.Tensor:
+    """Pixels (B, 3, H, W) in [-1, 1] as the UNet sees them: unchanged, or VAE latents for a latent model."""
+    if getattr(pipe, "vae", None) is None:
+        return images
+    return pipe.vae.encode(images).latent_dist.sample() * pipe.vae.config.scaling_factor
+
+
 def denoising_errors(
     unet: RaphaelUNet, scheduler, images: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
     noise: torch.Tensor, timesteps: torch.Tensor,
@@ -254,7 +262,8 @@ def finetune(args: argparse.Namespace) -> Path:
         t0 = time.monotonic()
         batch = next(batches)
         examples = [x for pair in batch for x in pair] if loss_name == "dpo" else batch  # DPO: w0, l0, w1, l1...
-        images = to_tensor(np.stack([x.image for x in examples])).to(accelerator.device)  # (B, 3, H, W)
+        pixels = to_tensor(np.stack([x.image for x in examples])).to(accelerator.device)  # (B, 3, H, W)
+        images = to_model_space(pipe, pixels)  # (B, C, h, w)
         text, mask = encode_text(pipe.tokenizer, pipe.text_encoder, [x.caption for x in examples], accelerator.device)
         noise = torch.randn_like(images)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(examples),), device=images.device)

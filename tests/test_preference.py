@@ -176,3 +176,25 @@ def test_no_usable_rows_is_a_clear_error(feedback: FeedbackStore, tiny_pipeline:
         main(run_args(tmp_path / "none", tiny_pipeline, tmp_path / "run", 2))
     with pytest.raises(FileNotFoundError, match="No export found"):
         main(run_args(tmp_path / "missing", tiny_pipeline, tmp_path / "run", 2))
+
+
+@pytest.mark.slow
+def test_a_latent_pipeline_is_tuned_on_vae_latents(feedback: FeedbackStore, tmp_path: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(4, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=2, sample_size=32,
+    )
+    unet = RaphaelUNet(**{**TINY, "sample_size": 16, "in_channels": 4, "out_channels": 4})
+    RaphaelPipeline(unet=unet, scheduler=default_scheduler(), vae=vae).save_pretrained(
+        tmp_path / "latent", include_text_encoder=False
+    )
+    export(feedback, "pickapic", tmp_path / "pairs", "parquet")
+    main(run_args(tmp_path / "pairs", tmp_path / "latent", tmp_path / "run", 2))
+    tuned = load_bundle(tmp_path / "run" / "pipeline")
+    assert tuned.vae is not None and tuned.unet.config.in_channels == 4
+    tuned.set_progress_bar_config(disable=True)
+    image = tuned(PROMPT, num_inference_steps=2, output_type="np").images
+    assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
