@@ -138,6 +138,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "args": vars(args),
         "world_size": world_size,
+        "rng": torch.get_rng_state(),
     }
     tmp = out / "state.pt.tmp"
     torch.save(state, tmp)
@@ -176,6 +177,8 @@ def train(args: argparse.Namespace) -> Path:
         ema.shadow = [s.float() for s in state["ema"]]
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
+        if "rng" in state:  # noise, timesteps and caption dropout continue as if never stopped
+            torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
     lr_lambda = lambda s: min(1.0, (s + 1) / args.warmup)  # noqa: E731

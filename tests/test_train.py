@@ -72,3 +72,14 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     assert record["data"]["num_emoji"] == 4 and record["recipe"]["preset"] == "tiny"
     assert record["step_time_hours"] == round(sum(r["sec"] for r in log_rows(tmp_path)) / 3600, 3)
     assert list(load_bundle(out).unet.config.block_out_channels) == TINY["block_out_channels"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    main(run_args(tmp_path / "a", 6))
+    main(run_args(tmp_path / "b", 3))
+    main(run_args(tmp_path / "b", 6))
+    straight, resumed = (torch.load(tmp_path / d / "run" / "state.pt", weights_only=False) for d in ("a", "b"))
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, msg=key)
