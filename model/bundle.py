@@ -31,13 +31,14 @@ def training_summary(run_dir: Path) -> dict:
     """Steps, images seen and summed step time of a run, read from its own checkpoint and log."""
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
     args, world_size = state["args"], state.get("world_size", 1)
-    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    seconds = sum(r["sec"] for r in rows if r["step"] <= state["step"])
+    rows = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["step"] <= state["step"]]
+    last = rows[-100:]
     summary = {
         "steps": state["step"],
         "batch_size": args["batch_size"] * world_size,
         "images_seen": state["step"] * args["batch_size"] * world_size,
-        "step_time_hours": round(seconds / 3600, 3),
+        "step_time_hours": round(sum(r["sec"] for r in rows) / 3600, 3),
+        "mse_last_100_steps": sum(r["mse"] for r in last) / max(len(last), 1),  # on never-repeated data
         "data": {k: args.get(k) for k in DATA_ARGS},
         "recipe": {k: args.get(k) for k in RECIPE_ARGS},
     }
