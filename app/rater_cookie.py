@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette.requests import cookie_parser
+from starlette.requests import HTTPConnection
 
 COOKIE = "raphael_rater"
 MAX_AGE_S = 365 * 24 * 3600
@@ -37,7 +37,7 @@ class RaterCookieMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http" or rater_token(_cookies(scope)):
+        if scope["type"] != "http" or rater_token(HTTPConnection(scope).cookies):
             await self.app(scope, receive, send)
             return
         cookie = f"{COOKIE}={secrets.token_urlsafe(32)}; Max-Age={MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax"
@@ -48,8 +48,3 @@ class RaterCookieMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
-
-
-def _cookies(scope: Scope) -> dict[str, str]:
-    header = b"; ".join(value for name, value in scope.get("headers", []) if name == b"cookie")
-    return cookie_parser(header.decode("latin-1")) if header else {}

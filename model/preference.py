@@ -18,7 +18,6 @@ import base64
 import io
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -37,7 +36,7 @@ from tqdm.auto import tqdm
 from model.bundle import DEFAULT_BUNDLE, load_bundle
 from model.offline import apply_offline_defaults
 from model.text_encoder import encode_text
-from model.train import EMA, to_tensor
+from model.train import EMA, save_state, to_tensor, warmup_schedule
 from model.training_plots import plot_lines
 from model.unet_raphael import RaphaelUNet
 
@@ -147,12 +146,16 @@ def kto_loss(
     return (weight * (1 - torch.sigmoid(signed))).mean(), (signed > 0).float().mean()
 
 
+def _lead(item: Example | tuple[Example, Example]) -> Example:
+    """The example whose image size stands for the item (both images of a pair share it)."""
+    return item[0] if isinstance(item, tuple) else item
+
+
 def _batches(items: list, batch_size: int, rng: random.Random):
     """Endless batches, each from one image size (bucket), sizes drawn by how many items they hold."""
     by_size = defaultdict(list)
     for item in items:
-        first = item[0] if isinstance(item, tuple) else item
-        by_size[first.image.shape].append(item)
+        by_size[_lead(item).image.shape].append(item)
     sizes = sorted(by_size)
     weights = [len(by_size[s]) for s in sizes]
     while True:
@@ -225,7 +228,7 @@ def finetune(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     pipe = load_bundle(args.model)
     buckets = sorted(pipe.aspect_buckets.values())
-    fits = [x for x in items if (x[0] if isinstance(x, tuple) else x).image.shape[:2] in buckets]
+    fits = [x for x in items if _lead(x).image.shape[:2] in buckets]
     if len(fits) < len(items):
         logger.warning("Skipping %d item(s) whose image size is none of the model's buckets %s",
                        len(items) - len(fits), buckets)
@@ -246,9 +249,7 @@ def finetune(args: argparse.Namespace) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         logger.info("Resumed from %s at step %d", out / "state.pt", start)
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / args.warmup), last_epoch=start - 1 if start else -1
-    )
+    lr_scheduler = warmup_schedule(optimizer, args.warmup, start)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     reference.to(accelerator.device)
     unet.train()
@@ -290,7 +291,9 @@ def finetune(args: argparse.Namespace) -> Path:
         log.write(json.dumps(record) + "\n")
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             log.flush()
-            _save(out, accelerator.unwrap_model(unet), ema, optimizer, step + 1)
+            state = {"step": step + 1, "model": accelerator.unwrap_model(unet).state_dict(), "ema": ema.shadow,
+                     "optimizer": optimizer.state_dict()}
+            save_state(state, out / "state.pt")
             plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
     log.close()
 
@@ -304,12 +307,6 @@ def finetune(args: argparse.Namespace) -> Path:
     (out / "pipeline" / "preference.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("Tuned pipeline in %s", out / "pipeline")
     return out / "pipeline"
-
-
-def _save(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int) -> None:
-    state = {"step": step, "model": unet.state_dict(), "ema": ema.shadow, "optimizer": optimizer.state_dict()}
-    torch.save(state, out / "state.pt.tmp")
-    os.replace(out / "state.pt.tmp", out / "state.pt")
 
 
 def main(argv: list[str] | None = None) -> None:

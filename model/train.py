@@ -127,6 +127,20 @@ def truncate_log(path: Path, step: int) -> None:
         logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
 
 
+def save_state(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then an atomic rename: a kill never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int, start: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then constant; ``start`` > 0 resumes it at that step."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup), last_epoch=start - 1 if start else -1
+    )
+
+
 def save_checkpoint(
     out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1
 ) -> None:
@@ -140,9 +154,7 @@ def save_checkpoint(
         "world_size": world_size,
         "rng": torch.get_rng_state(),
     }
-    tmp = out / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "state.pt")
+    save_state(state, out / "state.pt")
     ema_unet = RaphaelUNet.from_config(unet.config)
     ema.copy_to(ema_unet)
     ema_unet.save_pretrained(out / "unet")
@@ -181,8 +193,7 @@ def train(args: argparse.Namespace) -> Path:
             torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
-    lr_lambda = lambda s: min(1.0, (s + 1) / args.warmup)  # noqa: E731
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda, last_epoch=start - 1 if start else -1)
+    lr_scheduler = warmup_schedule(optimizer, args.warmup, start)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     unet.train()
 
