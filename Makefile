@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export finetune
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement finetune
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench: venv ## benchmarks that print JSON
 
 export: venv ## export preference data, e.g. ARGS="--format pickapic --as parquet --out exports/pairs"
 	$(PY) -m feedback.export $(ARGS)
+
+agreement: venv ## rater agreement of the collected feedback as JSON, e.g. ARGS="--model raphael-tiny"
+	$(PY) -m feedback.agreement $(ARGS)
 
 finetune: venv ## DPO/KTO fine-tuning on an export, e.g. ARGS="--data exports/pairs --out runs/dpo"
 	$(PY) -m model.preference $(ARGS)

@@ -26,6 +26,7 @@ from app.generation import GenerationRequest, GenerationResult, GenerationServic
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
 from app.rater_cookie import rater_token
 from app.settings import Settings
+from feedback.agreement import AgreementReport, Alpha, agreement
 from feedback.images import PROVENANCE_KEY, image_provenance
 from feedback.store import FeedbackStore
 from model.prompt_enhancer import Enhancer
@@ -42,6 +43,7 @@ OUTCOME_LABELS = {
     "both_bad": "both bad",
 }
 TOTALS = {"n_votes": "vote", "n_comparisons": "comparison", "n_images": "image", "n_raters": "rater"}
+DASHBOARD_BOOTSTRAP = 200  # resamples for α's interval: enough for two decimals, fast on every refresh
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -342,7 +344,7 @@ class Handlers:
     # -- dashboard ------------------------------------------------------------------------------
 
     def dashboard(self) -> dict[str, Any]:
-        """Totals, votes per day and like-rate per model version and per category, as JSON records."""
+        """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON."""
         data = self.store.dashboard()
         return {
             "totals": data.totals,
@@ -351,10 +353,11 @@ class Handlers:
             ),
             "by_model": data.by_model.to_dict("records"),
             "by_category": data.by_category.to_dict("records"),
+            "agreement": self._agreement().to_dict(),
         }
 
-    def dashboard_view(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-        """Frames for the dashboard plots and a line of totals."""
+    def dashboard_view(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str, pd.DataFrame]:
+        """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
         data = self.store.dashboard()
         per_day = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d")).melt(
             id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
@@ -363,4 +366,31 @@ class Handlers:
         totals = " · ".join(
             f"**{data.totals[key]}** {noun}{'' if data.totals[key] == 1 else 's'}" for key, noun in TOTALS.items()
         )
-        return per_day, by_model, data.by_category, totals
+        report = self._agreement()
+        return per_day, by_model, data.by_category, totals, agreement_summary(report), report.raters.round(3)
+
+    def _agreement(self) -> AgreementReport:
+        return agreement(self.store.preference_rows(with_images=False), n_boot=DASHBOARD_BOOTSTRAP)
+
+
+def agreement_summary(report: AgreementReport) -> str:
+    """One markdown line: α for votes and for comparisons, and how many raters are flagged."""
+
+    def line(name: str, alpha: Alpha, items: str) -> str:
+        if not alpha.items:
+            return f"**{name}**: no {items} judged by two raters yet"
+        if math.isnan(alpha.alpha):
+            return f"**{name}**: every rater gave the same answer on {alpha.items} {items}; α is undefined"
+        return (
+            f"**{name}**: α = {alpha.alpha:.2f} (95% interval {alpha.low:.2f} to {alpha.high:.2f}) "
+            f"on {alpha.items} {items} judged by {alpha.raters} raters"
+        )
+
+    flagged = int(report.raters["flagged"].sum())
+    return " · ".join(
+        [
+            line("Votes", report.votes, "images"),
+            line("Comparisons", report.comparisons, "pairs"),
+            f"**{flagged}** rater{'' if flagged == 1 else 's'} flagged for review",
+        ]
+    )

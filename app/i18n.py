@@ -52,6 +52,11 @@ EN: dict[str, str] = {
     "votes_over_time": "Votes per day",
     "like_rate_model": "Like-rate per model version",
     "like_rate_category": "Like-rate per category",
+    "rater_agreement": "Rater agreement",
+    "agreement_help": "Krippendorff's α over images (👍/👎) and pairs judged by at least two raters: 1 is "
+    "perfect agreement, 0 is chance. Each rater's *agreement* is how often the others gave the same answer on "
+    "the items they share, next to what *chance* would give; raters who mostly disagree are flagged for review.",
+    "raters": "Raters who share items with others",
     "consent_short": "By rating you agree that your prompts, images and votes are stored anonymously to "
     "improve the model (see *About / consent*).",
     "about": """## About
@@ -118,6 +123,11 @@ ZH: dict[str, str] = {
     "votes_over_time": "每日投票数",
     "like_rate_model": "各模型版本的点赞率",
     "like_rate_category": "各类别的点赞率",
+    "rater_agreement": "评价者一致性",
+    "agreement_help": "Krippendorff α 基于至少两位评价者评过的图像（👍/👎）与图像对：1 表示完全一致，0 表示随机水平。"
+    "每位评价者的 *agreement* 是其他人在共同评过的条目上给出相同答案的比例，*chance* 为随机作答的期望值；"
+    "多数情况下与他人不一致的评价者会被标记以供复核。",
+    "raters": "与他人有共同条目的评价者",
     "consent_short": "参与评价即表示你同意我们匿名保存你的提示词、图像与投票，用于改进模型（详见“关于 / 知情同意”）。",
     "about": """## 关于
 RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**，每个噪声水平经过一个**时间专家**，

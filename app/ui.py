@@ -112,6 +112,8 @@ class Dashboard:
     per_day: gr.BarPlot
     by_model: gr.BarPlot
     by_category: gr.BarPlot
+    agreement: gr.Markdown
+    raters: gr.Dataframe
 
 
 def controls(settings: Settings, service: GenerationService, styles: tuple[str, ...]) -> Controls:
@@ -249,7 +251,11 @@ def dashboard() -> Dashboard:
             by_category = gr.BarPlot(
                 x="category", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_category"), height=260
             )
-    return Dashboard(tab, refresh, totals, per_day, by_model, by_category)
+        with gr.Accordion(I18N("rater_agreement"), open=False, elem_id="rater-agreement"):
+            gr.Markdown(I18N("agreement_help"))
+            agreement = gr.Markdown(elem_id="agreement")
+            raters = gr.Dataframe(interactive=False, max_height=320, label=I18N("raters"))
+    return Dashboard(tab, refresh, totals, per_day, by_model, by_category, agreement, raters)
 
 
 def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
@@ -335,7 +341,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
         gr.on(
             [d.tab.select, d.refresh.click],
             handlers.dashboard_view,
-            outputs=[d.per_day, d.by_model, d.by_category, d.totals],
+            outputs=[d.per_day, d.by_model, d.by_category, d.totals, d.agreement, d.raters],
             api_visibility="private",
         )
 

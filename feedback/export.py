@@ -57,7 +57,6 @@ import base64
 import io
 import json
 import logging
-import os
 import shutil
 import sys
 from collections import Counter, defaultdict
@@ -70,6 +69,7 @@ import datasets
 from PIL import Image as PILImage
 from sqlalchemy.engine import make_url
 
+from feedback.cli import add_filter_arguments, add_store_arguments, open_store
 from feedback.store import ComparisonRow, FeedbackStore, ImageRow, PreferenceRows
 
 logger = logging.getLogger(__name__)
@@ -526,14 +526,6 @@ outputs (--as):
 """
 
 
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r} (try 2025-06-01T12:00)") from error
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m feedback.export",
@@ -550,19 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         "--as", dest="output", default="parquet", choices=OUTPUTS, help="file layout (default: parquet)"
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder; must be new or empty")
-    parser.add_argument(
-        "--db",
-        default=os.environ.get("RAPHAEL_DB", "sqlite:///data/feedback.db"),
-        help="SQLAlchemy URL of the feedback database (default: $RAPHAEL_DB or sqlite:///data/feedback.db)",
-    )
-    parser.add_argument(
-        "--image-dir",
-        default=os.environ.get("RAPHAEL_IMAGE_DIR", "data/images"),
-        help="folder of the stored images (default: $RAPHAEL_IMAGE_DIR or data/images)",
-    )
-    parser.add_argument("--model", help="only images of this model: its name or full weights hash")
-    parser.add_argument("--since", type=_timestamp, help="only feedback from this time on (ISO; naive = UTC)")
-    parser.add_argument("--until", type=_timestamp, help="only feedback before this time (ISO; naive = UTC)")
+    add_store_arguments(parser)
+    add_filter_arguments(parser)
     parser.add_argument(
         "--min-votes",
         type=int,
@@ -575,11 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         datasets.disable_progress_bars()
 
-    url = make_url(args.db)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
-        parser.error(f"no database at {url.database}")
     filters = ExportFilters(model=args.model, since=args.since, until=args.until, min_votes=args.min_votes)
-    with FeedbackStore(args.db, args.image_dir) as store:
+    with open_store(parser, args) as store:
         try:
             result = export(store, args.format, args.out, args.output, filters)
         except FileExistsError as error:

@@ -390,6 +390,7 @@ class FeedbackStore:
         since: datetime | None = None,
         until: datetime | None = None,
         min_votes: int = 0,
+        with_images: bool = True,
     ) -> PreferenceRows:
         """Current votes, comparisons and vote events for export, with the images they refer to.
 
@@ -398,7 +399,8 @@ class FeedbackStore:
         the vote was last set, the comparison made, or the event happened. ``min_votes`` keeps
         only images judged at least that often in the filtered feedback, counting each current
         vote and each comparison the image appears in (0 keeps everything, including the history
-        of votes that were taken back).
+        of votes that were taken back). ``with_images=False`` skips the images' provenance, for
+        analyses that need only who judged what.
         """
 
         def filtered(query: Select, when: Any, *generations: Any) -> Select:
@@ -448,7 +450,7 @@ class FeedbackStore:
             event_rows = [VoteEventRow(*row) for row in events if judged[row.image_id] >= min_votes]
             wanted = {row.image_id for row in vote_rows} | {row.image_id for row in event_rows}
             wanted |= {image_id for row in comparison_rows for image_id in (row.left_image_id, row.right_image_id)}
-            images = self._image_rows(s, sorted(wanted))
+            images = self._image_rows(s, sorted(wanted)) if with_images else {}
         logger.info(
             "preference rows: %d votes, %d comparisons, %d events, %d images",
             len(vote_rows),

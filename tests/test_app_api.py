@@ -99,8 +99,10 @@ def test_generate_vote_change_vote_and_export(
     comparison_id = client.predict(second, first, "left", api_name="/compare")
     assert isinstance(comparison_id, int)
 
-    totals = client.predict(api_name="/dashboard")["totals"]
+    dashboard = client.predict(api_name="/dashboard")
+    totals = dashboard["totals"]
     assert totals["n_votes"] >= 1 and totals["n_comparisons"] >= 1 and totals["n_images"] >= 2
+    assert set(dashboard["agreement"]) == {"votes", "comparisons", "raters"}
 
     result = export(store, "kto", tmp_path / "kto", output="parquet")
     rows = pd.read_parquet(tmp_path / "kto" / "train.parquet")

@@ -95,6 +95,10 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     n_votes = store.dashboard().totals["n_votes"]
     expect(page.locator("#totals")).to_contain_text(f"{n_votes} vote")
     expect(page.get_by_text("Like-rate per category")).to_be_visible()
+    page.get_by_text("Rater agreement").click()
+    expect(page.locator("#agreement")).to_contain_text("Votes")
+    expect(page.locator("#agreement")).to_contain_text("flagged for review")
+    expect(page.locator("canvas")).to_have_count(3)  # the three plots have drawn
     page.screenshot(path=artifacts_dir / "browser-dashboard.png", full_page=True)
 
 
