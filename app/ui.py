@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.generation import DEFAULT_SAMPLER, GenerationService
+from app.guarded_inputs import GuardedNumber, GuardedSlider
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
@@ -142,7 +143,7 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
             generate = gr.Button(I18N("generate"), variant="primary", size="lg", elem_id="generate")
             gr.Markdown(I18N("consent_short"), elem_classes=["consent"])
         with gr.Column(scale=2), gr.Accordion(I18N("settings"), open=True):
-            steps = gr.Slider(
+            steps = GuardedSlider(
                 settings.min_steps,
                 settings.max_steps,
                 value=service.call_default("num_inference_steps") or settings.default_steps,
@@ -151,7 +152,7 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
                 info=I18N("steps_info"),
                 elem_id="steps",
             )
-            cfg = gr.Slider(
+            cfg = GuardedSlider(
                 settings.min_cfg,
                 settings.max_cfg,
                 value=service.call_default("guidance_scale") or settings.default_cfg,
@@ -160,13 +161,13 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
                 info=I18N("cfg_info"),
             )
             with gr.Row():
-                seed = gr.Number(
+                seed = GuardedNumber(
                     -1, label=I18N("seed"), info=I18N("seed_info"), precision=0, minimum=-1, elem_id="seed"
                 )
                 used_seed = gr.Number(  # shown once a generation has used a seed
                     label=I18N("used_seed"), precision=0, interactive=False, visible=False, elem_id="used-seed"
                 )
-            num_images = gr.Slider(
+            num_images = GuardedSlider(
                 1,
                 settings.max_images,
                 value=settings.default_images,

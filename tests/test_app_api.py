@@ -124,9 +124,11 @@ def test_enhanced_prompt_is_what_the_model_sees(client: Client, store: FeedbackS
     [
         ({"prompt": ""}, "Please enter a prompt."),
         ({"prompt": "x" * 1001}, "The prompt is 1001 characters long; the limit is 1000."),
-        ({"steps": 0}, "less than minimum value 1"),
-        ({"steps": 151}, "greater than maximum value 150"),
-        ({"num_images": 9}, "greater than maximum value 8"),
+        ({"steps": 0}, "The number of steps must be a whole number from 1 to 150 (got 0)."),
+        ({"steps": 151}, "The number of steps must be a whole number from 1 to 150 (got 151)."),
+        ({"num_images": 9}, "The number of images must be a whole number from 1 to 8 (got 9)."),
+        ({"cfg": 99}, "The CFG scale must be a number from"),
+        ({"seed": -2}, "The seed must be a whole number from -1 to"),
         ({"sampler": "PLMS"}, "PLMS"),
     ],
 )

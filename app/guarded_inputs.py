@@ -1,0 +1,31 @@
+"""Number inputs whose range check is left to the handlers' ``Guard``, so its message names the field.
+
+The browser clamps a typed value into the slider's range, but API clients send what they like, and
+Gradio's own check answers ``steps=0`` with "Value 0 is less than minimum value 1.", which does not
+say which of the inputs is wrong. ``Guard`` answers it with "The number of steps must be a whole
+number from 1 to 150 (got 0)." These components keep the stock frontend and pass the value through
+unchanged; every handler that takes them validates it. (On import, Gradio writes the event stubs of
+these subclasses to ``guarded_inputs.pyi``; git and ruff ignore that file.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+
+class GuardedSlider(gr.Slider):
+    def get_block_name(self) -> str:
+        return "slider"  # the stock frontend component
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class GuardedNumber(gr.Number):
+    def get_block_name(self) -> str:
+        return "number"
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
