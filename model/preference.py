@@ -34,9 +34,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from model.bundle import DEFAULT_BUNDLE, load_bundle
+from model.checkpoint import load_state, save_state
 from model.offline import apply_offline_defaults
 from model.text_encoder import encode_text
-from model.train import EMA, save_state, to_tensor, warmup_schedule
+from model.train import EMA, to_tensor, warmup_schedule
 from model.training_plots import plot_lines
 from model.unet_raphael import RaphaelUNet
 
@@ -242,11 +243,7 @@ def finetune(args: argparse.Namespace) -> Path:
     ema = EMA(unet)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     start = 0
-    if (out / "state.pt").exists():
-        state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
-        unet.load_state_dict(state["model"])
-        ema.shadow = state["ema"]
-        optimizer.load_state_dict(state["optimizer"])
+    if state := load_state(out / "state.pt", unet, ema, optimizer):
         start = state["step"]
         logger.info("Resumed from %s at step %d", out / "state.pt", start)
     lr_scheduler = warmup_schedule(optimizer, args.warmup, start)
@@ -291,9 +288,8 @@ def finetune(args: argparse.Namespace) -> Path:
         log.write(json.dumps(record) + "\n")
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             log.flush()
-            state = {"step": step + 1, "model": accelerator.unwrap_model(unet).state_dict(), "ema": ema.shadow,
-                     "optimizer": optimizer.state_dict()}
-            save_state(state, out / "state.pt")
+            model = accelerator.unwrap_model(unet)
+            save_state(out / "state.pt", step=step + 1, model=model, ema=ema, optimizer=optimizer)
             plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
     log.close()
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from model.buckets import ASPECT_BUCKETS
+from model.checkpoint import load_state, save_state
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.edge import edge_loss
@@ -127,13 +127,6 @@ def truncate_log(path: Path, step: int) -> None:
         logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
 
 
-def save_state(state: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file, then an atomic rename: a kill never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int, start: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup`` steps, then constant; ``start`` > 0 resumes it at that step."""
     return torch.optim.lr_scheduler.LambdaLR(
@@ -145,16 +138,16 @@ def save_checkpoint(
     out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1
 ) -> None:
     """Write the resumable state atomically, then the EMA weights in save_pretrained layout."""
-    state = {
-        "step": step,
-        "model": unet.state_dict(),
-        "ema": ema.shadow,
-        "optimizer": optimizer.state_dict(),
-        "args": vars(args),
-        "world_size": world_size,
-        "rng": torch.get_rng_state(),
-    }
-    save_state(state, out / "state.pt")
+    save_state(
+        out / "state.pt",
+        step=step,
+        model=unet,
+        ema=ema,
+        optimizer=optimizer,
+        args=vars(args),
+        world_size=world_size,
+        rng=torch.get_rng_state(),
+    )
     ema_unet = RaphaelUNet.from_config(unet.config)
     ema.copy_to(ema_unet)
     ema_unet.save_pretrained(out / "unet")
@@ -183,11 +176,7 @@ def train(args: argparse.Namespace) -> Path:
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start = 0
     state_path = out / "state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        unet.load_state_dict(state["model"])
-        ema.shadow = [s.float() for s in state["ema"]]
-        optimizer.load_state_dict(state["optimizer"])
+    if state := load_state(state_path, unet, ema, optimizer):
         start = state["step"]
         if "rng" in state:  # noise, timesteps and caption dropout continue as if never stopped
             torch.set_rng_state(state["rng"])
