@@ -95,7 +95,7 @@ def krippendorff_alpha(ratings: Ratings, *, n_boot: int = 1000, seed: int = 0) -
 
     Each item with m ≥ 2 values adds every ordered pair of its values, weighted 1/(m-1), to the
     coincidence matrix o (categories × categories). With n_c its margins and n their sum,
-    α = 1 - (n - 1) · Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k.
+    α = 1 - (n - 1) · Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k. ``n_boot=0`` skips the interval (NaN).
     """
     pairable = [list(values.values()) for values in ratings.values() if len(values) >= 2]
     raters = {rater for values in ratings.values() if len(values) >= 2 for rater in values}

@@ -48,6 +48,9 @@ Filters
 pair). ``--since`` (inclusive) / ``--until`` (exclusive) select by when a vote was last set, a
 comparison made or an event happened (naive times are UTC). ``--min-votes N`` keeps images
 judged at least N times (current votes plus comparisons, after the other filters).
+``--exclude-flagged`` then leaves out every vote, comparison and vote event of the raters that
+:mod:`feedback.agreement` flags (they match the other raters on fewer than half of at least 5
+shared items, measured on the feedback the other filters kept).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ import datasets
 from PIL import Image as PILImage
 from sqlalchemy.engine import make_url
 
+from feedback.agreement import agreement
 from feedback.cli import add_filter_arguments, add_store_arguments, open_store
 from feedback.store import ComparisonRow, FeedbackStore, ImageRow, PreferenceRows
 
@@ -194,6 +198,7 @@ class ExportFilters:
     since: datetime | None = None
     until: datetime | None = None
     min_votes: int = 0
+    exclude_flagged: bool = False
 
     def describe(self) -> list[str]:
         return [
@@ -201,6 +206,8 @@ class ExportFilters:
             f"since: {self.since.isoformat() if self.since else 'the beginning'} (inclusive)",
             f"until: {self.until.isoformat() if self.until else 'now'} (exclusive)",
             f"min votes per image: {self.min_votes}",
+            "raters flagged by `feedback.agreement`: "
+            + ("left out (see the counts)" if self.exclude_flagged else "kept"),
         ]
 
 
@@ -308,6 +315,25 @@ def log_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
 # -- writing ----------------------------------------------------------------------------------------
 
 
+def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[str, int]]:
+    """``rows`` less the feedback of the raters :func:`feedback.agreement.agreement` flags, and what went."""
+    report = agreement(rows, n_boot=0)
+    flagged = set(report.raters.loc[report.raters["flagged"], "rater_id"].astype(int))
+    kept = PreferenceRows(
+        votes=[row for row in rows.votes if row.rater_id not in flagged],
+        comparisons=[row for row in rows.comparisons if row.rater_id not in flagged],
+        events=[row for row in rows.events if row.rater_id not in flagged],
+        images=rows.images,
+    )
+    dropped = {
+        "flagged_raters_left_out": len(flagged),
+        "votes_of_flagged_raters": len(rows.votes) - len(kept.votes),
+        "comparisons_of_flagged_raters": len(rows.comparisons) - len(kept.comparisons),
+    }
+    logger.info("left out %d flagged raters: %s", len(flagged), dropped)
+    return kept, dropped
+
+
 def export(
     store: FeedbackStore,
     fmt: str,
@@ -329,8 +355,12 @@ def export(
     rows = store.preference_rows(
         model=filters.model, since=filters.since, until=filters.until, min_votes=filters.min_votes
     )
+    dropped = {}
+    if filters.exclude_flagged:
+        rows, dropped = without_flagged_raters(rows)
     builders = {"pickapic": pickapic_rows, "kto": kto_rows, "jsonl": log_rows}
     records, counts = builders[fmt](rows)
+    counts.update(dropped)
 
     if fmt == "kto" and output == "jsonl":
         _write_imagefolder(records, rows, out)
@@ -550,13 +580,24 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="only images judged at least this often: current votes plus comparisons (default: 0, no filter)",
     )
+    parser.add_argument(
+        "--exclude-flagged",
+        action="store_true",
+        help="leave out the raters that `python -m feedback.agreement` flags (they mostly disagree with the others)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.verbose:
         datasets.disable_progress_bars()
 
-    filters = ExportFilters(model=args.model, since=args.since, until=args.until, min_votes=args.min_votes)
+    filters = ExportFilters(
+        model=args.model,
+        since=args.since,
+        until=args.until,
+        min_votes=args.min_votes,
+        exclude_flagged=args.exclude_flagged,
+    )
     with open_store(parser, args) as store:
         try:
             result = export(store, args.format, args.out, args.output, filters)

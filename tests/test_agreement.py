@@ -7,9 +7,11 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from feedback.agreement import agreement, comparison_ratings, krippendorff_alpha, main
+from feedback.export import ExportFilters, export
 from feedback.store import FeedbackStore
 from tests.test_store import COLOURS, provenance, solid
 
@@ -103,3 +105,15 @@ def test_cli_prints_json(store: FeedbackStore, tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as exit_info:
         main(["--db", f"sqlite:///{tmp_path / 'missing.db'}"])
     assert exit_info.value.code == 2
+
+
+def test_export_can_leave_out_flagged_raters(store: FeedbackStore, tmp_path: Path) -> None:
+    raters, contrarian = consistent_store(store)
+    kept = export(store, "kto", tmp_path / "all", "parquet")
+    cleaned = export(store, "kto", tmp_path / "clean", "parquet", ExportFilters(exclude_flagged=True))
+    assert (kept.rows, cleaned.rows) == (32, 24)
+    users = pd.read_parquet(tmp_path / "clean" / "train.parquet")["user_id"]
+    assert contrarian not in set(users) and set(users) == set(raters[:3])
+    assert cleaned.counts["flagged_raters_left_out"] == 1 and cleaned.counts["votes_of_flagged_raters"] == 8
+    card = (tmp_path / "clean" / "README.md").read_text()
+    assert "raters flagged by `feedback.agreement`: left out" in card and "flagged_raters_left_out: 1" in card
