@@ -31,6 +31,7 @@ from model.data.atlas import load_atlas
 from model.data.captions import emoji_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
+from model.data.scene import Scene
 from model.data.vocab import BACKGROUNDS, POSITIONS, SIZES
 from model.moe import SpaceMoE
 from model.offline import apply_offline_defaults
@@ -69,11 +70,35 @@ def heldout_prompts(config: SceneConfig, n: int) -> dict[str, list[tuple[np.ndar
     return groups
 
 
+FAILURE_MODES = ("nothing drawn", "wrong emoji in place", "right emoji, wrong place", "other emoji elsewhere")
+
+
+def failure_mode(prediction: dict, scene: Scene) -> str | None:
+    """Why identity failed for a scene, from its first object the recognizer did not find; None if it passed.
+
+    Separates "the model drew nothing recognisable" from "it drew the wrong emoji" from "it put
+    the right one in the wrong place": each calls for a different fix.
+    """
+    for obj in scene.objects:
+        read = prediction["slots"].get(obj.position)
+        if read is not None and read[0] == obj.emoji:
+            continue
+        if not prediction["objects"]:
+            return FAILURE_MODES[0]
+        if read is not None:
+            return FAILURE_MODES[1]
+        if any(emoji == obj.emoji for emoji, _, _ in prediction["objects"]):
+            return FAILURE_MODES[2]
+        return FAILURE_MODES[3]
+    return None
+
+
 def generate_and_score(
     pipe: RaphaelPipeline, recognizer: Recognizer, groups: dict, steps: int, cfg: float, batch: int
 ) -> dict:
     """Generate every held-out prompt at its own bucket and score it against its scene."""
     totals: dict[str, list[bool]] = {m: [] for m in METRICS}
+    failures = dict.fromkeys(FAILURE_MODES, 0)
     real_feats, fake_feats, grid = [], [], []
     total = sum(len(v) for v in groups.values())
     bar = tqdm(total=total, desc="generate")
@@ -91,6 +116,9 @@ def generate_and_score(
             result = score(fake, [c[2] for c in chunk], recognizer)
             for m in METRICS:
                 totals[m] += result[m]
+            for prediction, item in zip(result["predictions"], chunk, strict=True):
+                if mode := failure_mode(prediction, item[2]):
+                    failures[mode] += 1
             real_feats.append(features(recognizer, real))
             fake_feats.append(features(recognizer, fake))
             grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]
@@ -100,6 +128,7 @@ def generate_and_score(
         "accuracy": {m: float(np.mean(v)) for m, v in totals.items()},
         "per_prompt": {m: [bool(x) for x in v] for m, v in totals.items()},
         "n": total,
+        "identity_failures": failures,
         "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
         "grid": grid,
     }
@@ -225,6 +254,11 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {name} | {images} | " + " | ".join(f"{100 * acc[m]:.1f}%" for m in METRICS) + f" | {r['fd']:.2f} |"
         )
+    for name, r in results["models"].items():
+        if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
+            lines += ["", f"{name}, prompts whose emoji was not read in place: " + ", ".join(
+                f"{mode} {n}" for mode, n in failures.items()
+            ) + f" (of {r['n']})."]
     if "comparison" in results:
         lines.append("")
         for metric, c in results["comparison"].items():

@@ -2,7 +2,20 @@
 
 import numpy as np
 
-from model.evaluate import frechet_distance, markdown, paired_difference, word_class
+from model.bundle import load_bundle
+from model.data.config import SceneConfig
+from model.data.scene import Scene, SceneObject
+from model.evaluate import (
+    FAILURE_MODES,
+    failure_mode,
+    frechet_distance,
+    generate_and_score,
+    heldout_prompts,
+    markdown,
+    paired_difference,
+    word_class,
+)
+from model.recognizer import load_default
 
 
 def test_frechet_distance_is_zero_for_one_set_and_grows_with_shift():
@@ -39,9 +52,18 @@ def test_markdown_shows_training_images_and_the_comparison():
     acc = {"identity": 0.5, "count": 1.0, "background": 1.0, "position": 0.5, "composition": 0.25}
     trained = {"images_seen": 108800, "steps": 1700}
     results = {
-        "config_note": "8 prompts", "steps": 25, "cfg": 3.0, "recognizer_on_real": dict.fromkeys(acc, 1.0),
+        "config_note": "8 prompts",
+        "steps": 25,
+        "cfg": 3.0,
+        "recognizer_on_real": dict.fromkeys(acc, 1.0),
         "models": {
-            "RAPHAEL-tiny": {"accuracy": acc, "fd": 1.0, "training": trained},
+            "RAPHAEL-tiny": {
+                "accuracy": acc,
+                "fd": 1.0,
+                "training": trained,
+                "n": 8,
+                "identity_failures": {"nothing drawn": 3, "wrong emoji in place": 1, "right emoji, wrong place": 0},
+            },
             "dense baseline": {"accuracy": acc, "fd": 2.0, "training": None},
         },
         "comparison": {"composition": {"difference": 0.05, "ci95": [-0.01, 0.11]}},
@@ -50,3 +72,29 @@ def test_markdown_shows_training_images_and_the_comparison():
     assert "| RAPHAEL-tiny | 108,800 (1,700 steps) | 50.0% | 100.0% | 100.0% | 50.0% | 25.0% | 1.00 |" in table
     assert "| dense baseline | ? |" in table
     assert "composition: +5.0 points (95% paired bootstrap interval -1.0 to +11.0)" in table
+    assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
+
+
+def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
+    scene = Scene("32x32", 32, 32, "blue", "flat", [SceneObject("cat", 1, "left", "large")])
+
+    def read(*objects: tuple[str, int, str]) -> dict:
+        return {"objects": list(objects), "slots": {position: (emoji, n) for emoji, n, position in objects}}
+
+    assert failure_mode(read(("cat", 1, "left")), scene) is None
+    assert failure_mode(read(), scene) == FAILURE_MODES[0]
+    assert failure_mode(read(("dog", 1, "left")), scene) == FAILURE_MODES[1]
+    assert failure_mode(read(("cat", 1, "right")), scene) == FAILURE_MODES[2]
+    assert failure_mode(read(("dog", 1, "top")), scene) == FAILURE_MODES[3]
+
+
+def test_generate_and_score_counts_every_prompt_once():
+    """The bundled model on four held-out prompts at 2 steps: each prompt passes identity or has one failure mode."""
+    config = SceneConfig(num_emoji=30, max_objects=1, max_count=1, styles=("flat",))
+    groups = heldout_prompts(config, 4)
+    pipe = load_bundle()
+    pipe.set_progress_bar_config(disable=True)
+    result = generate_and_score(pipe, load_default(), groups, steps=2, cfg=3.0, batch=4)
+    assert result["n"] == 4 and all(len(v) == 4 for v in result["per_prompt"].values())
+    assert sum(result["per_prompt"]["identity"]) + sum(result["identity_failures"].values()) == 4
+    assert np.isfinite(result["fd"]) and len(result["grid"]) == 4
