@@ -98,7 +98,7 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     page.get_by_text("Rater agreement").click()
     expect(page.locator("#agreement")).to_contain_text("Votes")
     expect(page.locator("#agreement")).to_contain_text("flagged for review")
-    expect(page.locator("canvas")).to_have_count(3)  # the three plots have drawn
+    expect(page.locator("canvas, svg.marks")).to_have_count(3, timeout=30_000)  # the three plots have drawn
     page.screenshot(path=artifacts_dir / "browser-dashboard.png", full_page=True)
 
 
