@@ -48,7 +48,7 @@ lint: venv ## ruff
 
 # Curriculum stage 1, the data of the shipped weights; TRAIN_STEPS is where they were taken.
 STAGE1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
-TRAIN_STEPS ?= 3397
+TRAIN_STEPS ?= 5550
 
 train: venv ## reproduce the shipped RAPHAEL-tiny run from scratch (resumes runs/stage1/state.pt); ARGS adds flags
 	$(PY) -m model.train --out runs/stage1 --steps $(TRAIN_STEPS) --save-every 50 $(STAGE1) $(ARGS)
