@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from feedback.agreement import agreement, comparison_ratings, krippendorff_alpha, main
+from feedback.agreement import RATER_COLUMNS, agreement, comparison_ratings, krippendorff_alpha, main
 from feedback.export import ExportFilters, export
-from feedback.store import FeedbackStore
+from feedback.store import FeedbackStore, PreferenceRows
 from tests.test_store import COLOURS, provenance, solid
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", the example with missing
@@ -117,3 +117,10 @@ def test_export_can_leave_out_flagged_raters(store: FeedbackStore, tmp_path: Pat
     assert cleaned.counts["flagged_raters_left_out"] == 1 and cleaned.counts["votes_of_flagged_raters"] == 8
     card = (tmp_path / "clean" / "README.md").read_text()
     assert "raters flagged by `feedback.agreement`: left out" in card and "flagged_raters_left_out: 1" in card
+
+
+def test_no_feedback_yet() -> None:
+    report = agreement(PreferenceRows(votes=[], comparisons=[], events=[], images={}))
+    nothing = {"alpha": None, "low": None, "high": None, "items": 0, "ratings": 0, "raters": 0}
+    assert report.to_dict()["votes"] == report.to_dict()["comparisons"] == nothing
+    assert report.raters.empty and list(report.raters.columns) == RATER_COLUMNS
