@@ -4,7 +4,8 @@ The browser clamps a typed value into the slider's range, but API clients send w
 Gradio's own check answers ``steps=0`` with "Value 0 is less than minimum value 1.", which does not
 say which of the inputs is wrong. ``Guard`` answers it with "The number of steps must be a whole
 number from 1 to 150 (got 0)." These components keep the stock frontend and pass the value through
-unchanged; every handler that takes them validates it. (On import, Gradio writes the event stubs of
+unchanged (``is_template`` is Gradio's own switch for a subclass that renders as its parent); every
+handler that takes them validates it. (On import, Gradio writes the event stubs of
 these subclasses to ``guarded_inputs.pyi``; git and ruff ignore that file.)
 """
 
@@ -16,16 +17,14 @@ import gradio as gr
 
 
 class GuardedSlider(gr.Slider):
-    def get_block_name(self) -> str:
-        return "slider"  # the stock frontend component
+    is_template = True
 
     def preprocess(self, payload: Any) -> Any:
         return payload
 
 
 class GuardedNumber(gr.Number):
-    def get_block_name(self) -> str:
-        return "number"
+    is_template = True
 
     def preprocess(self, payload: Any) -> Any:
         return payload

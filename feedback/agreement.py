@@ -158,17 +158,16 @@ def agreement(
     by_vote = rater_agreement(votes).rename(columns={"shared": "shared_images", "agreement": "vote_agreement"})
     by_pair = rater_agreement(pairs).rename(columns={"shared": "shared_pairs", "agreement": "pair_agreement"})
     table = by_vote.merge(by_pair, on="rater_id", how="outer", suffixes=("_votes", "_pairs"))
-    shared = table[["shared_images", "shared_pairs"]].fillna(0).astype(int)
-    table[["shared_images", "shared_pairs"]] = shared
-    matched = table["vote_agreement"].fillna(0) * shared["shared_images"]
-    matched += table["pair_agreement"].fillna(0) * shared["shared_pairs"]
-    total = shared.sum(1)
-    table["agreement"] = matched / total
-    chance = (
-        table["chance_votes"].fillna(0) * shared["shared_images"]
-        + table["chance_pairs"].fillna(0) * shared["shared_pairs"]
-    )
-    table["chance"] = chance / total
+    table[["shared_images", "shared_pairs"]] = table[["shared_images", "shared_pairs"]].fillna(0).astype(int)
+    total = table["shared_images"] + table["shared_pairs"]
+
+    def pooled(on_votes: str, on_pairs: str) -> pd.Series:
+        """A rate over votes and comparisons together, each weighted by its shared items."""
+        votes_part = table[on_votes].fillna(0) * table["shared_images"]
+        return (votes_part + table[on_pairs].fillna(0) * table["shared_pairs"]) / total
+
+    table["agreement"] = pooled("vote_agreement", "pair_agreement")
+    table["chance"] = pooled("chance_votes", "chance_pairs")
     table["flagged"] = (total >= min_shared) & (table["agreement"] < flag_below)
     table = table[RATER_COLUMNS].sort_values(["flagged", "agreement"], ascending=[False, True], ignore_index=True)
     report = AgreementReport(

@@ -256,9 +256,8 @@ def markdown(results: dict) -> str:
         )
     for name, r in results["models"].items():
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
-            lines += ["", f"{name}, prompts whose emoji was not read in place: " + ", ".join(
-                f"{mode} {n}" for mode, n in failures.items()
-            ) + f" (of {r['n']})."]
+            listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
+            lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
     if "comparison" in results:
         lines.append("")
         for metric, c in results["comparison"].items():
