@@ -370,7 +370,7 @@ class Handlers:
         return per_day, by_model, data.by_category, totals, agreement_summary(report), report.raters.round(3)
 
     def _agreement(self) -> AgreementReport:
-        return agreement(self.store.preference_rows(with_images=False), n_boot=DASHBOARD_BOOTSTRAP)
+        return agreement(self.store.preference_rows(with_images=False, with_events=False), n_boot=DASHBOARD_BOOTSTRAP)
 
 
 def agreement_summary(report: AgreementReport) -> str:

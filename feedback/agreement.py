@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     with open_store(parser, args) as store:
-        rows = store.preference_rows(model=args.model, since=args.since, until=args.until, with_images=False)
+        rows = store.preference_rows(
+            model=args.model, since=args.since, until=args.until, with_images=False, with_events=False
+        )
     report = agreement(rows, min_shared=args.min_shared, flag_below=args.flag_below)
     json.dump(report.to_dict(), sys.stdout, indent=2)
     sys.stdout.write("\n")

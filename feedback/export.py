@@ -353,7 +353,11 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
 
     rows = store.preference_rows(
-        model=filters.model, since=filters.since, until=filters.until, min_votes=filters.min_votes
+        model=filters.model,
+        since=filters.since,
+        until=filters.until,
+        min_votes=filters.min_votes,
+        with_events=fmt == "jsonl",  # only the vote log reads the history
     )
     dropped = {}
     if filters.exclude_flagged:

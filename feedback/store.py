@@ -391,6 +391,7 @@ class FeedbackStore:
         until: datetime | None = None,
         min_votes: int = 0,
         with_images: bool = True,
+        with_events: bool = True,
     ) -> PreferenceRows:
         """Current votes, comparisons and vote events for export, with the images they refer to.
 
@@ -399,8 +400,9 @@ class FeedbackStore:
         the vote was last set, the comparison made, or the event happened. ``min_votes`` keeps
         only images judged at least that often in the filtered feedback, counting each current
         vote and each comparison the image appears in (0 keeps everything, including the history
-        of votes that were taken back). ``with_images=False`` skips the images' provenance, for
-        analyses that need only who judged what.
+        of votes that were taken back). ``with_images=False`` skips the images' provenance and
+        ``with_events=False`` the vote history, for readers that need only current judgements:
+        both grow with every click, so a dashboard refresh should not pay for them.
         """
 
         def filtered(query: Select, when: Any, *generations: Any) -> Select:
@@ -437,7 +439,11 @@ class FeedbackStore:
             comparisons = s.execute(
                 filtered(comparison_query, Comparison.created_at, left_gen, right_gen).order_by(Comparison.id)
             ).all()
-            events = s.execute(filtered(event_query, VoteEvent.created_at, Generation).order_by(VoteEvent.id)).all()
+            events = (
+                s.execute(filtered(event_query, VoteEvent.created_at, Generation).order_by(VoteEvent.id)).all()
+                if with_events
+                else []
+            )
 
             judged = Counter(row.image_id for row in votes)
             judged.update(image_id for row in comparisons for image_id in (row.left_image_id, row.right_image_id))

@@ -90,6 +90,8 @@ def test_vote_change_undo_keeps_history(store: FeedbackStore, images: tuple[int,
     events = store.preference_rows().events
     assert [(e.value, e.comment) for e in events] == [(1, "lovely colours"), (-1, None), (0, None)]
     assert store.dashboard().totals["n_votes"] == 0
+    current = store.preference_rows(with_images=False, with_events=False)  # what the dashboard reads
+    assert (current.events, current.images) == ([], {})
 
 
 def test_one_current_vote_per_rater_and_image(store: FeedbackStore, images: tuple[int, list[str]]) -> None:
