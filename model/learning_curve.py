@@ -1,0 +1,109 @@
+"""RAPHAEL-tiny against its dense baseline over training: ``python -m model.learning_curve RESULTS...``.
+
+Each argument is a ``model.evaluate --baseline`` output folder, one per pair of checkpoints taken
+at the same step. One checkpoint cannot settle the paper's claim on an easy stage where both
+models end near 100%: the curve shows which one gets there on fewer images.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+logger = logging.getLogger("model.learning_curve")
+
+METRICS = ("identity", "composition")
+Z95 = 1.959964
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion: unlike p ± 1.96·se it stays inside [0, 1] near 0% and 100%."""
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / (1 + Z95**2 / n)
+    return float(centre - half), float(centre + half)
+
+
+def load_points(folders: list[Path]) -> list[dict]:
+    """One point per evaluation run: both models' accuracies with intervals, and their paired difference."""
+    points = []
+    for folder in folders:
+        results = json.loads((folder / "results.json").read_text())
+        if "comparison" not in results:
+            raise ValueError(f"{folder} holds no dense-baseline comparison; run model.evaluate with --baseline")
+        models = {}
+        for name, r in results["models"].items():
+            training = r["training"]
+            models[name] = {
+                "steps": training["steps"],
+                "images_seen": training["images_seen"],
+                "step_time_hours": training["step_time_hours"],
+                **{m: r["accuracy"][m] for m in METRICS},
+                **{f"{m}_ci95": wilson(sum(r["per_prompt"][m]), r["n"]) for m in METRICS},
+            }
+        steps = {m["steps"] for m in models.values()}
+        if len(steps) != 1:
+            raise ValueError(f"{folder} compares checkpoints of different steps: {sorted(steps)}")
+        points.append({"n": results["models"]["RAPHAEL-tiny"]["n"], "models": models, **results["comparison"]})
+    return sorted(points, key=lambda p: p["models"]["RAPHAEL-tiny"]["images_seen"])
+
+
+def plot(points: list[dict], path: Path) -> None:
+    """Accuracy against training images, one panel per metric, 95% Wilson bars."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], METRICS):
+        for name, colour in (("RAPHAEL-tiny", "tab:blue"), ("dense baseline", "tab:orange")):
+            rows = [p["models"][name] for p in points]
+            x = np.array([r["images_seen"] for r in rows]) / 1000
+            y = np.array([r[metric] for r in rows]) * 100
+            low, high = (np.array([r[f"{metric}_ci95"][k] for r in rows]) * 100 for k in (0, 1))
+            ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, color=colour, label=name)
+        ax.set_title(f"{metric} on held-out prompts")
+        ax.set_xlabel("training images (thousands)")
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def markdown(points: list[dict]) -> str:
+    """The curve as a table, with the paired difference at each step."""
+    lines = [
+        "| steps | training images | prompts | RAPHAEL-tiny composition | dense composition | difference (95% CI) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        ours, dense = p["models"]["RAPHAEL-tiny"], p["models"]["dense baseline"]
+        diff, (low, high) = p["composition"]["difference"], p["composition"]["ci95"]
+        lines.append(
+            f"| {ours['steps']:,} | {ours['images_seen']:,} | {p['n']} | {100 * ours['composition']:.1f}% | "
+            f"{100 * dense['composition']:.1f}% | {100 * diff:+.1f} ({100 * low:+.1f} to {100 * high:+.1f}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", type=Path, nargs="+", help="model.evaluate --baseline output folders")
+    parser.add_argument("--out", type=Path, required=True, help="folder for learning_curve.png / .json / .md")
+    args = parser.parse_args(argv)
+    points = load_points(args.results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(points, args.out / "learning_curve.png")
+    (args.out / "learning_curve.json").write_text(json.dumps(points, indent=2) + "\n")
+    (args.out / "learning_curve.md").write_text(markdown(points))
+    logger.info("\n%s", markdown(points))
+
+
+if __name__ == "__main__":
+    main()
