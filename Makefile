@@ -46,19 +46,26 @@ test-fast: venv ## unit tests only (no browser, no Postgres, no slow)
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-# Curriculum stage 1, the data of the shipped weights; TRAIN_STEPS is where they were taken.
-STAGE1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
+# The curriculum. STAGE=1 (the default) is the data of the shipped weights, taken at TRAIN_STEPS.
+# STAGE=2 adds a second object and counts of two on the same 30 emoji, starting from the EMA weights
+# of stage 1 in the same family (runs/stage1 or runs/stage1-dense); give it its own TRAIN_STEPS.
+STAGE ?= 1
 TRAIN_STEPS ?= 5550
+STAGE_DATA_1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
+STAGE_DATA_2 := --num-emoji 30 --max-objects 2 --max-count 2 --styles flat
+STAGE_INIT_2 = --init runs/stage1$(1)/unet
+stage_args = $(if $(STAGE_DATA_$(STAGE)),,$(error STAGE is 1 or 2, not "$(STAGE)")) \
+	--out runs/stage$(STAGE)$(1) --steps $(TRAIN_STEPS) --save-every 50 $(STAGE_DATA_$(STAGE)) \
+	$(call STAGE_INIT_$(STAGE),$(1))
 
-train: venv ## reproduce the shipped RAPHAEL-tiny run from scratch (resumes runs/stage1/state.pt); ARGS adds flags
-	$(PY) -m model.train --out runs/stage1 --steps $(TRAIN_STEPS) --save-every 50 $(STAGE1) $(ARGS)
+train: venv ## reproduce the shipped RAPHAEL-tiny run, resuming runs/stageN; STAGE=2 goes on from stage 1; ARGS adds flags
+	$(PY) -m model.train $(call stage_args,) $(ARGS)
 
-train-dense: venv ## the dense baseline on the same data stream and steps (runs/stage1-dense)
-	$(PY) -m model.train --out runs/stage1-dense --preset tiny-dense --steps $(TRAIN_STEPS) --save-every 50 \
-		$(STAGE1) $(ARGS)
+train-dense: venv ## the dense baseline on the same data stream, stage and steps (runs/stageN-dense)
+	$(PY) -m model.train --preset tiny-dense $(call stage_args,-dense) $(ARGS)
 
-eval: venv ## score the bundled checkpoint on held-out stage-1 prompts; ARGS="--baseline DIR" adds the dense one
-	$(PY) -m model.evaluate --n 128 --steps 25 $(STAGE1) $(ARGS)
+eval: venv ## score the bundled checkpoint on held-out prompts of the STAGE; ARGS="--baseline DIR" adds the dense one
+	$(PY) -m model.evaluate --n 128 --steps 25 $(STAGE_DATA_$(STAGE)) $(ARGS)
 
 bench: venv ## benchmarks that print JSON
 	$(PY) -m bench.moe_overhead

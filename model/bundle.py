@@ -28,7 +28,11 @@ RECIPE_ARGS = ("preset", "init", "lr", "warmup", "weight_decay", "balance_coef",
 
 
 def training_summary(run_dir: Path) -> dict:
-    """Steps, images seen and summed step time of a run, read from its own checkpoint and log."""
+    """Steps, images seen and summed step time of a run, read from its own checkpoint and log.
+
+    A run started with ``--init`` (the next curriculum stage) carries the summary of what it started
+    from, so the compute of the whole chain is on record.
+    """
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
     args, world_size = state["args"], state.get("world_size", 1)
     rows = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["step"] <= state["step"]]
@@ -42,9 +46,11 @@ def training_summary(run_dir: Path) -> dict:
         "data": {k: args.get(k) for k in DATA_ARGS},
         "recipe": {k: args.get(k) for k in RECIPE_ARGS},
     }
-    earlier = Path(args["init"]).parent / "training.json" if args.get("init") else None
-    if earlier is not None and earlier.exists():
-        summary["continued_from"] = json.loads(earlier.read_text())
+    earlier = Path(args["init"]).parent if args.get("init") else None  # a bundle, or the run of the stage before
+    if earlier is not None and (earlier / "training.json").exists():
+        summary["continued_from"] = json.loads((earlier / "training.json").read_text())
+    elif earlier is not None and (earlier / "state.pt").exists():
+        summary["continued_from"] = training_summary(earlier)
     return summary
 
 

@@ -76,6 +76,21 @@ def test_resume_continues_from_the_saved_step(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_curriculum_stage_starts_from_the_stage_before_and_records_it(tmp_path):
+    main(run_args(tmp_path, 5))
+    stage1 = RaphaelUNet.from_pretrained(tmp_path / "run" / "unet")
+    main(run_args(tmp_path, 1, out=tmp_path / "probe", init=tmp_path / "run" / "unet", lr=0))
+    probe = RaphaelUNet.from_pretrained(tmp_path / "probe" / "unet").state_dict()
+    for key, value in stage1.state_dict().items():  # a step at lr 0 keeps the weights it started from
+        torch.testing.assert_close(probe[key], value, msg=key)
+
+    main(run_args(tmp_path, 3, out=tmp_path / "stage2", init=tmp_path / "run" / "unet", max_objects=2))
+    record = json.loads((bundle(tmp_path / "stage2", tmp_path / "bundle") / "training.json").read_text())
+    assert (record["steps"], record["data"]["max_objects"]) == (3, 2)
+    assert record["continued_from"]["steps"] == 5 and record["continued_from"]["data"]["max_objects"] == 1
+
+
+@pytest.mark.slow
 def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     main(run_args(tmp_path / "a", 6))
