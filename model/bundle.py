@@ -46,11 +46,12 @@ def training_summary(run_dir: Path) -> dict:
         "data": {k: args.get(k) for k in DATA_ARGS},
         "recipe": {k: args.get(k) for k in RECIPE_ARGS},
     }
-    earlier = Path(args["init"]).parent if args.get("init") else None  # a bundle, or the run of the stage before
-    if earlier is not None and (earlier / "training.json").exists():
-        summary["continued_from"] = json.loads((earlier / "training.json").read_text())
-    elif earlier is not None and (earlier / "state.pt").exists():
-        summary["continued_from"] = training_summary(earlier)
+    if args.get("init"):
+        earlier = Path(args["init"]).parent  # a bundle, or the run of the stage before
+        if (earlier / "training.json").exists():
+            summary["continued_from"] = json.loads((earlier / "training.json").read_text())
+        elif (earlier / "state.pt").exists():
+            summary["continued_from"] = training_summary(earlier)
     return summary
 
 

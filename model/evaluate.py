@@ -43,6 +43,7 @@ logger = logging.getLogger("model.evaluate")
 EVAL_SEED = 424242
 ADJECTIVES = set(BACKGROUNDS) | set(SIZES) | {"big", "tiny", "huge", "little", "medium-sized", "grey", "gray"}
 WORD_CLASSES = ("noun", "adjective", "other")
+MODEL, BASELINE = "RAPHAEL-tiny", "dense baseline"  # the keys of results["models"]; model.learning_curve reads them
 
 
 @torch.no_grad()
@@ -314,7 +315,7 @@ def main() -> None:
         "models": {},
     }
     groups = heldout_prompts(config, args.n)
-    for name, path in (("RAPHAEL-tiny", args.model), ("dense baseline", args.baseline)):
+    for name, path in ((MODEL, args.model), (BASELINE, args.baseline)):
         if path is None:
             continue
         pipe = load_bundle(path)
@@ -323,7 +324,7 @@ def main() -> None:
         save_grid(r.pop("grid"), args.out / f"samples_{name.split()[0].lower()}.png")
         r["training"] = training_record(path)
         results["models"][name] = r
-        if name == "RAPHAEL-tiny":
+        if name == MODEL:
             results["routing"] = routing_analysis(pipe, config)
     if len(results["models"]) == 2:
         records = [r["training"] for r in results["models"].values()]
@@ -332,8 +333,9 @@ def main() -> None:
         ours, dense = (r["per_prompt"] for r in results["models"].values())
         results["comparison"] = {m: paired_difference(ours[m], dense[m]) for m in ("identity", "composition")}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    (args.out / "results.md").write_text(markdown(results))
-    logger.info("\n%s", markdown(results))
+    table = markdown(results)
+    (args.out / "results.md").write_text(table)
+    logger.info("\n%s", table)
 
 
 if __name__ == "__main__":

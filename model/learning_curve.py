@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from model.evaluate import BASELINE, MODEL  # noqa: E402
+
 logger = logging.getLogger("model.learning_curve")
 
 METRICS = ("identity", "composition")
@@ -50,15 +52,15 @@ def load_points(folders: list[Path]) -> list[dict]:
         steps = {m["steps"] for m in models.values()}
         if len(steps) != 1:
             raise ValueError(f"{folder} compares checkpoints of different steps: {sorted(steps)}")
-        points.append({"n": results["models"]["RAPHAEL-tiny"]["n"], "models": models, **results["comparison"]})
-    return sorted(points, key=lambda p: p["models"]["RAPHAEL-tiny"]["images_seen"])
+        points.append({"n": results["models"][MODEL]["n"], "models": models, **results["comparison"]})
+    return sorted(points, key=lambda p: p["models"][MODEL]["images_seen"])
 
 
 def plot(points: list[dict], path: Path) -> None:
     """Accuracy against training images, one panel per metric, 95% Wilson bars."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], METRICS):
-        for name, colour in (("RAPHAEL-tiny", "tab:blue"), ("dense baseline", "tab:orange")):
+        for name, colour in ((MODEL, "tab:blue"), (BASELINE, "tab:orange")):
             rows = [p["models"][name] for p in points]
             x = np.array([r["images_seen"] for r in rows]) / 1000
             y = np.array([r[metric] for r in rows]) * 100
@@ -82,7 +84,7 @@ def markdown(points: list[dict]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for p in points:
-        ours, dense = p["models"]["RAPHAEL-tiny"], p["models"]["dense baseline"]
+        ours, dense = p["models"][MODEL], p["models"][BASELINE]
         diff, (low, high) = p["composition"]["difference"], p["composition"]["ci95"]
         lines.append(
             f"| {ours['steps']:,} | {ours['images_seen']:,} | {p['n']} | {100 * ours['composition']:.1f}% | "
@@ -101,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(points, args.out / "learning_curve.png")
     (args.out / "learning_curve.json").write_text(json.dumps(points, indent=2) + "\n")
-    (args.out / "learning_curve.md").write_text(markdown(points))
-    logger.info("\n%s", markdown(points))
+    table = markdown(points)
+    (args.out / "learning_curve.md").write_text(table)
+    logger.info("\n%s", table)
 
 
 if __name__ == "__main__":
