@@ -29,6 +29,7 @@ from PIL import Image
 from app.categories import PromptCategorizer
 from app.settings import APP_VERSION
 from model.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
+from model.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class GenerationService:
         self.model_hash = weights_hash(self.model_dir)
         self.model_class = type(self.pipe).__name__
         self.sample_size = self._pixel_sample_size()
+        self.domain = TrainedDomain.from_bundle(self.model_dir)  # None for pipelines we did not train
         self.categorizer = categorizer or PromptCategorizer.from_file()
         self.app_version = app_version
         self._scheduler_config = self.pipe.scheduler.config
@@ -173,23 +175,35 @@ class GenerationService:
         """``(height, width)`` in pixels of an aspect bucket for this model."""
         return bucket_size(aspect, self.sample_size)
 
+    def domain_examples(self, n: int) -> list[list[Any]]:
+        """``[prompt, negative prompt, seed]`` rows of held-out prompts from the trained domain, or none.
+
+        Examples should show what the model can do, so they come from where it was trained.
+        """
+        if self.domain is None:
+            return []
+        return [[prompt, "", seed] for seed, prompt in enumerate(self.domain.example_prompts(n))]
+
     def category(self, prompt: str) -> str:
         return self.categorizer.category(prompt)
 
     def prompt_warnings(self, text: str) -> list[str]:
-        """Say when the text encoder will cut the prompt, which pipelines do silently.
+        """What a rater should know before judging: parts outside the trained domain, and truncation.
 
-        The limit is the pipeline's ``tokenizer_max_length`` (the diffusers name, e.g. Flux) when it
-        sets one, else the tokenizer's ``model_max_length``.
+        A poor picture of what the model never learned should not be taken for its best, and pipelines
+        cut long prompts silently. The domain comes from the bundle's ``training.json``; the token limit
+        is the pipeline's ``tokenizer_max_length`` (the diffusers name, e.g. Flux) when it sets one, else
+        the tokenizer's ``model_max_length``.
         """
+        warnings = self.domain.notes(text) if self.domain else []
         tokenizer = getattr(self.pipe, "tokenizer", None)
         limit = getattr(self.pipe, "tokenizer_max_length", None) or getattr(tokenizer, "model_max_length", None)
         if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
-            return []
+            return warnings
         n_tokens = len(tokenizer(text, truncation=False).input_ids)
-        if n_tokens <= limit:
-            return []
-        return [f"The prompt is {n_tokens} tokens long; the text encoder reads only the first {limit}."]
+        if n_tokens > limit:
+            warnings.append(f"The prompt is {n_tokens} tokens long; the text encoder reads only the first {limit}.")
+        return warnings
 
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
         """Generate ``request.num_images`` images; raises ValueError with a user-facing message on bad input."""

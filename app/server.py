@@ -34,7 +34,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
         settings,
         generation,
         store,
-        PromptEnhancer(),
+        PromptEnhancer(auto_styles=generation.domain.styles if generation.domain else None),
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
     )
     demo = build_ui(handlers, settings)

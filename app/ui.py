@@ -20,7 +20,8 @@ from model.buckets import DEFAULT_BUCKET
 
 CARDS_PER_ROW = 4
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group
-EXAMPLES = [  # prompt, negative prompt, seed
+NUM_EXAMPLES = 4
+EXAMPLES = [  # prompt, negative prompt, seed: for pipelines without a recorded training domain
     ["a cat on a blue background", "", 7],
     ["an apple on the left and a rocket on the right, pixel art", "", 42],
     ["two frogs at the bottom on a yellow background, in soft watercolour", "", 3],
@@ -269,13 +270,17 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             with gr.Tab(I18N("tab_generate"), id="generate"):
                 c = controls(settings, service, handlers.enhancer.styles)
                 r = results(settings)
+                examples = service.domain_examples(NUM_EXAMPLES) or EXAMPLES
                 gr.Examples(
-                    EXAMPLES,
+                    examples,
                     inputs=[c.prompt, c.negative, c.seed],
                     label=I18N("examples"),
-                    example_labels=[f"{prompt} · seed {seed}" for prompt, _, seed in EXAMPLES],
+                    example_labels=[f"{prompt} · seed {seed}" for prompt, _, seed in examples],
                     api_visibility="private",
                 )
+                if service.domain is not None:
+                    with gr.Accordion(I18N("model_knows"), open=False, elem_id="model-knows"):
+                        gr.Markdown(service.domain.describe())
             p = compare_panel()
             d = dashboard()
             with gr.Tab(I18N("tab_about"), id="about"):

@@ -74,12 +74,22 @@ def _mentions(text: str, phrase: str) -> bool:
 class PromptEnhancer:
     """Template enhancer: style phrase, background colour and detail words, all drawn from ``seed``."""
 
-    def __init__(self, templates: dict[str, tuple[str, ...]] | None = None, details_per_prompt: int = 1) -> None:
+    def __init__(
+        self,
+        templates: dict[str, tuple[str, ...]] | None = None,
+        details_per_prompt: int = 1,
+        auto_styles: tuple[str, ...] | None = None,
+    ) -> None:
+        """``auto_styles`` limits the styles drawn when none is asked for, e.g. to those a model was trained in."""
         self.templates = dict(STYLE_TEMPLATES if templates is None else templates)
         for name, options in self.templates.items():
             if not options or any("{prompt}" not in template for template in options):
                 raise ValueError(f"Every template of style {name!r} needs a {{prompt}} placeholder.")
         self.details_per_prompt = details_per_prompt
+        self.auto_styles = tuple(auto_styles or self.templates)
+        unknown = set(self.auto_styles) - set(self.templates)
+        if unknown:
+            raise ValueError(f"Unknown auto style(s) {sorted(unknown)}; choose from {', '.join(self.templates)}.")
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -94,7 +104,7 @@ class PromptEnhancer:
         return None
 
     def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt:
-        """Expand ``prompt``; ``style=None`` keeps a style the prompt names, else draws one from the seed."""
+        """Expand ``prompt``; ``style=None`` keeps a style the prompt names, else draws an auto style from the seed."""
         prompt = " ".join(prompt.split()).rstrip(" ,.;")
         if not prompt:
             raise ValueError("Please enter a prompt to enhance.")
@@ -105,7 +115,7 @@ class PromptEnhancer:
         named = self.detect_style(prompt)
         rng = random.Random(seed)
         # Draw in a fixed order, whether or not a draw is used, so each choice depends on the seed alone.
-        drawn_style = rng.choice(self.styles)
+        drawn_style = rng.choice(self.auto_styles)
         colour = rng.choice(sorted(COLOUR_WORDS))
         background = rng.choice(BACKGROUND_PHRASES).format(c=colour)
         style = style or named or drawn_style

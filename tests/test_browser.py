@@ -15,6 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.rater_cookie import COOKIE
 from feedback.store import FeedbackStore
+from model.bundle import DEFAULT_BUNDLE
+from model.trained_domain import TrainedDomain
 from tests.fixtures.app_server import AppServer
 
 pytestmark = pytest.mark.browser
@@ -174,3 +176,20 @@ def test_history_restores_settings(page: Page, app_server: AppServer) -> None:
     expect(page.locator("#prompt textarea")).to_have_value("three hearts on the left")
     expect(page.locator("#steps input[type=number]")).to_have_value("4")
     expect(page.locator("#seed input")).to_have_value(used_seed)
+
+
+@pytest.mark.parametrize("app_server", [DEFAULT_BUNDLE], indirect=True)
+def test_the_bundled_model_says_what_it_has_learned(page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
+    domain = TrainedDomain.from_bundle(DEFAULT_BUNDLE)
+    open_demo(page, app_server)
+    page.get_by_text("What this model has learned so far").click()
+    expect(page.locator("#model-knows")).to_contain_text(f"{len(domain.emoji)} emoji")
+    first_example = domain.example_prompts(1)[0]
+    page.get_by_text(f"{first_example} · seed 0").click()
+    expect(page.locator("#prompt textarea")).to_have_value(first_example)
+
+    page.locator("#prompt textarea").fill("a unicorn on a red background")
+    page.locator("#generate").click()
+    expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    expect_toast(page, "has not learned to draw 'unicorn'")
+    page.screenshot(path=artifacts_dir / "browser-trained-domain.png", full_page=True)

@@ -9,6 +9,7 @@ import pytest
 from app.generation import SAMPLERS, GenerationRequest, GenerationService, weights_hash
 from feedback.images import image_provenance
 from model.buckets import ASPECT_BUCKETS, bucket_size
+from model.bundle import DEFAULT_BUNDLE
 
 STORE_KEYS = {
     "prompt", "enhanced_prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "width", "height",
@@ -137,3 +138,18 @@ def test_pipeline_defaults_are_read_from_its_signature(service: GenerationServic
 def test_a_folder_without_a_pipeline_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         GenerationService(tmp_path, device="cpu")
+
+
+def test_a_pipeline_without_a_training_record_has_no_domain(service: GenerationService) -> None:
+    assert service.domain is None and service.domain_examples(4) == []
+    assert service.prompt_warnings("a unicorn in pixel art") == []
+
+
+def test_the_bundled_model_warns_outside_its_trained_domain() -> None:
+    bundled = GenerationService(DEFAULT_BUNDLE, device="cpu", torch_threads=1)
+    examples = bundled.domain_examples(4)
+    assert [seed for _, _, seed in examples] == [0, 1, 2, 3]
+    assert all(bundled.prompt_warnings(prompt) == [] for prompt, _, _ in examples)
+    result = bundled.run(request(prompt="a unicorn on a red background", steps=1, num_images=1))
+    (warning,) = result.warnings
+    assert "'unicorn'" in warning

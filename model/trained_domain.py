@@ -1,0 +1,171 @@
+"""What a RAPHAEL-tiny bundle has been trained to draw, read from its ``training.json``.
+
+The curriculum trains on a slice of the emoji-scenes domain: the first N emoji, at most k objects
+and counts, some styles. A prompt outside the slice still runs, but the picture will be poor, so
+the demo says so before a rater judges the model on what it never saw, and its examples stay
+inside the slice. Bundles without a ``training.json`` (any other diffusers pipeline) have no domain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+from model.data.atlas import load_atlas
+from model.data.captions import COUNT_WORDS, pluralise
+from model.data.config import SceneConfig
+from model.data.dataset import EmojiScenes
+from model.data.vocab import BACKGROUNDS, POSITIONS
+from model.prompt_enhancer import PromptEnhancer
+
+NUMBER_WORDS = {word: count for count, words in COUNT_WORDS.items() if count > 1 for word in words}
+_NUMBER_BEFORE = re.compile(rf"\b({'|'.join(map(re.escape, NUMBER_WORDS))})\s+(?:[\w-]+\s+){{0,2}}$", re.IGNORECASE)
+NUMBER_NAMES = {1: "one", 2: "two", 3: "three"}
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One emoji a prompt names, and how many of it the prompt asks for."""
+
+    name: str
+    count: int
+
+
+class EmojiMentions:
+    """Finds every atlas emoji a prompt names (by name, synonym, plural or character), in order."""
+
+    def __init__(self) -> None:
+        self.forms: dict[str, tuple[str, bool]] = {}  # lower-case phrase -> (emoji name, is plural)
+        for info in load_atlas().by_name.values():
+            for word in (info.name, *info.synonyms):
+                self.forms.setdefault(word.lower(), (info.name, False))
+                self.forms.setdefault(pluralise(word).lower(), (info.name, True))
+            self.forms.setdefault(info.plural.lower(), (info.name, True))
+            self.forms.setdefault(info.char, (info.name, False))
+        words = sorted((f for f in self.forms if f.isascii()), key=len, reverse=True)  # longest phrase wins
+        chars = [f for f in self.forms if not f.isascii()]
+        self._pattern = re.compile("|".join([rf"\b{re.escape(w)}\b" for w in words] + list(map(re.escape, chars))))
+
+    def __call__(self, prompt: str) -> list[Mention]:
+        text = prompt.replace("\ufe0f", "").lower()  # users type the emoji variation selector or not
+        mentions = []
+        for match in self._pattern.finditer(text):
+            name, plural = self.forms[match.group(0)]
+            number = _NUMBER_BEFORE.search(text[: match.start()])
+            count = NUMBER_WORDS[number.group(1)] if number else 2 if plural else 1
+            mentions.append(Mention(name, count))
+        return mentions
+
+
+@dataclass(frozen=True)
+class TrainedDomain:
+    """The slice of emoji scenes a bundle was trained on (its training run's data settings)."""
+
+    config: SceneConfig
+
+    @classmethod
+    def from_bundle(cls, model_dir: str | Path) -> TrainedDomain | None:
+        """The domain recorded in ``model_dir/training.json`` by ``model.bundle``, or None."""
+        path = Path(model_dir) / "training.json"
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8")).get("data")
+        if not data:
+            return None
+
+        def names(key: str) -> tuple[str, ...] | None:
+            return tuple(data[key].split(",")) if data.get(key) else None
+
+        return cls(
+            SceneConfig(
+                sample_size=data.get("sample_size", 32),
+                num_emoji=data.get("num_emoji"),
+                max_objects=data.get("max_objects", 3),
+                max_count=data.get("max_count", 3),
+                styles=names("styles"),
+                buckets=names("buckets"),
+            )
+        )
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return self.config.style_names
+
+    @cached_property
+    def emoji(self) -> tuple[str, ...]:
+        """The trained emoji names, in curriculum order."""
+        return load_atlas().names[: self.config.num_emoji]
+
+    @cached_property
+    def _mentions(self) -> EmojiMentions:
+        return EmojiMentions()
+
+    def describe(self) -> str:
+        """A short markdown account of what the model has learned, for the demo page."""
+        by_name = load_atlas().by_name
+        emoji = ", ".join(f"{by_name[name].char} {name}" for name in self.emoji)
+        c = self.config
+        objects = "one emoji" if c.max_objects == 1 else f"up to {_number(c.max_objects)} different emoji"
+        counts = "" if c.max_count == 1 else f", each up to {_number(c.max_count)} times"
+        styles = " or ".join(self.styles)
+        return (
+            f"This model has learned scenes of **{objects}**{counts}, in **{styles}** style, on one of "
+            f"{len(BACKGROUNDS)} background colours ({_listed(list(BACKGROUNDS), quote='', last='or')}), at the "
+            f"{_listed(list(POSITIONS), quote='', last='or')}. "
+            f"It knows **{len(self.emoji)} emoji**: {emoji}.\n\n"
+            "Anything else still runs, but expect a poor picture: it has not been trained on it yet."
+        )
+
+    def notes(self, prompt: str) -> list[str]:
+        """What in ``prompt`` lies outside the trained slice, one message each; empty when inside it."""
+        c = self.config
+        mentions = self._mentions(prompt)
+        notes = []
+        unknown = list(dict.fromkeys(m.name for m in mentions if m.name not in self.emoji))
+        if unknown:
+            known = len(self.emoji)
+            notes.append(f"This model has not learned to draw {_listed(unknown)} yet (it knows {known} emoji).")
+        distinct = list(dict.fromkeys(m.name for m in mentions))
+        if len(distinct) > c.max_objects:
+            notes.append(
+                f"This model has learned {_number(c.max_objects)} kind{'s' if c.max_objects > 1 else ''} of emoji "
+                "per scene so far, "
+                f"so {_listed(distinct)} together are beyond it."
+            )
+        many = list(dict.fromkeys(m.name for m in mentions if m.count > c.max_count))
+        if many:
+            notes.append(
+                f"This model has learned at most {_number(c.max_count)} of each emoji so far, "
+                f"so more than that of {_listed(many)} is beyond it."
+            )
+        style = PromptEnhancer().detect_style(prompt)
+        if style is not None and style not in self.styles:
+            notes.append(f"This model has learned {' and '.join(self.styles)} style only so far, not {style}.")
+        return notes
+
+    def example_prompts(self, n: int, max_chars: int = 44, seed: int = 0) -> list[str]:
+        """``n`` short held-out prompts of the trained slice, one emoji each: phrasings training never showed.
+
+        Short, so the page shows them whole; each about a different emoji, so they show its range.
+        """
+        scenes = EmojiScenes(replace(self.config, split="heldout"), seed=seed)
+        prompts: dict[str, str] = {}  # first emoji -> prompt
+        for i in range(500 * n):  # bounded: a few captions in a hundred are this short
+            _, caption, scene = scenes.sample(i)
+            if len(caption) <= max_chars:
+                prompts.setdefault(scene.objects[0].emoji, caption)
+            if len(prompts) == n:
+                break
+        return list(prompts.values())
+
+
+def _listed(names: list[str], quote: str = "'", last: str = "and") -> str:
+    quoted = [f"{quote}{name}{quote}" for name in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {last} {quoted[-1]}"
+
+
+def _number(n: int) -> str:
+    return NUMBER_NAMES.get(n, str(n))

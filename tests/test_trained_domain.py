@@ -1,0 +1,121 @@
+"""The trained domain of a bundle: read from training.json, and prompts checked against it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.data.atlas import load_atlas
+from model.data.config import SceneConfig
+from model.data.dataset import EmojiScenes
+from model.data.scene import Scene
+from model.prompt_enhancer import PromptEnhancer
+from model.trained_domain import EmojiMentions, Mention, TrainedDomain
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGE_1 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=1, max_count=1, styles=("flat",)))
+
+
+def write_training_json(folder: Path, data: dict | None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "training.json").write_text(json.dumps({"steps": 5, **({"data": data} if data else {})}))
+    return folder
+
+
+def test_the_bundled_checkpoint_records_its_domain() -> None:
+    domain = TrainedDomain.from_bundle(ROOT / "model" / "checkpoints" / "raphael-tiny")
+    assert domain is not None
+    assert domain.emoji == load_atlas().names[: domain.config.num_emoji]
+    assert "RAPHAEL" not in domain.describe() and f"{len(domain.emoji)} emoji" in domain.describe()
+
+
+def test_the_domain_is_read_from_training_json(tmp_path: Path) -> None:
+    data = {"sample_size": 32, "num_emoji": 12, "max_objects": 2, "max_count": 2, "styles": "flat,night"}
+    domain = TrainedDomain.from_bundle(write_training_json(tmp_path / "bundle", data))
+    assert domain == TrainedDomain(SceneConfig(num_emoji=12, max_objects=2, max_count=2, styles=("flat", "night")))
+    assert domain.styles == ("flat", "night") and len(domain.emoji) == 12
+    assert "up to two different emoji" in domain.describe() and "each up to two times" in domain.describe()
+
+
+def test_pipelines_without_a_recorded_domain_have_none(tmp_path: Path) -> None:
+    assert TrainedDomain.from_bundle(tmp_path) is None  # any other diffusers pipeline
+    assert TrainedDomain.from_bundle(write_training_json(tmp_path / "no-data", None)) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a cat on a blue background", [Mention("cat", 1)]),
+        ("a kitty and a 🍎", [Mention("cat", 1), Mention("apple", 1)]),
+        ("two medium-sized frogs", [Mention("frog", 2)]),
+        ("a pair of kitties", [Mention("cat", 2)]),
+        ("3 stars at the top", [Mention("star", 3)]),
+        ("frogs", [Mention("frog", 2)]),
+        ("two cats and a dog", [Mention("cat", 2), Mention("dog", 1)]),
+        ("a starry night with no emoji", []),
+    ],
+)
+def test_mentions_name_each_emoji_and_its_count(prompt: str, expected: list[Mention]) -> None:
+    assert EmojiMentions()(prompt) == expected
+
+
+def test_mentions_recover_the_ground_truth_of_captions() -> None:
+    """Every caption phrasing of the whole domain, both splits: the emoji and counts the scene holds."""
+    mentions = EmojiMentions()
+    for split in ("train", "heldout"):
+        scenes = EmojiScenes(SceneConfig(split=split), seed=3)
+        for i in range(300):
+            _, caption, scene = scenes.sample(i)
+            found: dict[str, int] = {}
+            for m in mentions(caption):
+                found[m.name] = max(found.get(m.name, 0), m.count)
+            assert found == {o.emoji: o.count for o in scene.objects}, caption
+
+
+def inside(domain: TrainedDomain, scene: Scene) -> bool:
+    c = domain.config
+    return (
+        all(o.emoji in domain.emoji and o.count <= c.max_count for o in scene.objects)
+        and len(scene.objects) <= c.max_objects
+        and scene.style in domain.styles
+    )
+
+
+def test_notes_are_empty_exactly_for_captions_inside_the_domain() -> None:
+    """Captions of the whole domain: a note for each scene outside the trained slice, none inside it."""
+    scenes = EmojiScenes(SceneConfig(split="heldout"), seed=5)
+    outcomes = set()
+    for i in range(300):
+        _, caption, scene = scenes.sample(i)
+        outcomes.add(inside(STAGE_1, scene))
+        assert (STAGE_1.notes(caption) == []) == inside(STAGE_1, scene), caption
+    assert outcomes == {True, False}
+
+
+def test_each_note_says_what_lies_outside() -> None:
+    assert STAGE_1.notes("a cat in the centre on a red background, in flat style") == []
+    (unknown,) = STAGE_1.notes("a unicorn")
+    assert "'unicorn'" in unknown and "30 emoji" in unknown
+    (objects,) = STAGE_1.notes("an apple on the left and a rocket on the right")
+    assert "'apple' and 'rocket'" in objects
+    (count,) = STAGE_1.notes("a pair of kitties")
+    assert "at most one of each" in count and "'cat'" in count
+    (style,) = STAGE_1.notes("a heart in pixel art")
+    assert "flat style only" in style and "pixel art" in style
+
+
+def test_examples_are_held_out_prompts_inside_the_domain() -> None:
+    examples = STAGE_1.example_prompts(8)
+    assert examples == STAGE_1.example_prompts(8)  # the page shows the same examples on every start
+    assert len(examples) == 8 and all(len(prompt) <= 44 for prompt in examples)
+    assert len({EmojiMentions()(prompt)[0].name for prompt in examples}) == 8  # eight different emoji
+    assert all(STAGE_1.notes(prompt) == [] for prompt in examples)
+
+
+def test_auto_style_stays_in_the_trained_styles() -> None:
+    enhancer = PromptEnhancer(auto_styles=STAGE_1.styles)
+    assert {enhancer.enhance("a cat", seed).style for seed in range(40)} == {"flat"}
+    assert enhancer.enhance("a cat", 0, style="night").style == "night"  # an explicit choice still wins
+    assert set(enhancer.styles) > {"flat"}
+    with pytest.raises(ValueError, match="Unknown auto style"):
+        PromptEnhancer(auto_styles=("oil paint",))
