@@ -150,6 +150,18 @@ def training_record(path: Path) -> dict | None:
     return json.loads(record.read_text()) if record.exists() else None
 
 
+def images_and_steps(trained: dict | None) -> str:
+    """``"433,344 (5,550 + 1,221 steps)"``: everything a continued run's chain saw, earliest stage first."""
+    chain = []
+    while trained:
+        chain.append(trained)
+        trained = trained.get("continued_from")
+    if not chain:
+        return "?"
+    steps = " + ".join(f"{record['steps']:,}" for record in reversed(chain))
+    return f"{sum(record['images_seen'] for record in chain):,} ({steps} steps)"
+
+
 def save_grid(grid: list, path: Path, columns: int = 8, scale: int = 3) -> None:
     """Pairs of real (top) and generated (bottom) images; a red bar marks a failed composition."""
     cell = 40 * scale
@@ -250,11 +262,8 @@ def markdown(results: dict) -> str:
         "| real scenes (recognizer check) | – | " + " | ".join(f"{100 * real[m]:.1f}%" for m in METRICS) + " | 0 |"
     )
     for name, r in results["models"].items():
-        acc, trained = r["accuracy"], r.get("training")
-        images = f"{trained['images_seen']:,} ({trained['steps']:,} steps)" if trained else "?"
-        lines.append(
-            f"| {name} | {images} | " + " | ".join(f"{100 * acc[m]:.1f}%" for m in METRICS) + f" | {r['fd']:.2f} |"
-        )
+        scores = " | ".join(f"{100 * r['accuracy'][m]:.1f}%" for m in METRICS)
+        lines.append(f"| {name} | {images_and_steps(r.get('training'))} | {scores} | {r['fd']:.2f} |")
     for name, r in results["models"].items():
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())

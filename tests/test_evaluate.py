@@ -64,13 +64,15 @@ def test_markdown_shows_training_images_and_the_comparison():
                 "n": 8,
                 "identity_failures": {"nothing drawn": 3, "wrong emoji in place": 1, "right emoji, wrong place": 0},
             },
-            "dense baseline": {"accuracy": acc, "fd": 2.0, "training": None},
+            "dense baseline": {"accuracy": acc, "fd": 2.0, "training": {**trained, "continued_from": trained}},
+            "untracked": {"accuracy": acc, "fd": 2.0, "training": None},
         },
         "comparison": {"composition": {"difference": 0.05, "ci95": [-0.01, 0.11]}},
     }
     table = markdown(results)
     assert "| RAPHAEL-tiny | 108,800 (1,700 steps) | 50.0% | 100.0% | 100.0% | 50.0% | 25.0% | 1.00 |" in table
-    assert "| dense baseline | ? |" in table
+    assert "| dense baseline | 217,600 (1,700 + 1,700 steps) |" in table  # a later stage counts the earlier
+    assert "| untracked | ? |" in table
     assert "composition: +5.0 points (95% paired bootstrap interval -1.0 to +11.0)" in table
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
 
