@@ -46,22 +46,29 @@ test-fast: venv ## unit tests only (no browser, no Postgres, no slow)
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-# The curriculum. STAGE=1 (the default) is the data of the shipped weights, taken at TRAIN_STEPS.
-# STAGE=2 adds a second object and counts of two on the same 30 emoji, starting from the EMA weights
-# of stage 1 in the same family (runs/stage1 or runs/stage1-dense); give it its own TRAIN_STEPS.
-STAGE ?= 1
-TRAIN_STEPS ?= 5550
+# The curriculum. STAGE=2 (the default) is the data of the shipped weights; each stage has its own steps.
+# Stage 1: one emoji of the first 30, once, flat style. Stage 2 adds a second emoji and counts of two, and
+# starts from the EMA weights of stage 1 in the same family (runs/stage1 or runs/stage1-dense), so
+# `make train` runs stage 1 first (resuming it, or passing through once it is done), without ARGS.
+STAGE ?= 2
+TRAIN_STEPS_1 := 5550
+TRAIN_STEPS_2 := 2250
+TRAIN_STEPS ?= $(TRAIN_STEPS_$(STAGE))
 STAGE_DATA_1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
 STAGE_DATA_2 := --num-emoji 30 --max-objects 2 --max-count 2 --styles flat
-STAGE_INIT_2 = --init runs/stage1$(1)/unet
+STAGE_BEFORE_2 := 1
+before = $(STAGE_BEFORE_$(STAGE))
+before_args = --no-print-directory $@ STAGE=$(before) TRAIN_STEPS=$(TRAIN_STEPS_$(before)) ARGS=
 stage_args = $(if $(STAGE_DATA_$(STAGE)),,$(error STAGE is 1 or 2, not "$(STAGE)")) \
 	--out runs/stage$(STAGE)$(1) --steps $(TRAIN_STEPS) --save-every 50 $(STAGE_DATA_$(STAGE)) \
-	$(call STAGE_INIT_$(STAGE),$(1))
+	$(if $(before),--init runs/stage$(before)$(1)/unet)
 
-train: venv ## reproduce the shipped RAPHAEL-tiny run, resuming runs/stageN; STAGE=2 goes on from stage 1; ARGS adds flags
+train: venv ## reproduce the shipped RAPHAEL-tiny: every stage up to STAGE, resuming runs/stageN; ARGS adds flags
+	$(if $(before),$(MAKE) $(before_args))
 	$(PY) -m model.train $(call stage_args,) $(ARGS)
 
-train-dense: venv ## the dense baseline on the same data stream, stage and steps (runs/stageN-dense)
+train-dense: venv ## the dense baseline on the same data stream, stages and steps (runs/stageN-dense)
+	$(if $(before),$(MAKE) $(before_args))
 	$(PY) -m model.train --preset tiny-dense $(call stage_args,-dense) $(ARGS)
 
 eval: venv ## score the bundled checkpoint on held-out prompts of the STAGE; ARGS="--baseline DIR" adds the dense one

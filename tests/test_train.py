@@ -1,6 +1,8 @@
 """The training CLI: a short run learns, and a killed run resumes from its last checkpoint."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +101,19 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
     straight, resumed = (torch.load(tmp_path / d / "run" / "state.pt", weights_only=False) for d in ("a", "b"))
     for key, value in straight["model"].items():
         torch.testing.assert_close(resumed["model"][key], value, msg=key)
+
+
+@pytest.mark.parametrize(("target", "suffix"), [("train", ""), ("train-dense", "-dense")])
+def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: str):
+    """``make train`` reproduces the shipped weights from scratch: stage 1 in full, then stage 2 from it."""
+    root = Path(__file__).resolve().parents[1]
+    dry_run = subprocess.run(
+        ["make", "-n", target, "TRAIN_STEPS=9", "ARGS=--time-limit 5"], cwd=root, capture_output=True, text=True
+    )
+    assert dry_run.returncode == 0, dry_run.stderr
+    stage_1, stage_2 = (line.split() for line in dry_run.stdout.splitlines() if "model.train" in line)
+    assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
+    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 2's
+    assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
+    assert stage_2[stage_2.index("--steps") + 1] == "9" and stage_2[-2:] == ["--time-limit", "5"]
+    assert "--max-objects 2 --max-count 2" in " ".join(stage_2)
