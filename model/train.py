@@ -194,7 +194,7 @@ def train(args: argparse.Namespace) -> Path:
         range(start, args.steps), initial=start, total=args.steps, desc="train",
         disable=not accelerator.is_main_process,
     )
-    step = start
+    done = start  # steps finished; a finished run that is resumed again stays where it was
     for step in bar:
         t0 = time.monotonic()
         batch_index = step * accelerator.num_processes + accelerator.process_index
@@ -241,17 +241,16 @@ def train(args: argparse.Namespace) -> Path:
         if accelerator.is_main_process:
             log_file.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['loss']:.4f}", edge=f"{record['edge']:.3f}", s=f"{record['sec']:.2f}")
-        last = step + 1 == args.steps or time.monotonic() > deadline
-        if accelerator.is_main_process and ((step + 1) % args.save_every == 0 or last):
+        done = step + 1
+        last = done == args.steps or time.monotonic() > deadline
+        if accelerator.is_main_process and (done % args.save_every == 0 or last):
             log_file.flush()
-            save_checkpoint(
-                out, accelerator.unwrap_model(unet), ema, optimizer, step + 1, args, accelerator.num_processes
-            )
+            save_checkpoint(out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes)
             plot_training(out / "log.jsonl", out / "curves.png")
         if last:
             break
     log_file.close()
-    logger.info("Stopped at step %d; EMA weights in %s", step + 1, out / "unet")
+    logger.info("Stopped at step %d; EMA weights in %s", done, out / "unet")
     return out
 
 

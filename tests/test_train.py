@@ -1,6 +1,7 @@
 """The training CLI: a short run learns, and a killed run resumes from its last checkpoint."""
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_twenty_steps_lower_the_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_the_saved_step(tmp_path):
+def test_resume_continues_from_the_saved_step(tmp_path, caplog):
     main(run_args(tmp_path, 5))
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
     assert state["step"] == 5
@@ -67,6 +68,10 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     steps = [r["step"] for r in log_rows(tmp_path)]
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 8
+    saved = (tmp_path / "run" / "state.pt").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="model.train"):
+        main(run_args(tmp_path, 8))  # `make train` passes through a finished stage this way
+    assert "Stopped at step 8;" in caplog.text and (tmp_path / "run" / "state.pt").stat().st_mtime_ns == saved
 
     out = bundle(tmp_path / "run", tmp_path / "bundle")
     record = json.loads((out / "training.json").read_text())
