@@ -103,6 +103,10 @@ class TrainedDomain:
     def _mentions(self) -> EmojiMentions:
         return EmojiMentions()
 
+    @cached_property
+    def _styles_named(self) -> PromptEnhancer:
+        return PromptEnhancer()  # its detect_style reads the style a prompt names
+
     def describe(self) -> str:
         """A short markdown account of what the model has learned, for the demo page."""
         by_name = load_atlas().by_name
@@ -141,7 +145,7 @@ class TrainedDomain:
                 f"This model has learned at most {_number(c.max_count)} of each emoji so far, "
                 f"so more than that of {_listed(many)} is beyond it."
             )
-        style = PromptEnhancer().detect_style(prompt)
+        style = self._styles_named.detect_style(prompt)
         if style is not None and style not in self.styles:
             notes.append(f"This model has learned {' and '.join(self.styles)} style only so far, not {style}.")
         return notes
@@ -154,7 +158,7 @@ class TrainedDomain:
         scenes = EmojiScenes(replace(self.config, split="heldout"), seed=seed)
         prompts: dict[str, str] = {}  # first emoji -> prompt
         for i in range(500 * n):  # bounded: a few captions in a hundred are this short
-            _, caption, scene = scenes.sample(i)
+            caption, scene = scenes.describe(i)
             if len(caption) <= max_chars:
                 prompts.setdefault(scene.objects[0].emoji, caption)
             if len(prompts) == n:

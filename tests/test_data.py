@@ -77,6 +77,9 @@ def test_determinism() -> None:
     assert batch_a[0].tobytes() == batch_b[0].tobytes() and batch_a[1] == batch_b[1]
     assert batch_a[1] != batch_c[1]
     assert a.sample(0)[1] != a.sample(1)[1]
+    for index in range(20):  # describe() is sample() without the pixels
+        _, caption, scene = a.sample(index)
+        assert a.describe(index) == (caption, scene)
 
 
 @pytest.mark.parametrize("sample_size", [32, 64])

@@ -26,13 +26,21 @@ class EmojiScenes:
     def _rng(self, *key: object) -> random.Random:
         return random.Random(f"{self.seed}/{self.config.split}/" + "/".join(map(str, key)))
 
+    def _describe(self, rng: random.Random, bucket: str | None) -> tuple[str, Scene]:
+        scene = sample_scene(rng, self.config, bucket)  # rendering draws nothing from rng
+        return make_caption(scene, rng, self.config.split), scene
+
     def _draw(self, rng: random.Random, bucket: str | None) -> tuple[np.ndarray, str, Scene]:
-        scene = sample_scene(rng, self.config, bucket)
-        return render_scene(scene), make_caption(scene, rng, self.config.split), scene
+        caption, scene = self._describe(rng, bucket)
+        return render_scene(scene), caption, scene
 
     def sample(self, index: int) -> tuple[np.ndarray, str, Scene]:
         """Sample ``index``: a uint8 (H, W, 3) image in a random bucket, its caption and its scene."""
         return self._draw(self._rng("sample", index), None)
+
+    def describe(self, index: int) -> tuple[str, Scene]:
+        """The caption and scene of sample ``index`` without rendering it, for callers that need no pixels."""
+        return self._describe(self._rng("sample", index), None)
 
     def batch(
         self, index: int, batch_size: int, bucket: str | None = None
