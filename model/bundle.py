@@ -24,7 +24,7 @@ DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
 
 
 DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "styles", "buckets")
-RECIPE_ARGS = ("preset", "init", "lr", "warmup", "weight_decay", "balance_coef", "edge_coef", "seed")
+RECIPE_ARGS = ("preset", "init", "lr", "warmup", "cooldown", "weight_decay", "balance_coef", "edge_coef", "seed")
 
 
 def training_summary(run_dir: Path) -> dict:

@@ -9,8 +9,8 @@ as 16x16x4 latents of a 64 px VAE but needs no VAE training and loses nothing to
 CPU budget of a sitting goes to the denoiser. ``RaphaelPipeline`` accepts a VAE for latent models.
 
 Convergence aids (all from step one): v-prediction with a cosine schedule, Min-SNR-5 weighting,
-AdamW with warm-up and grad clipping, EMA sampling weights, 10% caption dropout for CFG, one
-aspect bucket per batch, the edge loss for t < 500 and the MoE balance loss.
+AdamW with warm-up (and an optional cool-down) and grad clipping, EMA sampling weights, 10% caption
+dropout for CFG, one aspect bucket per batch, the edge loss for t < 500 and the MoE balance loss.
 """
 
 import argparse
@@ -89,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="images per step and process")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
+    p.add_argument("--cooldown", type=int, default=0, help="decay the rate linearly to zero over the last N steps")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--balance-coef", type=float, default=0.01, help="weight of the MoE load-balancing loss")
     p.add_argument("--edge-coef", type=float, default=1.0, help="weight of the edge focal loss (t < 500 only)")
@@ -127,11 +128,21 @@ def truncate_log(path: Path, step: int) -> None:
         logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup: int, start: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, then constant; ``start`` > 0 resumes it at that step."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup), last_epoch=start - 1 if start else -1
-    )
+def warmup_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, start: int, total: int = 0, cooldown: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, constant, then a linear cool-down to zero over the last
+    ``cooldown`` of ``total`` steps; ``start`` > 0 resumes it at that step.
+
+    The constant phase does not depend on the run's length, so a finished run can be extended and
+    cooled later with the same rates as if it had been planned that way from its first step.
+    """
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / warmup)
+        return min(warm, (total - step) / cooldown) if cooldown else warm
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start - 1 if start else -1)
 
 
 def save_checkpoint(
@@ -182,7 +193,7 @@ def train(args: argparse.Namespace) -> Path:
             torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
-    lr_scheduler = warmup_schedule(optimizer, args.warmup, start)
+    lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.steps, args.cooldown)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     unet.train()
 

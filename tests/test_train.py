@@ -10,7 +10,7 @@ import torch
 
 from model.bundle import bundle, load_bundle
 from model.schedule import make_noise_scheduler
-from model.train import main, min_snr_weight
+from model.train import main, min_snr_weight, warmup_schedule
 from model.unet_raphael import RaphaelUNet
 
 TINY = {
@@ -42,6 +42,29 @@ def test_min_snr_weight_caps_at_gamma_over_snr_plus_one():
     alphas = scheduler.alphas_cumprod[[0, 999]]
     snr = alphas / (1 - alphas)
     torch.testing.assert_close(w, torch.minimum(snr, torch.tensor(5.0)) / (snr + 1))
+
+
+def rates(steps: range, start: int, **schedule) -> list[float]:
+    """The learning rate each step of ``steps`` trains with, for a run resumed at ``start``."""
+    # initial_lr is what a resumed optimizer's state brings along
+    optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "initial_lr": 1.0}], lr=1.0)
+    lr_scheduler = warmup_schedule(optimizer, start=start, **schedule)
+    used = []
+    for _ in steps:
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        lr_scheduler.step()
+    return used
+
+
+def test_cooldown_decays_to_zero_over_the_last_steps_and_extends_a_finished_run():
+    planned = rates(range(0, 40), start=0, warmup=4, total=40, cooldown=10)
+    assert planned[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert planned[4:30] == pytest.approx([1.0] * 26)  # constant until the last 10 steps
+    assert planned[30:] == pytest.approx([(40 - s) / 10 for s in range(30, 40)])  # 1.0 ... 0.1
+    # A run that ran 25 steps without a cool-down, resumed with one, trains at the planned rates.
+    assert rates(range(0, 25), start=0, warmup=4) == pytest.approx(planned[:25])
+    assert rates(range(25, 40), start=25, warmup=4, total=40, cooldown=10) == pytest.approx(planned[25:])
 
 
 @pytest.mark.slow
