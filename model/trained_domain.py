@@ -150,20 +150,32 @@ class TrainedDomain:
             notes.append(f"This model has learned {' and '.join(self.styles)} style only so far, not {style}.")
         return notes
 
-    def example_prompts(self, n: int, max_chars: int = 44, seed: int = 0) -> list[str]:
-        """``n`` short held-out prompts of the trained slice, one emoji each: phrasings training never showed.
+    def example_prompts(self, n: int, seed: int = 0, pool: int = 600) -> list[str]:
+        """``n`` held-out prompts of the trained slice: phrasings and combinations training never showed.
 
-        Short, so the page shows them whole; each about a different emoji, so they show its range.
+        They are shared out over the slice's object counts, one emoji first, so the page shows both
+        what the model does best and its range; each starts with a different emoji. The shortest of
+        a fixed ``pool`` of captions, so Gradio's example labels show as much as they can, and a
+        smaller ``n`` gives a prefix of each count's picks.
         """
         scenes = EmojiScenes(replace(self.config, split="heldout"), seed=seed)
-        prompts: dict[str, str] = {}  # first emoji -> prompt
-        for i in range(500 * n):  # bounded: a few captions in a hundred are this short
+        by_objects: dict[int, list[tuple[int, int, str, str]]] = {}  # objects -> (length, index, caption, emoji)
+        for i in range(pool):
             caption, scene = scenes.describe(i)
-            if len(caption) <= max_chars:
-                prompts.setdefault(scene.objects[0].emoji, caption)
-            if len(prompts) == n:
+            by_objects.setdefault(len(scene.objects), []).append((len(caption), i, caption, scene.objects[0].emoji))
+        counts = sorted(by_objects)
+        prompts: list[str] = []
+        for rank, objects in enumerate(counts):
+            quota = n // len(counts) + (rank < n % len(counts))
+            first_emoji: dict[str, str] = {}
+            if quota == 0:
                 break
-        return list(prompts.values())
+            for _, _, caption, emoji in sorted(by_objects[objects]):
+                first_emoji.setdefault(emoji, caption)
+                if len(first_emoji) == quota:
+                    break
+            prompts += first_emoji.values()
+        return prompts
 
 
 def _listed(names: list[str], quote: str = "'", last: str = "and") -> str:

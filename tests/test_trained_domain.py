@@ -107,9 +107,19 @@ def test_each_note_says_what_lies_outside() -> None:
 def test_examples_are_held_out_prompts_inside_the_domain() -> None:
     examples = STAGE_1.example_prompts(8)
     assert examples == STAGE_1.example_prompts(8)  # the page shows the same examples on every start
-    assert len(examples) == 8 and all(len(prompt) <= 44 for prompt in examples)
+    # Gradio cuts example labels at 60 characters; "<prompt> · seed 7" shows whole
+    assert len(examples) == 8 and all(len(prompt) <= 50 for prompt in examples)
     assert len({EmojiMentions()(prompt)[0].name for prompt in examples}) == 8  # eight different emoji
     assert all(STAGE_1.notes(prompt) == [] for prompt in examples)
+
+
+def test_examples_show_every_object_count_the_domain_has() -> None:
+    stage_2 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",)))
+    examples = stage_2.example_prompts(5)
+    objects = [len({m.name for m in EmojiMentions()(prompt)}) for prompt in examples]
+    assert objects == [1, 1, 1, 2, 2]  # shared out, one emoji first
+    assert all(stage_2.notes(prompt) == [] for prompt in examples)
+    assert stage_2.example_prompts(1) == examples[:1]  # the browser test clicks the first
 
 
 def test_auto_style_stays_in_the_trained_styles() -> None:
