@@ -150,15 +150,21 @@ def training_record(path: Path) -> dict | None:
     return json.loads(record.read_text()) if record.exists() else None
 
 
-def images_and_steps(trained: dict | None) -> str:
-    """``"433,344 (5,550 + 1,221 steps)"``: everything a continued run's chain saw, earliest stage first."""
+def training_chain(trained: dict | None) -> list[dict]:
+    """A bundle's ``training.json`` and those of the curriculum stages it continued, earliest first."""
     chain = []
     while trained:
         chain.append(trained)
         trained = trained.get("continued_from")
+    return chain[::-1]
+
+
+def images_and_steps(trained: dict | None) -> str:
+    """``"433,344 (5,550 + 1,221 steps)"``: everything a continued run's chain saw, earliest stage first."""
+    chain = training_chain(trained)
     if not chain:
         return "?"
-    steps = " + ".join(f"{record['steps']:,}" for record in reversed(chain))
+    steps = " + ".join(f"{record['steps']:,}" for record in chain)
     return f"{sum(record['images_seen'] for record in chain):,} ({steps} steps)"
 
 

@@ -2,7 +2,8 @@
 
 Each argument is a ``model.evaluate --baseline`` output folder, one per pair of checkpoints taken
 at the same step. One checkpoint cannot settle the paper's claim on an easy stage where both
-models end near 100%: the curve shows which one gets there on fewer images.
+models end near 100%: the curve shows which one gets there on fewer images. A checkpoint of a later
+curriculum stage counts the images of every stage before it, and a dashed line marks where a stage began.
 """
 
 import argparse
@@ -16,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.evaluate import BASELINE, MODEL  # noqa: E402
+from model.evaluate import BASELINE, MODEL, training_chain  # noqa: E402
 
 logger = logging.getLogger("model.learning_curve")
 
@@ -41,15 +42,18 @@ def load_points(folders: list[Path]) -> list[dict]:
             raise ValueError(f"{folder} holds no dense-baseline comparison; run model.evaluate with --baseline")
         models = {}
         for name, r in results["models"].items():
-            training = r["training"]
+            chain = training_chain(r["training"])
+            if not chain:
+                raise ValueError(f"{folder}: {name} has no training record (bundle it with model.bundle)")
             models[name] = {
-                "steps": training["steps"],
-                "images_seen": training["images_seen"],
-                "step_time_hours": training["step_time_hours"],
+                "steps": [stage["steps"] for stage in chain],  # per curriculum stage, earliest first
+                "stage_images": [stage["images_seen"] for stage in chain],
+                "images_seen": sum(stage["images_seen"] for stage in chain),
+                "step_time_hours": sum(stage["step_time_hours"] for stage in chain),
                 **{m: r["accuracy"][m] for m in METRICS},
                 **{f"{m}_ci95": wilson(sum(r["per_prompt"][m]), r["n"]) for m in METRICS},
             }
-        steps = {m["steps"] for m in models.values()}
+        steps = {tuple(m["steps"]) for m in models.values()}
         if len(steps) != 1:
             raise ValueError(f"{folder} compares checkpoints of different steps: {sorted(steps)}")
         points.append({"n": results["models"][MODEL]["n"], "models": models, **results["comparison"]})
@@ -59,6 +63,8 @@ def load_points(folders: list[Path]) -> list[dict]:
 def plot(points: list[dict], path: Path) -> None:
     """Accuracy against training images, one panel per metric, 95% Wilson bars."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 3.8), squeeze=False)
+    stage_images = [p["models"][MODEL]["stage_images"] for p in points]
+    stage_starts = sorted({sum(images[:k]) for images in stage_images for k in range(1, len(images))})
     for ax, metric in zip(axes[0], METRICS):
         for name, colour in ((MODEL, "tab:blue"), (BASELINE, "tab:orange")):
             rows = [p["models"][name] for p in points]
@@ -66,8 +72,10 @@ def plot(points: list[dict], path: Path) -> None:
             y = np.array([r[metric] for r in rows]) * 100
             low, high = (np.array([r[f"{metric}_ci95"][k] for r in rows]) * 100 for k in (0, 1))
             ax.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, color=colour, label=name)
+        for start in stage_starts:
+            ax.axvline(start / 1000, color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{metric} on held-out prompts")
-        ax.set_xlabel("training images (thousands)")
+        ax.set_xlabel("training images, all stages (thousands)")
         ax.set_ylabel("%")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
@@ -87,7 +95,8 @@ def markdown(points: list[dict]) -> str:
         ours, dense = p["models"][MODEL], p["models"][BASELINE]
         diff, (low, high) = p["composition"]["difference"], p["composition"]["ci95"]
         lines.append(
-            f"| {ours['steps']:,} | {ours['images_seen']:,} | {p['n']} | {100 * ours['composition']:.1f}% | "
+            f"| {' + '.join(f'{s:,}' for s in ours['steps'])} | {ours['images_seen']:,} | {p['n']} | "
+            f"{100 * ours['composition']:.1f}% | "
             f"{100 * dense['composition']:.1f}% | {100 * diff:+.1f} ({100 * low:+.1f} to {100 * high:+.1f}) |"
         )
     return "\n".join(lines) + "\n"

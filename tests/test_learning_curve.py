@@ -9,19 +9,28 @@ from model.learning_curve import load_points, main, wilson
 
 
 def results_folder(
-    root: Path, steps: int, ours: list[bool], dense: list[bool], dense_steps: int | None = None
+    root: Path,
+    steps: int,
+    ours: list[bool],
+    dense: list[bool],
+    dense_steps: int | None = None,
+    stage_before: int | None = None,
 ) -> Path:
     """A ``model.evaluate --baseline`` output folder with the fields the curve reads."""
-    folder = root / f"vs-dense-{steps}"
+    folder = root / f"vs-dense-{stage_before}-{steps}"
     folder.mkdir()
+
+    def record(at: int) -> dict:
+        return {"steps": at, "images_seen": 64 * at, "step_time_hours": at / 1000}
 
     def model(hits: list[bool], at: int) -> dict:
         accuracy = sum(hits) / len(hits)
+        training = record(at) | ({"continued_from": record(stage_before)} if stage_before else {})
         return {
             "n": len(hits),
             "accuracy": {"identity": accuracy, "composition": accuracy},
             "per_prompt": {"identity": hits, "composition": hits},
-            "training": {"steps": at, "images_seen": 64 * at, "step_time_hours": at / 1000},
+            "training": training,
         }
 
     results = {
@@ -45,7 +54,7 @@ def test_curve_is_ordered_by_training_images_and_written(tmp_path: Path) -> None
     main([str(late), str(early), "--out", str(tmp_path / "curve")])
 
     points = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
-    assert [p["models"]["RAPHAEL-tiny"]["steps"] for p in points] == [1700, 5550]
+    assert [p["models"]["RAPHAEL-tiny"]["steps"] for p in points] == [[1700], [5550]]
     assert points[1]["composition"]["difference"] == pytest.approx(0.3)
     table = (tmp_path / "curve" / "learning_curve.md").read_text().splitlines()
     assert table[2].startswith("| 1,700 | 108,800 | 10 | 10.0% | 0.0% | +10.0")
@@ -62,3 +71,15 @@ def test_checkpoints_of_different_steps_are_refused(tmp_path: Path) -> None:
     (tmp_path / "alone" / "results.json").write_text(json.dumps({"models": {}}))
     with pytest.raises(ValueError, match="--baseline"):
         load_points([tmp_path / "alone"])
+
+
+def test_a_later_stage_counts_the_images_of_the_stages_before(tmp_path: Path) -> None:
+    stage_2 = results_folder(tmp_path, 1221, [True, False], [False, False], stage_before=5550)
+    stage_1 = results_folder(tmp_path, 5550, [False, False], [False, False])
+    points = load_points([stage_2, stage_1])
+    ours = points[1]["models"]["RAPHAEL-tiny"]
+    assert ours["steps"] == [5550, 1221] and ours["images_seen"] == 64 * (5550 + 1221)
+    assert ours["step_time_hours"] == pytest.approx(6.771)
+    main([str(stage_2), str(stage_1), "--out", str(tmp_path / "curve")])
+    table = (tmp_path / "curve" / "learning_curve.md").read_text().splitlines()
+    assert table[3].startswith("| 5,550 + 1,221 | 433,344 | 2 | 50.0% | 0.0% | +50.0")
