@@ -50,9 +50,11 @@ lint: venv ## ruff
 # Stage 1: one emoji of the first 30, once, flat style. Stage 2 adds a second emoji and counts of two, and
 # starts from the EMA weights of stage 1 in the same family (runs/stage1 or runs/stage1-dense), so
 # `make train` runs stage 1 first (resuming it, or passing through once it is done), without ARGS.
+# Stage 2 ends by decaying the learning rate to zero over its last COOLDOWN_2 steps.
 STAGE ?= 2
 TRAIN_STEPS_1 := 5550
-TRAIN_STEPS_2 := 2250
+TRAIN_STEPS_2 := 3000
+COOLDOWN_2 := 750
 TRAIN_STEPS ?= $(TRAIN_STEPS_$(STAGE))
 STAGE_DATA_1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
 STAGE_DATA_2 := --num-emoji 30 --max-objects 2 --max-count 2 --styles flat
@@ -61,7 +63,7 @@ before = $(STAGE_BEFORE_$(STAGE))
 before_args = --no-print-directory $@ STAGE=$(before) TRAIN_STEPS=$(TRAIN_STEPS_$(before)) ARGS=
 stage_args = $(if $(STAGE_DATA_$(STAGE)),,$(error STAGE is 1 or 2, not "$(STAGE)")) \
 	--out runs/stage$(STAGE)$(1) --steps $(TRAIN_STEPS) --save-every 50 $(STAGE_DATA_$(STAGE)) \
-	$(if $(before),--init runs/stage$(before)$(1)/unet)
+	$(if $(COOLDOWN_$(STAGE)),--cooldown $(COOLDOWN_$(STAGE))) $(if $(before),--init runs/stage$(before)$(1)/unet)
 
 train: venv ## reproduce the shipped RAPHAEL-tiny: every stage up to STAGE, resuming runs/stageN; ARGS adds flags
 	$(if $(before),$(MAKE) $(before_args))

@@ -54,7 +54,12 @@ def plot_training(log_path: Path, png_path: Path) -> None:
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step")
     axes[0].set_title("losses (moving average)")
-    axes[0].legend()
+    axes[0].legend(loc="center left")
+    if all("lr" in r for r in rows):  # warm-up and cool-down explain bends in the losses
+        rate = axes[0].twinx()
+        rate.plot(steps, [r["lr"] for r in rows], color="grey", linestyle="--", linewidth=1)
+        rate.set_ylim(bottom=0)
+        rate.set_ylabel("learning rate (dashed)")
     for ax, key, title in ((axes[1], "space_usage", "Space-MoE"), (axes[2], "time_usage", "Time-MoE")):
         usage = [r[key] for r in rows if r.get(key)]
         if not usage:
