@@ -159,18 +159,18 @@ class TrainedDomain:
         smaller ``n`` gives a prefix of each count's picks.
         """
         scenes = EmojiScenes(replace(self.config, split="heldout"), seed=seed)
-        by_objects: dict[int, list[tuple[int, int, str, str]]] = {}  # objects -> (length, index, caption, emoji)
+        by_objects: dict[int, list[tuple[str, str]]] = {}  # objects -> (caption, first emoji), in pool order
         for i in range(pool):
             caption, scene = scenes.describe(i)
-            by_objects.setdefault(len(scene.objects), []).append((len(caption), i, caption, scene.objects[0].emoji))
+            by_objects.setdefault(len(scene.objects), []).append((caption, scene.objects[0].emoji))
         counts = sorted(by_objects)
         prompts: list[str] = []
         for rank, objects in enumerate(counts):
             quota = n // len(counts) + (rank < n % len(counts))
-            first_emoji: dict[str, str] = {}
             if quota == 0:
                 break
-            for _, _, caption, emoji in sorted(by_objects[objects]):
+            first_emoji: dict[str, str] = {}
+            for caption, emoji in sorted(by_objects[objects], key=lambda pick: len(pick[0])):  # stable: ties by index
                 first_emoji.setdefault(emoji, caption)
                 if len(first_emoji) == quota:
                     break
