@@ -159,6 +159,16 @@ def training_chain(trained: dict | None) -> list[dict]:
     return chain[::-1]
 
 
+def stage_images(trained: dict | None) -> list[int]:
+    """Training images per curriculum stage, earliest first: equal compute means equal lists, not equal sums."""
+    return [record["images_seen"] for record in training_chain(trained)]
+
+
+def same_training(records: list[dict | None]) -> bool:
+    """Whether every model saw the same images at every stage: the "equal compute" of a dense comparison."""
+    return all(records) and len({tuple(stage_images(r)) for r in records}) == 1
+
+
 def images_and_steps(trained: dict | None) -> str:
     """``"433,344 (5,550 + 1,221 steps)"``: everything a continued run's chain saw, earliest stage first."""
     chain = training_chain(trained)
@@ -343,7 +353,7 @@ def main() -> None:
             results["routing"] = routing_analysis(pipe, config)
     if len(results["models"]) == 2:
         records = [r["training"] for r in results["models"].values()]
-        if not all(records) or len({r["images_seen"] for r in records}) != 1:
+        if not same_training(records):
             logger.warning("The two models did not see the same number of training images: %s", records)
         ours, dense = (r["per_prompt"] for r in results["models"].values())
         results["comparison"] = {m: paired_difference(ours[m], dense[m]) for m in ("identity", "composition")}

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.evaluate import BASELINE, MODEL, training_chain  # noqa: E402
+from model.evaluate import BASELINE, MODEL, stage_images, training_chain  # noqa: E402
 
 logger = logging.getLogger("model.learning_curve")
 
@@ -47,8 +47,8 @@ def load_points(folders: list[Path]) -> list[dict]:
                 raise ValueError(f"{folder}: {name} has no training record (bundle it with model.bundle)")
             models[name] = {
                 "steps": [stage["steps"] for stage in chain],  # per curriculum stage, earliest first
-                "stage_images": [stage["images_seen"] for stage in chain],
-                "images_seen": sum(stage["images_seen"] for stage in chain),
+                "stage_images": stage_images(r["training"]),
+                "images_seen": sum(stage_images(r["training"])),
                 "step_time_hours": sum(stage["step_time_hours"] for stage in chain),
                 **{m: r["accuracy"][m] for m in METRICS},
                 **{f"{m}_ci95": wilson(sum(r["per_prompt"][m]), r["n"]) for m in METRICS},

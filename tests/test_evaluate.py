@@ -13,6 +13,8 @@ from model.evaluate import (
     heldout_prompts,
     markdown,
     paired_difference,
+    same_training,
+    stage_images,
     word_class,
 )
 from model.recognizer import load_default
@@ -46,6 +48,17 @@ def test_paired_difference_and_its_interval():
     assert abs(result["difference"] - 0.2) < 1e-9
     low, high = result["ci95"]
     assert 0.1 < low < 0.2 < high < 0.3
+
+
+def test_equal_training_compares_every_stage():
+    stage1, short_stage1 = {"images_seen": 6400, "steps": 100}, {"images_seen": 3200, "steps": 50}
+    stage2 = {"images_seen": 1600, "steps": 25, "continued_from": stage1}
+    assert stage_images(stage2) == [6400, 1600]
+    assert same_training([stage2, {**stage2}])
+    assert not same_training([stage2, {**stage2, "continued_from": short_stage1}])  # equal last stages only
+    one_stage = {"images_seen": 8000, "steps": 125}
+    assert not same_training([stage2, one_stage])  # equal sums would not do either: one stage is not two
+    assert not same_training([stage2, None])
 
 
 def test_markdown_shows_training_images_and_the_comparison():
