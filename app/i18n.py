@@ -4,7 +4,11 @@
 (errors, status lines) stay in English.
 """
 
+from __future__ import annotations
+
 import gradio as gr
+
+from model.trained_domain import TrainedDomain
 
 EN: dict[str, str] = {
     "title": "# 🎨 RAPHAEL-tiny: text to image through a mixture of diffusion paths",
@@ -148,3 +152,15 @@ RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**�
 }
 
 I18N = gr.I18n(en=EN, zh=ZH)
+LANGUAGES = {"en": EN, "zh": ZH}
+
+
+def page_i18n(domain: TrainedDomain | None) -> gr.I18n:
+    """The translations of one page: the static text, plus what its model has learned (``"domain"``).
+
+    The description depends on the bundle, so it joins the translations when the page is launched;
+    translations are fixed from then on, as the bundle is.
+    """
+    if domain is None:
+        return I18N
+    return gr.I18n(**{lang: {**text, "domain": domain.describe(lang)} for lang, text in LANGUAGES.items()})

@@ -16,12 +16,13 @@ from starlette.middleware import Middleware
 from app.generation import GenerationService
 from app.guard import Guard
 from app.handlers import Handlers
-from app.i18n import I18N
+from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
 from app.settings import Settings, from_args
 from app.ui import CSS, THEME, build_ui
 from feedback.store import FeedbackStore
 from model.prompt_enhancer import PromptEnhancer
+from model.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
         "server_name": settings.host,
         "server_port": settings.port,
         "share": settings.share,
-        "i18n": I18N,
+        "i18n": page_i18n(TrainedDomain.from_bundle(settings.model_path)),
         "theme": THEME,
         "css": CSS,
         "footer_links": ["api", "settings"],

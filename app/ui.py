@@ -280,7 +280,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 )
                 if service.domain is not None:
                     with gr.Accordion(I18N("model_knows"), open=False, elem_id="model-knows"):
-                        gr.Markdown(service.domain.describe())
+                        gr.Markdown(I18N("domain"))  # app.i18n.page_i18n adds it for this bundle
             p = compare_panel()
             d = dashboard()
             with gr.Tab(I18N("tab_about"), id="about"):

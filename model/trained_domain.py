@@ -24,6 +24,32 @@ from model.prompt_enhancer import PromptEnhancer
 NUMBER_WORDS = {word: count for count, words in COUNT_WORDS.items() if count > 1 for word in words}
 _NUMBER_BEFORE = re.compile(rf"\b({'|'.join(map(re.escape, NUMBER_WORDS))})\s+(?:[\w-]+\s+){{0,2}}$", re.IGNORECASE)
 NUMBER_NAMES = {1: "one", 2: "two", 3: "three"}
+DESCRIPTION: dict[str, dict] = {  # describe()'s wording per page language
+    "en": {
+        "text": "This model has learned scenes of **{objects}**{counts}, in **{styles}** style, on one of "
+        "{n_backgrounds} background colours ({backgrounds}), at the {positions}. "
+        "It knows **{n_emoji} emoji**: {emoji}.\n\n"
+        "Anything else still runs, but expect a poor picture: it has not been trained on it yet.",
+        "one": "one emoji",
+        "many": "up to {n} different emoji",
+        "counts": ", each up to {n} times",
+        "numbers": NUMBER_NAMES,
+        "sep": ", ",
+        "or": "or",
+    },
+    "zh": {
+        "text": "这个模型学会了画这样的场景：**{objects}**{counts}，风格为 **{styles}**，"
+        "背景是 {n_backgrounds} 种颜色之一（{backgrounds}），位置为 {positions}。"
+        "它认识 **{n_emoji} 个表情符号**：{emoji}。\n\n"
+        "请用英文写提示词：上面的英文名称就是它学过的说法。其他内容也能生成，但画面会很差：它还没有学过。",
+        "one": "一个表情符号",
+        "many": "至多{n}种不同的表情符号",
+        "counts": "，每种至多{n}个",
+        "numbers": {1: "一", 2: "两", 3: "三"},
+        "sep": "、",
+        "or": "或",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -107,20 +133,29 @@ class TrainedDomain:
     def _styles_named(self) -> PromptEnhancer:
         return PromptEnhancer()  # its detect_style reads the style a prompt names
 
-    def describe(self) -> str:
-        """A short markdown account of what the model has learned, for the demo page."""
+    def describe(self, language: str = "en") -> str:
+        """A short markdown account of what the model has learned, for the demo page, in ``en`` or ``zh``.
+
+        Emoji, styles, colours and positions keep their English names in every language: they are
+        the words the model's (English) text encoder was trained on, so they are what to type.
+        """
+        words = DESCRIPTION[language]
         by_name = load_atlas().by_name
-        emoji = ", ".join(f"{by_name[name].char} {name}" for name in self.emoji)
         c = self.config
-        objects = "one emoji" if c.max_objects == 1 else f"up to {_number(c.max_objects)} different emoji"
-        counts = "" if c.max_count == 1 else f", each up to {_number(c.max_count)} times"
-        styles = " or ".join(self.styles)
-        return (
-            f"This model has learned scenes of **{objects}**{counts}, in **{styles}** style, on one of "
-            f"{len(BACKGROUNDS)} background colours ({_listed(list(BACKGROUNDS), quote='', last='or')}), at the "
-            f"{_listed(list(POSITIONS), quote='', last='or')}. "
-            f"It knows **{len(self.emoji)} emoji**: {emoji}.\n\n"
-            "Anything else still runs, but expect a poor picture: it has not been trained on it yet."
+
+        def listed(names: list[str] | tuple[str, ...]) -> str:
+            return _listed(list(names), quote="", last=words["or"], sep=words["sep"])
+
+        objects = words["one"] if c.max_objects == 1 else words["many"].format(n=words["numbers"][c.max_objects])
+        return words["text"].format(
+            objects=objects,
+            counts="" if c.max_count == 1 else words["counts"].format(n=words["numbers"][c.max_count]),
+            styles=listed(self.styles),
+            n_backgrounds=len(BACKGROUNDS),
+            backgrounds=listed(list(BACKGROUNDS)),
+            positions=listed(list(POSITIONS)),
+            n_emoji=len(self.emoji),
+            emoji=words["sep"].join(f"{by_name[name].char} {name}" for name in self.emoji),
         )
 
     def notes(self, prompt: str) -> list[str]:
@@ -178,9 +213,9 @@ class TrainedDomain:
         return prompts
 
 
-def _listed(names: list[str], quote: str = "'", last: str = "and") -> str:
+def _listed(names: list[str], quote: str = "'", last: str = "and", sep: str = ", ") -> str:
     quoted = [f"{quote}{name}{quote}" for name in names]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {last} {quoted[-1]}"
+    return quoted[0] if len(quoted) == 1 else f"{sep.join(quoted[:-1])} {last} {quoted[-1]}"
 
 
 def _number(n: int) -> str:

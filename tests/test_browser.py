@@ -193,3 +193,22 @@ def test_the_bundled_model_says_what_it_has_learned(page: Page, app_server: AppS
     expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
     expect_toast(page, "has not learned to draw 'unicorn'")
     page.screenshot(path=artifacts_dir / "browser-trained-domain.png", full_page=True)
+
+
+@pytest.mark.parametrize("app_server", [DEFAULT_BUNDLE], indirect=True)
+def test_the_chinese_page_says_what_the_model_has_learned(
+    browser: Browser, app_server: AppServer, artifacts_dir: Path
+) -> None:
+    domain = TrainedDomain.from_bundle(DEFAULT_BUNDLE)
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 1000})
+    page = context.new_page()
+    try:
+        open_demo(page, app_server)
+        page.get_by_text("这个模型目前学会了什么").click()
+        knows = page.locator("#model-knows")
+        expect(knows).to_contain_text(f"{len(domain.emoji)} 个表情符号")
+        expect(knows).to_contain_text("请用英文写提示词")
+        knows.screenshot(path=artifacts_dir / "browser-zh-trained-domain.png")
+    finally:
+        context.close()
+

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from app.i18n import EN, I18N, ZH, page_i18n
 from model.data.atlas import load_atlas
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
@@ -35,6 +36,19 @@ def test_the_domain_is_read_from_training_json(tmp_path: Path) -> None:
     assert domain == TrainedDomain(SceneConfig(num_emoji=12, max_objects=2, max_count=2, styles=("flat", "night")))
     assert domain.styles == ("flat", "night") and len(domain.emoji) == 12
     assert "up to two different emoji" in domain.describe() and "each up to two times" in domain.describe()
+    chinese = domain.describe("zh")
+    assert "至多两种不同的表情符号" in chinese and "每种至多两个" in chinese and "12 个表情符号" in chinese
+    assert "flat 或 night" in chinese and "🐱 cat" in chinese  # names stay English: they are what to type
+
+
+def test_each_page_language_gets_the_description(tmp_path: Path) -> None:
+    data = {"sample_size": 32, "num_emoji": 12, "max_objects": 1, "max_count": 1, "styles": "flat"}
+    domain = TrainedDomain.from_bundle(write_training_json(tmp_path / "bundle", data))
+    translations = page_i18n(domain).translations_dict
+    assert translations["en"]["domain"] == domain.describe() and "one emoji" in domain.describe()
+    assert translations["zh"]["domain"] == domain.describe("zh") and "一个表情符号" in domain.describe("zh")
+    assert translations["en"]["title"] == EN["title"] and translations["zh"]["title"] == ZH["title"]
+    assert page_i18n(None) is I18N and "domain" not in EN
 
 
 def test_pipelines_without_a_recorded_domain_have_none(tmp_path: Path) -> None:
