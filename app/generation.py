@@ -129,7 +129,7 @@ class GenerationService:
         self.model_class = type(self.pipe).__name__
         self.sample_size = self._pixel_sample_size()
         self.domain = TrainedDomain.from_bundle(self.model_dir)  # None for pipelines we did not train
-        self.categorizer = categorizer or PromptCategorizer.from_file()
+        self.categorizer = categorizer or PromptCategorizer()
         self.app_version = app_version
         self._scheduler_config = self.pipe.scheduler.config
         self._schedulers = {name: cls.from_config(self._scheduler_config) for name, cls in SAMPLERS.items()}

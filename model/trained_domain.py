@@ -24,6 +24,7 @@ from model.prompt_enhancer import PromptEnhancer
 NUMBER_WORDS = {word: count for count, words in COUNT_WORDS.items() if count > 1 for word in words}
 _NUMBER_BEFORE = re.compile(rf"\b({'|'.join(map(re.escape, NUMBER_WORDS))})\s+(?:[\w-]+\s+){{0,2}}$", re.IGNORECASE)
 NUMBER_NAMES = {1: "one", 2: "two", 3: "three"}
+VARIATION_SELECTOR = "\ufe0f"
 DESCRIPTION: dict[str, dict] = {  # describe()'s wording per page language
     "en": {
         "text": "This model has learned scenes of **{objects}**{counts}, in **{styles}** style, on one of "
@@ -70,13 +71,13 @@ class EmojiMentions:
                 self.forms.setdefault(word.lower(), (info.name, False))
                 self.forms.setdefault(pluralise(word).lower(), (info.name, True))
             self.forms.setdefault(info.plural.lower(), (info.name, True))
-            self.forms.setdefault(info.char, (info.name, False))
+            self.forms.setdefault(info.char.replace(VARIATION_SELECTOR, ""), (info.name, False))
         words = sorted((f for f in self.forms if f.isascii()), key=len, reverse=True)  # longest phrase wins
         chars = [f for f in self.forms if not f.isascii()]
         self._pattern = re.compile("|".join([rf"\b{re.escape(w)}\b" for w in words] + list(map(re.escape, chars))))
 
     def __call__(self, prompt: str) -> list[Mention]:
-        text = prompt.replace("\ufe0f", "").lower()  # users type the emoji variation selector or not
+        text = prompt.replace(VARIATION_SELECTOR, "").lower()  # users type the emoji variation selector or not
         mentions = []
         for match in self._pattern.finditer(text):
             name, plural = self.forms[match.group(0)]

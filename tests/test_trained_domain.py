@@ -67,6 +67,7 @@ def test_pipelines_without_a_recorded_domain_have_none(tmp_path: Path) -> None:
         ("frogs", [Mention("frog", 2)]),
         ("two cats and a dog", [Mention("cat", 2), Mention("dog", 1)]),
         ("a starry night with no emoji", []),
+        ("\u2600 and \u2764\ufe0f", [Mention("sun", 1), Mention("heart", 1)]),  # with or without the selector
     ],
 )
 def test_mentions_name_each_emoji_and_its_count(prompt: str, expected: list[Mention]) -> None:
