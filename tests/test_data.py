@@ -2,10 +2,8 @@
 
 import itertools
 import json
-import logging
 import random
 import re
-import time
 
 import numpy as np
 import pytest
@@ -26,8 +24,6 @@ from model.data.scene import Scene, region_box, render_scene, sample_scene, with
 from model.data.splits import is_reserved
 from model.data.styles import STYLES
 from model.data.vocab import BACKGROUNDS
-
-logger = logging.getLogger(__name__)
 
 
 def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:
@@ -148,16 +144,3 @@ def test_background_colours_stay_distinct_in_every_style() -> None:
 def test_scene_round_trips_through_json() -> None:
     for scene in _scenes(64, 20):
         assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
-
-
-def test_throughput_at_32_px() -> None:
-    data = EmojiScenes(SceneConfig(sample_size=32), seed=0)
-    for bucket in ASPECT_BUCKETS:
-        data.batch(0, 300, bucket)  # warm the sprite caches for every size
-    start, done = time.perf_counter(), 0
-    while done < 1500 and time.perf_counter() - start < 3.0:
-        data.batch(1 + done // 100, 100)
-        done += 100
-    rate = done / (time.perf_counter() - start)
-    logger.info("emoji scenes throughput at 32 px: %.0f samples/s", rate)
-    assert rate >= 500, f"only {rate:.0f} samples/s"
