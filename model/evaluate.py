@@ -61,9 +61,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
-def heldout_prompts(config: SceneConfig, n: int) -> dict[str, list[tuple[np.ndarray, str, object]]]:
-    """``n`` held-out (real image, caption, scene) triples grouped by bucket."""
-    data = EmojiScenes(replace(config, split="heldout"), seed=EVAL_SEED)
+def heldout_prompts(
+    config: SceneConfig, n: int, seed: int = EVAL_SEED
+) -> dict[str, list[tuple[np.ndarray, str, object]]]:
+    """``n`` held-out (real image, caption, scene) triples grouped by bucket; ``seed`` picks which."""
+    data = EmojiScenes(replace(config, split="heldout"), seed=seed)
     groups: dict[str, list] = defaultdict(list)
     for i in range(n):
         image, caption, scene = data.sample(i)
@@ -313,6 +315,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument(
+        "--prompt-seed",
+        type=int,
+        default=EVAL_SEED,
+        help="another seed draws validation prompts: choose settings (CFG) there, report on the default",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--num-emoji", type=int, default=None, help="restrict prompts to the curriculum stage trained")
     p.add_argument("--max-objects", type=int, default=3)
@@ -333,13 +341,15 @@ def main() -> None:
             f"{args.n} prompts, {args.num_emoji or len(load_atlas().emoji)} emoji, up to {args.max_objects} "
             f"object(s) x {args.max_count}, styles {', '.join(styles) if styles else 'all'}, positions "
             f"{'/'.join(POSITIONS)}"
+            + ("" if args.prompt_seed == EVAL_SEED else f", validation prompts (seed {args.prompt_seed})")
         ),
         "steps": args.steps,
         "cfg": args.cfg,
+        "prompt_seed": args.prompt_seed,
         "recognizer_on_real": evaluate(recognizer, config, 256, seed=EVAL_SEED),
         "models": {},
     }
-    groups = heldout_prompts(config, args.n)
+    groups = heldout_prompts(config, args.n, args.prompt_seed)
     for name, path in ((MODEL, args.model), (BASELINE, args.baseline)):
         if path is None:
             continue

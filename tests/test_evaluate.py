@@ -103,6 +103,20 @@ def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
     assert failure_mode(read(("dog", 1, "top")), scene) == FAILURE_MODES[3]
 
 
+def test_validation_prompts_are_other_held_out_prompts():
+    """Settings such as CFG are chosen on another seed's prompts, so the reported prompts stay unseen."""
+    config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
+
+    def captions(groups: dict) -> set[str]:
+        return {caption for group in groups.values() for _, caption, _ in group}
+
+    test, validation = heldout_prompts(config, 64), heldout_prompts(config, 64, seed=7)
+    assert captions(test) == captions(heldout_prompts(config, 64))  # the reported set is fixed
+    assert len(captions(test) & captions(validation)) <= 2  # independent draws from the same held-out split
+    scenes = [scene for group in validation.values() for _, _, scene in group]
+    assert all(scene.objects for scene in scenes) and {len(scene.objects) for scene in scenes} == {1, 2}
+
+
 def test_generate_and_score_counts_every_prompt_once():
     """The bundled model on four held-out prompts at 2 steps: each prompt passes identity or has one failure mode."""
     config = SceneConfig(num_emoji=30, max_objects=1, max_count=1, styles=("flat",))
