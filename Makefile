@@ -53,8 +53,8 @@ lint: venv ## ruff
 # Stage 2 ends by decaying the learning rate to zero over its last COOLDOWN_2 steps.
 STAGE ?= 2
 TRAIN_STEPS_1 := 5550
-TRAIN_STEPS_2 := 3000
-COOLDOWN_2 := 750
+TRAIN_STEPS_2 := 4000
+COOLDOWN_2 := 1000
 TRAIN_STEPS ?= $(TRAIN_STEPS_$(STAGE))
 STAGE_DATA_1 := --num-emoji 30 --max-objects 1 --max-count 1 --styles flat
 STAGE_DATA_2 := --num-emoji 30 --max-objects 2 --max-count 2 --styles flat
@@ -74,7 +74,7 @@ train-dense: venv ## the dense baseline on the same data stream, stages and step
 	$(PY) -m model.train --preset tiny-dense $(call stage_args,-dense) $(ARGS)
 
 eval: venv ## score the bundled checkpoint on held-out prompts of the STAGE; ARGS="--baseline DIR" adds the dense one
-	$(PY) -m model.evaluate --n 128 --steps 25 $(STAGE_DATA_$(STAGE)) $(ARGS)
+	$(PY) -m model.evaluate --n 256 --steps 25 $(STAGE_DATA_$(STAGE)) $(ARGS)
 
 bench: venv ## benchmarks that print JSON
 	$(PY) -m bench.moe_overhead

@@ -145,4 +145,4 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
     assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
     assert stage_2[stage_2.index("--steps") + 1] == "9" and stage_2[-2:] == ["--time-limit", "5"]
     assert "--max-objects 2 --max-count 2" in " ".join(stage_2)
-    assert stage_2[stage_2.index("--cooldown") + 1] == "750" and "--cooldown" not in stage_1
+    assert stage_2[stage_2.index("--cooldown") + 1] == "1000" and "--cooldown" not in stage_1
