@@ -96,12 +96,21 @@ def failure_mode(prediction: dict, scene: Scene) -> str | None:
     return None
 
 
+def prompt_kind(scene: Scene) -> str:
+    """``"2 emoji ×2"``: how many different emoji a prompt asks for, and the most of any one of them.
+
+    Composition falls steeply with both, so a total alone hides which scenes a model cannot draw.
+    """
+    return f"{len(scene.objects)} emoji ×{max(obj.count for obj in scene.objects)}"
+
+
 def generate_and_score(
     pipe: RaphaelPipeline, recognizer: Recognizer, groups: dict, steps: int, cfg: float, batch: int
 ) -> dict:
     """Generate every held-out prompt at its own bucket and score it against its scene."""
     totals: dict[str, list[bool]] = {m: [] for m in METRICS}
     failures = dict.fromkeys(FAILURE_MODES, 0)
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kind -> [composition passed, prompts]
     real_feats, fake_feats, grid = [], [], []
     total = sum(len(v) for v in groups.values())
     bar = tqdm(total=total, desc="generate")
@@ -119,9 +128,11 @@ def generate_and_score(
             result = score(fake, [c[2] for c in chunk], recognizer)
             for m in METRICS:
                 totals[m] += result[m]
-            for prediction, item in zip(result["predictions"], chunk, strict=True):
+            for prediction, item, passed in zip(result["predictions"], chunk, result["composition"], strict=True):
                 if mode := failure_mode(prediction, item[2]):
                     failures[mode] += 1
+                by_kind[prompt_kind(item[2])][0] += int(passed)
+                by_kind[prompt_kind(item[2])][1] += 1
             real_feats.append(features(recognizer, real))
             fake_feats.append(features(recognizer, fake))
             grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]
@@ -132,6 +143,7 @@ def generate_and_score(
         "per_prompt": {m: [bool(x) for x in v] for m, v in totals.items()},
         "n": total,
         "identity_failures": failures,
+        "composition_by_kind": dict(sorted(by_kind.items())),
         "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
         "grid": grid,
     }
@@ -286,6 +298,10 @@ def markdown(results: dict) -> str:
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
             lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
+    for name, r in results["models"].items():
+        if kinds := r.get("composition_by_kind"):
+            listed = ", ".join(f"{kind} {100 * ok / n:.0f}% ({ok}/{n})" for kind, (ok, n) in kinds.items())
+            lines += ["", f"{name}, composition by kind of prompt (different emoji × most of one): {listed}."]
     if "comparison" in results:
         lines.append("")
         for metric, c in results["comparison"].items():

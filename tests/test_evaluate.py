@@ -76,6 +76,7 @@ def test_markdown_shows_training_images_and_the_comparison():
                 "training": trained,
                 "n": 8,
                 "identity_failures": {"nothing drawn": 3, "wrong emoji in place": 1, "right emoji, wrong place": 0},
+                "composition_by_kind": {"1 emoji ×1": [2, 4], "2 emoji ×2": [0, 4]},
             },
             "dense baseline": {"accuracy": acc, "fd": 2.0, "training": {**trained, "continued_from": trained}},
             "untracked": {"accuracy": acc, "fd": 2.0, "training": None},
@@ -88,6 +89,7 @@ def test_markdown_shows_training_images_and_the_comparison():
     assert "| untracked | ? |" in table
     assert "composition: +5.0 points (95% paired bootstrap interval -1.0 to +11.0)" in table
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
+    assert "(different emoji × most of one): 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
 
 
 def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
@@ -127,3 +129,5 @@ def test_generate_and_score_counts_every_prompt_once():
     assert result["n"] == 4 and all(len(v) == 4 for v in result["per_prompt"].values())
     assert sum(result["per_prompt"]["identity"]) + sum(result["identity_failures"].values()) == 4
     assert np.isfinite(result["fd"]) and len(result["grid"]) == 4
+    kinds = result["composition_by_kind"]
+    assert set(kinds) == {"1 emoji ×1"} and kinds["1 emoji ×1"] == [sum(result["per_prompt"]["composition"]), 4]
