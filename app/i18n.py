@@ -151,8 +151,8 @@ RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**�
 """,
 }
 
-I18N = gr.I18n(en=EN, zh=ZH)
 LANGUAGES = {"en": EN, "zh": ZH}
+I18N = gr.I18n(**LANGUAGES)
 
 
 def page_i18n(domain: TrainedDomain | None) -> gr.I18n:

@@ -8,7 +8,6 @@ are warmed first, as they are after a training run's first batches. Run:
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import time
@@ -17,7 +16,6 @@ from model.buckets import ASPECT_BUCKETS
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 
-logger = logging.getLogger("bench.data_throughput")
 GOAL_SAMPLES_PER_S = 1000
 
 
@@ -33,7 +31,6 @@ def samples_per_second(data: EmojiScenes, bucket: str, batches: int, batch_size:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--batches", type=int, default=20)

@@ -131,8 +131,9 @@ def generate_and_score(
             for prediction, item, passed in zip(result["predictions"], chunk, result["composition"], strict=True):
                 if mode := failure_mode(prediction, item[2]):
                     failures[mode] += 1
-                by_kind[prompt_kind(item[2])][0] += int(passed)
-                by_kind[prompt_kind(item[2])][1] += 1
+                kind = by_kind[prompt_kind(item[2])]
+                kind[0] += int(passed)
+                kind[1] += 1
             real_feats.append(features(recognizer, real))
             fake_feats.append(features(recognizer, fake))
             grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from app.rater_cookie import COOKIE
 from feedback.store import FeedbackStore
@@ -147,16 +147,11 @@ def test_pairwise_comparison(page: Page, app_server: AppServer, store: FeedbackS
     page.screenshot(path=artifacts_dir / "browser-compare.png", full_page=True)
 
 
-def test_chinese_locale(browser: Browser, app_server: AppServer, artifacts_dir: Path) -> None:
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 1000})
-    page = context.new_page()
-    try:
-        open_demo(page, app_server)
-        expect(page.get_by_role("tab", name="数据面板")).to_be_visible()
-        expect(page.locator("#generate")).to_contain_text("生成")
-        page.screenshot(path=artifacts_dir / "browser-zh.png")
-    finally:
-        context.close()
+def test_chinese_locale(chinese_page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
+    open_demo(chinese_page, app_server)
+    expect(chinese_page.get_by_role("tab", name="数据面板")).to_be_visible()
+    expect(chinese_page.locator("#generate")).to_contain_text("生成")
+    chinese_page.screenshot(path=artifacts_dir / "browser-zh.png")
 
 
 def test_history_restores_settings(page: Page, app_server: AppServer) -> None:
@@ -197,18 +192,12 @@ def test_the_bundled_model_says_what_it_has_learned(page: Page, app_server: AppS
 
 @pytest.mark.parametrize("app_server", [DEFAULT_BUNDLE], indirect=True)
 def test_the_chinese_page_says_what_the_model_has_learned(
-    browser: Browser, app_server: AppServer, artifacts_dir: Path
+    chinese_page: Page, app_server: AppServer, artifacts_dir: Path
 ) -> None:
     domain = TrainedDomain.from_bundle(DEFAULT_BUNDLE)
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1360, "height": 1000})
-    page = context.new_page()
-    try:
-        open_demo(page, app_server)
-        page.get_by_text("这个模型目前学会了什么").click()
-        knows = page.locator("#model-knows")
-        expect(knows).to_contain_text(f"{len(domain.emoji)} 个表情符号")
-        expect(knows).to_contain_text("请用英文写提示词")
-        knows.screenshot(path=artifacts_dir / "browser-zh-trained-domain.png")
-    finally:
-        context.close()
-
+    open_demo(chinese_page, app_server)
+    chinese_page.get_by_text("这个模型目前学会了什么").click()
+    knows = chinese_page.locator("#model-knows")
+    expect(knows).to_contain_text(f"{len(domain.emoji)} 个表情符号")
+    expect(knows).to_contain_text("请用英文写提示词")
+    knows.screenshot(path=artifacts_dir / "browser-zh-trained-domain.png")
