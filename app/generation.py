@@ -23,23 +23,17 @@ from typing import Any
 
 import diffusers
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DiffusionPipeline
 from PIL import Image
 
 from app.categories import PromptCategorizer
 from app.settings import APP_VERSION
 from model.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
+from model.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
 from model.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
-# UI name -> scheduler class; each is built from the checkpoint's own scheduler config.
-SAMPLERS: dict[str, type] = {
-    "DDIM": DDIMScheduler,
-    "DPM-Solver++": DPMSolverMultistepScheduler,
-    "Euler": EulerDiscreteScheduler,
-}
-DEFAULT_SAMPLER = "DDIM"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 ProgressCallback = Callable[[int, int], None]
@@ -132,7 +126,7 @@ class GenerationService:
         self.categorizer = categorizer or PromptCategorizer()
         self.app_version = app_version
         self._scheduler_config = self.pipe.scheduler.config
-        self._schedulers = {name: cls.from_config(self._scheduler_config) for name, cls in SAMPLERS.items()}
+        self._schedulers = {name: build_sampler(name, self._scheduler_config) for name in SAMPLERS}
         self._lock = threading.Lock()
         log.info(
             "Loaded %s (%s, weights %s) on %s in %.1f s; native size %d px",

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from app.generation import DEFAULT_SAMPLER, GenerationService
+from app.generation import GenerationService
 from app.guarded_inputs import GuardedNumber, GuardedSlider
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
 from model.buckets import DEFAULT_BUCKET
+from model.samplers import DEFAULT_SAMPLER
 
 CARDS_PER_ROW = 4
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group

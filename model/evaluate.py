@@ -37,6 +37,7 @@ from model.moe import SpaceMoE
 from model.offline import apply_offline_defaults
 from model.pipeline_raphael import RaphaelPipeline, image_array
 from model.recognizer import METRICS, Recognizer, evaluate, load_default, score
+from model.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
 
 logger = logging.getLogger("model.evaluate")
 
@@ -283,7 +284,8 @@ def routing_analysis(pipe: RaphaelPipeline, config: SceneConfig, n: int = 600) -
 def markdown(results: dict) -> str:
     """A short table for the README and the model card."""
     lines = [
-        f"Held-out prompts: {results['config_note']}; {results['steps']} DDIM steps, CFG {results['cfg']}.",
+        f"Held-out prompts: {results['config_note']}; {results['steps']} {results.get('sampler', DEFAULT_SAMPLER)} "
+        f"steps, CFG {results['cfg']}.",
         "",
         "| model | training images | identity | count | background | position | composition | domain FD |",
         "|---|---|---|---|---|---|---|---|",
@@ -332,6 +334,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     p.add_argument(
         "--prompt-seed",
         type=int,
@@ -362,6 +365,7 @@ def main() -> None:
         ),
         "steps": args.steps,
         "cfg": args.cfg,
+        "sampler": args.sampler,
         "prompt_seed": args.prompt_seed,
         "recognizer_on_real": evaluate(recognizer, config, 256, seed=EVAL_SEED),
         "models": {},
@@ -371,6 +375,7 @@ def main() -> None:
         if path is None:
             continue
         pipe = load_bundle(path)
+        pipe.scheduler = build_sampler(args.sampler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         r = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch)
         save_grid(r.pop("grid"), args.out / f"samples_{name.split()[0].lower()}.png")

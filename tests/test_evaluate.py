@@ -84,6 +84,8 @@ def test_markdown_shows_training_images_and_the_comparison():
         "comparison": {"composition": {"difference": 0.05, "ci95": [-0.01, 0.11]}},
     }
     table = markdown(results)
+    assert "8 prompts; 25 DDIM steps, CFG 3.0." in table  # files written before --sampler were DDIM
+    assert "25 Euler steps" in markdown({**results, "sampler": "Euler"})
     assert "| RAPHAEL-tiny | 108,800 (1,700 steps) | 50.0% | 100.0% | 100.0% | 50.0% | 25.0% | 1.00 |" in table
     assert "| dense baseline | 217,600 (1,700 + 1,700 steps) |" in table  # a later stage counts the earlier
     assert "| untracked | ? |" in table

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.generation import SAMPLERS, GenerationRequest, GenerationService, weights_hash
+from app.generation import GenerationRequest, GenerationService, weights_hash
 from feedback.images import image_provenance
 from model.buckets import ASPECT_BUCKETS, bucket_size
 from model.bundle import DEFAULT_BUNDLE
+from model.samplers import SAMPLERS
 
 STORE_KEYS = {
     "prompt", "enhanced_prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "width", "height",
