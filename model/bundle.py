@@ -23,7 +23,7 @@ logger = logging.getLogger("model.bundle")
 DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
 
 
-DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "styles", "buckets")
+DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "object_weights", "styles", "buckets")
 RECIPE_ARGS = ("preset", "init", "lr", "warmup", "cooldown", "weight_decay", "balance_coef", "edge_coef", "seed")
 
 

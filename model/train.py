@@ -97,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-emoji", type=int, default=None, help="curriculum: use the first N emoji")
     p.add_argument("--max-objects", type=int, default=3)
     p.add_argument("--max-count", type=int, default=3)
+    p.add_argument(
+        "--object-weights",
+        default=None,
+        help="comma-separated relative frequencies of scenes with 1, 2, ... distinct emoji (default: equal)",
+    )
     p.add_argument("--styles", default=None, help="comma-separated styles (default: all)")
     p.add_argument("--buckets", default=None, help=f"comma-separated aspect buckets of {', '.join(ASPECT_BUCKETS)}")
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
@@ -112,6 +117,7 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
         num_emoji=args.num_emoji,
         max_objects=args.max_objects,
         max_count=args.max_count,
+        object_weights=tuple(map(float, split(args.object_weights))) if args.object_weights else None,
         styles=split(args.styles),
         buckets=split(args.buckets),
     )

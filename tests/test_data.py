@@ -144,3 +144,22 @@ def test_background_colours_stay_distinct_in_every_style() -> None:
 def test_scene_round_trips_through_json() -> None:
     for scene in _scenes(64, 20):
         assert Scene.from_dict(json.loads(json.dumps(scene.to_dict()))) == scene
+
+
+def test_object_weights_set_how_often_a_scene_asks_for_each_number_of_emoji() -> None:
+    """Weights shift the draw; a second emoji that finds no room still leaves a one-emoji scene."""
+
+    def share_of_pairs(weights: tuple[float, ...] | None) -> float:
+        rng = random.Random(3)
+        config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, object_weights=weights)
+        return sum(len(sample_scene(rng, config).objects) == 2 for _ in range(1000)) / 1000
+
+    uniform, more_pairs, only_pairs = share_of_pairs(None), share_of_pairs((1.0, 3.0)), share_of_pairs((0.0, 1.0))
+    assert 0.25 < uniform < 0.42 and uniform + 0.1 < more_pairs < only_pairs - 0.1
+    assert share_of_pairs((1.0, 0.0)) == 0
+
+
+@pytest.mark.parametrize("weights", [(1.0,), (1.0, -1.0, 1.0), (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)])
+def test_object_weights_must_fit_the_scene(weights: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="object_weights"):
+        SceneConfig(max_objects=len(weights) if len(weights) > 1 else 3, object_weights=weights)

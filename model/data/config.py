@@ -17,6 +17,9 @@ class SceneConfig:
         num_emoji (`int | None`, defaults to None): use only the first N atlas emoji (curriculum); None = all.
         max_objects (`int`, defaults to 3): most distinct emoji per scene (1-5, one per position).
         max_count (`int`, defaults to 3): most instances of one emoji (1-3).
+        object_weights (`tuple[float, ...] | None`, defaults to None): relative frequency of scenes with
+            1, 2, ... `max_objects` distinct emoji, to give a stage more of the scenes a model finds
+            hardest; None = equally often.
         styles (`tuple[str, ...] | None`, defaults to None): allowed styles; None = all of `STYLES`.
         buckets (`tuple[str, ...] | None`, defaults to None): allowed aspect buckets; None = all.
         split (`str`, defaults to "train"): "train" never produces the reserved combinations and
@@ -27,6 +30,7 @@ class SceneConfig:
     num_emoji: int | None = None
     max_objects: int = 3
     max_count: int = 3
+    object_weights: tuple[float, ...] | None = None
     styles: tuple[str, ...] | None = None
     buckets: tuple[str, ...] | None = None
     split: str = "train"
@@ -40,6 +44,16 @@ class SceneConfig:
             raise ValueError(f"max_objects must be in 1..5, got {self.max_objects}.")
         if not 1 <= self.max_count <= 3:
             raise ValueError(f"max_count must be in 1..3, got {self.max_count}.")
+        if self.object_weights is not None and (
+            len(self.object_weights) != self.max_objects
+            or min(self.object_weights) < 0
+            or not sum(self.object_weights[: self.max_instances]) > 0
+        ):
+            raise ValueError(
+                f"object_weights needs {self.max_objects} non-negative weights (one per number of emoji), some "
+                f"positive within the {self.max_instances} objects a {self.sample_size} px scene holds, got "
+                f"{self.object_weights}."
+            )
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}.")
         for style in self.styles or ():

@@ -166,6 +166,14 @@ def _layout(
     return None
 
 
+def _number_of_objects(rng: random.Random, config: SceneConfig) -> int:
+    """How many distinct emoji a scene asks for: uniform, or as ``config.object_weights`` say."""
+    most = min(config.max_objects, config.max_instances)
+    if config.object_weights is None:
+        return rng.randint(1, most)
+    return rng.choices(range(1, most + 1), weights=config.object_weights[:most])[0]
+
+
 def sample_scene(rng: random.Random, config: SceneConfig, bucket: str | None = None) -> Scene:
     """Draw one scene for ``config`` (in ``bucket`` if given), honouring the train/held-out split.
 
@@ -176,7 +184,7 @@ def sample_scene(rng: random.Random, config: SceneConfig, bucket: str | None = N
     bucket = bucket or rng.choice(config.bucket_names)
     height, width = bucket_size(bucket, config.sample_size)
     style = rng.choice(config.style_names)
-    n_objects = rng.randint(1, min(config.max_objects, config.max_instances))
+    n_objects = _number_of_objects(rng, config)
     if config.split == "heldout":
         first, background, first_position = rng.choice(reserved_combinations(names))
         others = [p for p in POSITIONS if p != first_position]
