@@ -333,7 +333,7 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, default=None, help="dense baseline pipeline folder (equal compute)")
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--cfg", type=float, default=1.5, help="chosen on validation prompts (--prompt-seed)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     p.add_argument(
         "--prompt-seed",

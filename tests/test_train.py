@@ -134,16 +134,21 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
 
 @pytest.mark.parametrize(("target", "suffix"), [("train", ""), ("train-dense", "-dense")])
 def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: str):
-    """``make train`` reproduces the shipped weights from scratch: stage 1 in full, then stage 2 from it."""
+    """``make train`` reproduces the shipped weights from scratch: each stage in full, each from the one before."""
     root = Path(__file__).resolve().parents[1]
     dry_run = subprocess.run(
         ["make", "-n", target, "TRAIN_STEPS=9", "ARGS=--time-limit 5"], cwd=root, capture_output=True, text=True
     )
     assert dry_run.returncode == 0, dry_run.stderr
-    stage_1, stage_2 = (line.split() for line in dry_run.stdout.splitlines() if "model.train" in line)
+    stage_1, stage_2, stage_3 = (line.split() for line in dry_run.stdout.splitlines() if "model.train" in line)
     assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
-    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 2's
+    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 3's
     assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
-    assert stage_2[stage_2.index("--steps") + 1] == "9" and stage_2[-2:] == ["--time-limit", "5"]
-    assert "--max-objects 2 --max-count 2" in " ".join(stage_2)
+    assert stage_2[stage_2.index("--steps") + 1] == "4000" and "--time-limit" not in stage_2
+    assert "--max-objects 2 --max-count 2" in " ".join(stage_2) and "--object-weights" not in stage_2
     assert stage_2[stage_2.index("--cooldown") + 1] == "1000" and "--cooldown" not in stage_1
+    assert stage_3[stage_3.index("--init") + 1] == f"runs/stage2{suffix}/unet"
+    assert stage_3[stage_3.index("--steps") + 1] == "9" and stage_3[-2:] == ["--time-limit", "5"]
+    assert "--max-objects 2 --max-count 2" in " ".join(stage_3)
+    assert stage_3[stage_3.index("--object-weights") + 1] == "0,1" and stage_3[stage_3.index("--seed") + 1] == "3"
+    assert stage_3[stage_3.index("--cooldown") + 1] == "600"
