@@ -306,11 +306,12 @@ def markdown(results: dict) -> str:
             listed = ", ".join(f"{kind} {100 * ok / n:.0f}% ({ok}/{n})" for kind, (ok, n) in kinds.items())
             lines += ["", f"{name}, composition by kind of prompt (different emoji × most of one): {listed}."]
     if "comparison" in results:
+        ours, other = list(results["models"])[:2]  # the comparison is the first model minus the second
         lines.append("")
         for metric, c in results["comparison"].items():
             low, high = c["ci95"]
             lines.append(
-                f"RAPHAEL-tiny minus dense baseline, {metric}: {100 * c['difference']:+.1f} points "
+                f"{ours} minus {other}, {metric}: {100 * c['difference']:+.1f} points "
                 f"(95% paired bootstrap interval {100 * low:+.1f} to {100 * high:+.1f})."
             )
     if "routing" in results:

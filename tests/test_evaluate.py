@@ -89,7 +89,10 @@ def test_markdown_shows_training_images_and_the_comparison():
     assert "| RAPHAEL-tiny | 108,800 (1,700 steps) | 50.0% | 100.0% | 100.0% | 50.0% | 25.0% | 1.00 |" in table
     assert "| dense baseline | 217,600 (1,700 + 1,700 steps) |" in table  # a later stage counts the earlier
     assert "| untracked | ? |" in table
-    assert "composition: +5.0 points (95% paired bootstrap interval -1.0 to +11.0)" in table
+    assert (
+        "RAPHAEL-tiny minus dense baseline, composition: +5.0 points (95% paired bootstrap interval -1.0 to +11.0)"
+        in table
+    )
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
     assert "(different emoji × most of one): 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
 
