@@ -2,7 +2,8 @@
 
 Prints JSON: ms per denoising step (one UNet call with CFG, i.e. batch 2B) at batch 1 and 8,
 for both models measured side by side in one process, their ratio, and a profile of where the
-MoE model spends its extra time. Run: ``python -m bench.moe_overhead`` (``make bench``).
+MoE model spends its extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
+``--device cuda`` measures on a GPU, where the profile reads GPU time instead of CPU time.
 """
 
 import argparse
@@ -24,39 +25,48 @@ logger = logging.getLogger("bench.moe_overhead")
 
 
 @cache
-def step_inputs(batch: int, size: int = 32):
+def step_inputs(batch: int, device: str = "cpu", size: int = 32):
     """A CFG step: 2*batch noisy samples with real emoji-scene captions through the real text encoder."""
     g = torch.Generator().manual_seed(0)
     data = EmojiScenes(SceneConfig(), seed=7)
     captions = [data.sample(i)[1] for i in range(batch)]
     tokenizer, encoder = load_text_encoder()
     text, mask = encode_text(tokenizer, encoder, [""] * batch + captions)  # (2B, L, D), (2B, L)
-    return torch.randn(2 * batch, 3, size, size, generator=g), torch.full((2 * batch,), 500), text, mask
+    inputs = torch.randn(2 * batch, 3, size, size, generator=g), torch.full((2 * batch,), 500), text, mask
+    return tuple(x.to(device) for x in inputs)
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a wall-clock reading covers the kernels and not only their launch."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
-def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int) -> dict[str, float]:
+def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int, device: str) -> dict[str, float]:
     """Median ms per step, alternating the models so that machine noise hits both alike."""
-    inputs = step_inputs(batch)
+    inputs = step_inputs(batch, device)
     for m in models.values():
         m(*inputs)  # warm-up: first-touch allocations
     samples: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(repeats):
         for name, m in models.items():
+            synchronize(device)
             t0 = time.perf_counter()
             m(*inputs)
+            synchronize(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
 @torch.no_grad()
-def region_coverage(model: RaphaelUNet, batch: int) -> dict[str, float]:
+def region_coverage(model: RaphaelUNet, batch: int, device: str) -> dict[str, float]:
     """How much of the image the Space-MoE regions cover: the main cost driver of the efficient form.
 
     Each used expert runs on every position that one of its tokens covers, so the FFN work is
     ``mean distinct experts per position`` times that of the dense FFN.
     """
-    out = model(*step_inputs(batch), return_routing=True).routing
+    out = model(*step_inputs(batch, device), return_routing=True).routing
     coverage, experts_per_position = [], []
     for masks, experts in zip(out.token_masks, out.space_experts):
         real = masks.sum(1) > 0  # (B, L) tokens with a region
@@ -71,16 +81,20 @@ def region_coverage(model: RaphaelUNet, batch: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def moe_profile(model: RaphaelUNet, batch: int) -> dict[str, float]:
-    """Share of CPU time per operator group in the MoE model."""
-    from torch.profiler import profile
+def moe_profile(model: RaphaelUNet, batch: int, device: str) -> dict[str, float]:
+    """Share of time per operator in the MoE model: CPU time on a CPU, GPU kernel time on a GPU."""
+    from torch.profiler import ProfilerActivity, profile
 
-    inputs = step_inputs(batch)
-    with profile() as prof:
+    on_gpu = torch.device(device).type == "cuda"
+    inputs = step_inputs(batch, device)
+    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
         model(*inputs)
-    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
-    return {e.key: round(e.self_cpu_time_total / total, 3) for e in rows}
+        synchronize(device)
+    own_time = (lambda e: e.self_device_time_total) if on_gpu else (lambda e: e.self_cpu_time_total)
+    events = prof.key_averages()
+    rows = sorted(events, key=own_time, reverse=True)[:8]
+    total = sum(own_time(e) for e in events)
+    return {e.key: round(own_time(e) / total, 3) for e in rows}
 
 
 def main() -> None:
@@ -88,25 +102,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--model", default=None, help="bundled pipeline folder whose trained UNet to measure")
+    parser.add_argument("--device", default="cpu", help="torch device to measure on, e.g. cuda")
     args = parser.parse_args()
     torch.manual_seed(0)
     raphael = RaphaelUNet.from_pretrained(f"{args.model}/unet").float() if args.model else raphael_tiny()
-    models = {"raphael": raphael.eval(), "dense": raphael_tiny_dense().eval()}
+    models = {"raphael": raphael.eval().to(args.device), "dense": raphael_tiny_dense().eval().to(args.device)}
     result = {
-        "device": "cpu",
+        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device,
         "threads": torch.get_num_threads(),
         "params_m": {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 2) for k, m in models.items()},
         "goal_ratio": 1.15,
     }
     for batch in (1, 8):
-        ms = time_models(models, batch, args.repeats)
+        ms = time_models(models, batch, args.repeats, args.device)
         result[f"batch{batch}"] = {
             "raphael_ms": round(ms["raphael"], 2),
             "dense_ms": round(ms["dense"], 2),
             "ratio": round(ms["raphael"] / ms["dense"], 3),
         }
-    result["space_moe_regions"] = region_coverage(models["raphael"], 8)
-    result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8)
+    result["space_moe_regions"] = region_coverage(models["raphael"], 8, args.device)
+    result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8, args.device)
     print(json.dumps(result, indent=2))
 
 
