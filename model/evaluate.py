@@ -281,6 +281,14 @@ def routing_analysis(pipe: RaphaelPipeline, config: SceneConfig, n: int = 600) -
     }
 
 
+def samples_stem(name: str, earlier: dict) -> str:
+    """``raphael-tiny`` for "RAPHAEL-tiny (stage 4)"; the whole name when an earlier model took that word."""
+    stem = name.split()[0].lower()
+    if any(other.split()[0].lower() == stem for other in earlier):
+        stem = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return stem
+
+
 def markdown(results: dict) -> str:
     """A short table for the README and the model card."""
     lines = [
@@ -332,6 +340,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="RaphaelPipeline folder to evaluate")
     p.add_argument("--baseline", type=Path, default=None, help="dense baseline pipeline folder (equal compute)")
+    p.add_argument("--name", default=MODEL, help="the first model's name in the tables")
+    p.add_argument(
+        "--baseline-name", default=BASELINE, help="the second model's name, e.g. for earlier weights"
+    )
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=1.5, help="chosen on validation prompts (--prompt-seed)")
@@ -372,17 +384,17 @@ def main() -> None:
         "models": {},
     }
     groups = heldout_prompts(config, args.n, args.prompt_seed)
-    for name, path in ((MODEL, args.model), (BASELINE, args.baseline)):
+    for name, path in ((args.name, args.model), (args.baseline_name, args.baseline)):
         if path is None:
             continue
         pipe = load_bundle(path)
         pipe.scheduler = build_sampler(args.sampler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         r = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch)
-        save_grid(r.pop("grid"), args.out / f"samples_{name.split()[0].lower()}.png")
+        save_grid(r.pop("grid"), args.out / f"samples_{samples_stem(name, results['models'])}.png")
         r["training"] = training_record(path)
         results["models"][name] = r
-        if name == MODEL:
+        if path == args.model:
             results["routing"] = routing_analysis(pipe, config)
     if len(results["models"]) == 2:
         records = [r["training"] for r in results["models"].values()]

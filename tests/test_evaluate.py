@@ -14,6 +14,7 @@ from model.evaluate import (
     markdown,
     paired_difference,
     same_training,
+    samples_stem,
     stage_images,
     word_class,
 )
@@ -136,3 +137,9 @@ def test_generate_and_score_counts_every_prompt_once():
     assert np.isfinite(result["fd"]) and len(result["grid"]) == 4
     kinds = result["composition_by_kind"]
     assert set(kinds) == {"1 emoji ×1"} and kinds["1 emoji ×1"] == [sum(result["per_prompt"]["composition"]), 4]
+
+
+def test_samples_stem_keeps_short_names_and_never_overwrites_an_earlier_grid():
+    assert samples_stem("RAPHAEL-tiny", {}) == "raphael-tiny"
+    assert samples_stem("dense baseline", {"RAPHAEL-tiny": {}}) == "dense"
+    assert samples_stem("RAPHAEL-tiny (stage 3)", {"RAPHAEL-tiny (stage 4)": {}}) == "raphael-tiny-stage-3"
