@@ -201,6 +201,7 @@ def train(args: argparse.Namespace) -> Path:
         logger.info("Resumed from %s at step %d", state_path, start)
     lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.steps, args.cooldown)
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    ema.shadow = [s.to(accelerator.device) for s in ema.shadow]  # updated beside the weights, on their device
     unet.train()
 
     n_params = sum(p.numel() for p in unet.parameters())
