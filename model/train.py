@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
     p.add_argument("--cooldown", type=int, default=0, help="decay the rate linearly to zero over the last N steps")
+    p.add_argument(
+        "--schedule-steps",
+        type=int,
+        default=None,
+        help="steps the learning-rate schedule is planned for (default: --steps); a run may stop before its end",
+    )
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--balance-coef", type=float, default=0.01, help="weight of the MoE load-balancing loss")
     p.add_argument("--edge-coef", type=float, default=1.0, help="weight of the edge focal loss (t < 500 only)")
@@ -199,7 +205,7 @@ def train(args: argparse.Namespace) -> Path:
             torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
-    lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.steps, args.cooldown)
+    lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.schedule_steps or args.steps, args.cooldown)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.shadow = [s.to(accelerator.device) for s in ema.shadow]  # updated beside the weights, on their device
     unet.train()

@@ -67,6 +67,14 @@ def test_cooldown_decays_to_zero_over_the_last_steps_and_extends_a_finished_run(
     assert rates(range(25, 40), start=25, warmup=4, total=40, cooldown=10) == pytest.approx(planned[25:])
 
 
+def test_a_run_can_stop_before_the_end_of_its_planned_schedule(tmp_path):
+    """``--schedule-steps`` plans the cool-down for a longer run: this one stops at 6 of 10, partly cooled."""
+    main(run_args(tmp_path, 6, schedule_steps=10, cooldown=5))
+    rows = log_rows(tmp_path)
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert [r["lr"] for r in rows] == pytest.approx([3e-3] * 5 + [3e-3 * 4 / 5])  # the rate of the next step
+
+
 @pytest.mark.slow
 def test_twenty_steps_lower_the_loss(tmp_path):
     main(run_args(tmp_path, 20))
