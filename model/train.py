@@ -113,7 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.schedule_steps is not None and args.schedule_steps < args.steps:
+        p.error(f"--schedule-steps ({args.schedule_steps}) must be at least --steps ({args.steps})")
+    return args
 
 
 def scene_config(args: argparse.Namespace) -> SceneConfig:

@@ -10,7 +10,7 @@ import torch
 
 from model.bundle import bundle, load_bundle
 from model.schedule import make_noise_scheduler
-from model.train import main, min_snr_weight, warmup_schedule
+from model.train import main, min_snr_weight, parse_args, warmup_schedule
 from model.unet_raphael import RaphaelUNet
 
 TINY = {
@@ -73,6 +73,8 @@ def test_a_run_can_stop_before_the_end_of_its_planned_schedule(tmp_path):
     rows = log_rows(tmp_path)
     assert [r["step"] for r in rows] == list(range(1, 7))
     assert [r["lr"] for r in rows] == pytest.approx([3e-3] * 5 + [3e-3 * 4 / 5])  # the rate of the next step
+    with pytest.raises(SystemExit):  # past its schedule's end the rate would turn negative
+        parse_args(run_args(tmp_path, 12, schedule_steps=10))
 
 
 @pytest.mark.slow
@@ -148,15 +150,20 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
         ["make", "-n", target, "TRAIN_STEPS=9", "ARGS=--time-limit 5"], cwd=root, capture_output=True, text=True
     )
     assert dry_run.returncode == 0, dry_run.stderr
-    stage_1, stage_2, stage_3 = (line.split() for line in dry_run.stdout.splitlines() if "model.train" in line)
+    stages = [line.split() for line in dry_run.stdout.splitlines() if "model.train" in line]
+    stage_1, stage_2, stage_3, stage_4 = stages
     assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
-    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 3's
+    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 4's
     assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
     assert stage_2[stage_2.index("--steps") + 1] == "4000" and "--time-limit" not in stage_2
     assert "--max-objects 2 --max-count 2" in " ".join(stage_2) and "--object-weights" not in stage_2
     assert stage_2[stage_2.index("--cooldown") + 1] == "1000" and "--cooldown" not in stage_1
     assert stage_3[stage_3.index("--init") + 1] == f"runs/stage2{suffix}/unet"
-    assert stage_3[stage_3.index("--steps") + 1] == "9" and stage_3[-2:] == ["--time-limit", "5"]
-    assert "--max-objects 2 --max-count 2" in " ".join(stage_3)
+    assert stage_3[stage_3.index("--steps") + 1] == "1500" and "--time-limit" not in stage_3
     assert stage_3[stage_3.index("--object-weights") + 1] == "0,1" and stage_3[stage_3.index("--seed") + 1] == "3"
     assert stage_3[stage_3.index("--cooldown") + 1] == "600"
+    assert stage_4[stage_4.index("--init") + 1] == f"runs/stage3{suffix}/unet"
+    assert stage_4[stage_4.index("--steps") + 1] == "9" and stage_4[-2:] == ["--time-limit", "5"]
+    assert "--max-objects 2 --max-count 2" in " ".join(stage_4) and stage_4[stage_4.index("--seed") + 1] == "4"
+    assert stage_4[stage_4.index("--batch-size") + 1] == "128" and stage_4[stage_4.index("--cooldown") + 1] == "797"
+    assert stage_4[stage_4.index("--schedule-steps") + 1] == "2659"
