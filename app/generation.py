@@ -161,7 +161,7 @@ class GenerationService:
         return sample * int(getattr(self.pipe, "vae_scale_factor", 1))
 
     def call_default(self, name: str) -> Any:
-        """The pipeline's own default for a ``__call__`` argument (RAPHAEL-tiny: CFG 3, 25 steps), or None."""
+        """The pipeline's own default for a ``__call__`` argument (RAPHAEL-tiny: CFG 2, 25 steps), or None."""
         parameter = inspect.signature(self.pipe.__call__).parameters.get(name)
         return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 

@@ -346,7 +346,7 @@ def main() -> None:
     )
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg", type=float, default=1.5, help="chosen on validation prompts (--prompt-seed)")
+    p.add_argument("--cfg", type=float, default=2.0, help="chosen on validation prompts (--prompt-seed)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     p.add_argument(
         "--prompt-seed",

@@ -196,7 +196,7 @@ class RaphaelPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         num_inference_steps: int = 25,
-        guidance_scale: float = 1.5,
+        guidance_scale: float = 2.0,
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -215,7 +215,7 @@ class RaphaelPipeline(DiffusionPipeline):
             negative_prompt (`str` or `list[str]`, *optional*): What to steer away from (used with CFG).
             height (`int`, *optional*), width (`int`, *optional*): One of `aspect_buckets`; square by default.
             num_inference_steps (`int`, defaults to 25): 1-150; more steps give finer detail.
-            guidance_scale (`float`, defaults to 1.5): Classifier-free guidance; RAPHAEL-tiny scores best near 1.5
+            guidance_scale (`float`, defaults to 2.0): Classifier-free guidance; RAPHAEL-tiny scores best near 2.0
                 on validation prompts (its model card has the sweep).
             num_images_per_prompt (`int`, defaults to 1): 1-8.
             eta (`float`, defaults to 0.0): DDIM eta; ignored by other schedulers.
