@@ -46,7 +46,7 @@ test-fast: venv ## unit tests only (no browser, no Postgres, no slow)
 lint: venv ## ruff
 	$(PY) -m ruff check .
 
-# The curriculum. STAGE=3 (the default) is the last stage of the shipped weights; each stage has its own steps.
+# The curriculum. STAGE=4 (the default) is the last stage of the shipped weights; each stage has its own steps.
 # Stage 1: one emoji of the first 30, once, flat style. Stage 2 adds a second emoji and counts of two, and
 # starts from the EMA weights of stage 1 in the same family (runs/stage1 or runs/stage1-dense), so
 # `make train` runs the stages before first (resuming each, or passing through once it is done), without ARGS.

@@ -36,9 +36,13 @@ def step_inputs(batch: int, device: str = "cpu", size: int = 32):
     return tuple(x.to(device) for x in inputs)
 
 
+def on_gpu(device: str) -> bool:
+    return torch.device(device).type == "cuda"
+
+
 def synchronize(device: str) -> None:
     """Wait for queued GPU work, so that a wall-clock reading covers the kernels and not only their launch."""
-    if torch.device(device).type == "cuda":
+    if on_gpu(device):
         torch.cuda.synchronize(device)
 
 
@@ -85,12 +89,12 @@ def moe_profile(model: RaphaelUNet, batch: int, device: str) -> dict[str, float]
     """Share of time per operator in the MoE model: CPU time on a CPU, GPU kernel time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    on_gpu = torch.device(device).type == "cuda"
+    gpu = on_gpu(device)
     inputs = step_inputs(batch, device)
-    with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
         model(*inputs)
         synchronize(device)
-    own_time = (lambda e: e.self_device_time_total) if on_gpu else (lambda e: e.self_cpu_time_total)
+    own_time = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
     events = prof.key_averages()
     rows = sorted(events, key=own_time, reverse=True)[:8]
     total = sum(own_time(e) for e in events)
@@ -108,7 +112,7 @@ def main() -> None:
     raphael = RaphaelUNet.from_pretrained(f"{args.model}/unet").float() if args.model else raphael_tiny()
     models = {"raphael": raphael.eval().to(args.device), "dense": raphael_tiny_dense().eval().to(args.device)}
     result = {
-        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device,
+        "device": torch.cuda.get_device_name(args.device) if on_gpu(args.device) else args.device,
         "threads": torch.get_num_threads(),
         "params_m": {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 2) for k, m in models.items()},
         "goal_ratio": 1.15,

@@ -44,7 +44,11 @@ def training_summary(run_dir: Path) -> dict:
         "step_time_hours": round(sum(r["sec"] for r in rows) / 3600, 3),
         "mse_last_100_steps": sum(r["mse"] for r in last) / max(len(last), 1),  # on never-repeated data
         "data": {k: args.get(k) for k in DATA_ARGS},
-        "recipe": {k: args.get(k) for k in RECIPE_ARGS},
+        "recipe": {
+            **{k: args.get(k) for k in RECIPE_ARGS},
+            # the length its rate schedule was planned for: the cool-down ends there, and a run may stop short of it
+            "schedule_steps": args.get("schedule_steps") or args["steps"],
+        },
     }
     if args.get("init"):
         earlier = Path(args["init"]).parent  # a bundle, or the run of the stage before

@@ -339,7 +339,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="RaphaelPipeline folder to evaluate")
-    p.add_argument("--baseline", type=Path, default=None, help="dense baseline pipeline folder (equal compute)")
+    p.add_argument(
+        "--baseline", type=Path, default=None, help="pipeline folder to compare: the dense baseline or earlier weights"
+    )
     p.add_argument("--name", default=MODEL, help="the first model's name in the tables")
     p.add_argument(
         "--baseline-name", default=BASELINE, help="the second model's name, e.g. for earlier weights"

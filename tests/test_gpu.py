@@ -6,6 +6,7 @@ import torch
 
 from model.bundle import load_bundle
 from model.train import main
+from tests.test_train import run_args
 
 
 @pytest.mark.gpu
@@ -25,8 +26,6 @@ def test_bundle_generates_on_cuda_in_fp16_like_on_cpu():
 @pytest.mark.gpu
 def test_training_resumes_on_cuda_with_its_ema_beside_the_weights(tmp_path):
     """The EMA shadow lives on the weights' device: a CPU shadow broke the first GPU step."""
-    from tests.test_train import run_args
-
     main(run_args(tmp_path, 2))
     main(run_args(tmp_path, 4))  # resumes: the shadow comes back from a CPU checkpoint
     state = torch.load(tmp_path / "run" / "state.pt", map_location="cpu", weights_only=False)

@@ -110,6 +110,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, caplog):
     record = json.loads((out / "training.json").read_text())
     assert record["steps"] == 8 and record["images_seen"] == 64 and record["batch_size"] == 8
     assert record["data"]["num_emoji"] == 4 and record["recipe"]["preset"] == "tiny"
+    assert record["recipe"]["schedule_steps"] == 8
     assert record["step_time_hours"] == round(sum(r["sec"] for r in log_rows(tmp_path)) / 3600, 3)
     assert record["mse_last_100_steps"] == pytest.approx(sum(r["mse"] for r in log_rows(tmp_path)) / 8)
     assert list(load_bundle(out).unet.config.block_out_channels) == TINY["block_out_channels"]
