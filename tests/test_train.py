@@ -152,9 +152,9 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
     )
     assert dry_run.returncode == 0, dry_run.stderr
     stages = [line.split() for line in dry_run.stdout.splitlines() if "model.train" in line]
-    stage_1, stage_2, stage_3, stage_4 = stages
+    stage_1, stage_2, stage_3, stage_4, stage_5 = stages
     assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
-    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 4's
+    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 5's
     assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
     assert stage_2[stage_2.index("--steps") + 1] == "4000" and "--time-limit" not in stage_2
     assert "--max-objects 2 --max-count 2" in " ".join(stage_2) and "--object-weights" not in stage_2
@@ -164,7 +164,11 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
     assert stage_3[stage_3.index("--object-weights") + 1] == "0,1" and stage_3[stage_3.index("--seed") + 1] == "3"
     assert stage_3[stage_3.index("--cooldown") + 1] == "600"
     assert stage_4[stage_4.index("--init") + 1] == f"runs/stage3{suffix}/unet"
-    assert stage_4[stage_4.index("--steps") + 1] == "9" and stage_4[-2:] == ["--time-limit", "5"]
+    assert stage_4[stage_4.index("--steps") + 1] == "2554" and "--time-limit" not in stage_4
     assert "--max-objects 2 --max-count 2" in " ".join(stage_4) and stage_4[stage_4.index("--seed") + 1] == "4"
     assert stage_4[stage_4.index("--batch-size") + 1] == "128" and stage_4[stage_4.index("--cooldown") + 1] == "797"
     assert stage_4[stage_4.index("--schedule-steps") + 1] == "2659"
+    assert stage_5[stage_5.index("--init") + 1] == f"runs/stage4{suffix}/unet"
+    assert stage_5[stage_5.index("--steps") + 1] == "9" and stage_5[-2:] == ["--time-limit", "5"]
+    assert stage_5[stage_5.index("--seed") + 1] == "5" and stage_5[stage_5.index("--cooldown") + 1] == "800"
+    assert "--batch-size" not in stage_5 and "--schedule-steps" not in stage_5
