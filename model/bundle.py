@@ -24,6 +24,8 @@ DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
 
 
 DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "object_weights", "styles", "buckets")
+# Written by a run started with --init: the folder it started from may later hold other weights (a new bundle).
+INIT_RECORD = "init_training.json"
 RECIPE_ARGS = ("preset", "init", "lr", "warmup", "cooldown", "weight_decay", "balance_coef", "edge_coef", "seed")
 
 
@@ -50,13 +52,21 @@ def training_summary(run_dir: Path) -> dict:
             "schedule_steps": args.get("schedule_steps") or args["steps"],
         },
     }
-    if args.get("init"):
-        earlier = Path(args["init"]).parent  # a bundle, or the run of the stage before
-        if (earlier / "training.json").exists():
-            summary["continued_from"] = json.loads((earlier / "training.json").read_text())
-        elif (earlier / "state.pt").exists():
-            summary["continued_from"] = training_summary(earlier)
+    if (run_dir / INIT_RECORD).exists():  # the chain as it stood when the run started
+        summary["continued_from"] = json.loads((run_dir / INIT_RECORD).read_text())
+    elif args.get("init") and (earlier := init_record(Path(args["init"]))):
+        summary["continued_from"] = earlier
     return summary
+
+
+def init_record(init: Path) -> dict | None:
+    """The training record of the weights a run starts from: a bundle's ``training.json`` or a run's summary."""
+    earlier = init.parent  # a bundle, or the run of the stage before
+    if (earlier / "training.json").exists():
+        return json.loads((earlier / "training.json").read_text())
+    if (earlier / "state.pt").exists():
+        return training_summary(earlier)
+    return None
 
 
 def bundle(run_dir: Path, out_dir: Path) -> Path:

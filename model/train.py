@@ -28,6 +28,7 @@ from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from model.buckets import ASPECT_BUCKETS
+from model.bundle import INIT_RECORD, init_record
 from model.checkpoint import load_state, save_state
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
@@ -208,6 +209,8 @@ def train(args: argparse.Namespace) -> Path:
             torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
+    elif args.init and accelerator.is_main_process and (earlier := init_record(Path(args.init))):
+        (out / INIT_RECORD).write_text(json.dumps(earlier, indent=2) + "\n")
     lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.schedule_steps or args.steps, args.cooldown)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.shadow = [s.to(accelerator.device) for s in ema.shadow]  # updated beside the weights, on their device

@@ -127,6 +127,7 @@ def test_a_curriculum_stage_starts_from_the_stage_before_and_records_it(tmp_path
 
     main(run_args(tmp_path, 3, out=tmp_path / "stage2", init=tmp_path / "run" / "unet", max_objects=2,
                   object_weights="1,3"))
+    main(run_args(tmp_path, 7))  # the folder stage 2 started from moves on; its record keeps the 5 steps it had
     record = json.loads((bundle(tmp_path / "stage2", tmp_path / "bundle") / "training.json").read_text())
     assert (record["steps"], record["data"]["max_objects"], record["data"]["object_weights"]) == (3, 2, "1,3")
     assert record["continued_from"]["steps"] == 5 and record["continued_from"]["data"]["max_objects"] == 1
