@@ -56,9 +56,9 @@ lint: venv ## ruff
 # last COOLDOWN_3 steps.
 # Stage 4 is stage 3's recipe at batch 128 on fresh data (seed 4). It ran on one H100, planned for 2,659 steps
 # with a 797-step cool-down, and its time limit stopped it at 2,554 (--schedule-steps keeps that plan).
-# Stage 5 is stage 3's recipe again on fresh data (seed 5) at batch 64, 2,600 steps cooling the last 800 (on the CPU).
-# Stages 6 and 7 are the same again on fresh data (seeds 6 and 7): 1,000 steps cooling the last 500, then 2,800
-# cooling the last 800 (on the CPU).
+# Stage 5 is stage 3's recipe again on fresh data (seed 5) at batch 64, 2,600 steps cooling the last 800 (on the
+# CPU). Stages 6 and 7 are the same again on fresh data (seeds 6 and 7): 1,000 steps cooling the last 500, then
+# 2,800 cooling the last 800 (on the CPU).
 STAGE ?= 7
 TRAIN_STEPS_1 := 5550
 TRAIN_STEPS_2 := 4000
@@ -81,11 +81,13 @@ STAGE_DATA_4 := $(STAGE_DATA_2)
 STAGE_DATA_5 := $(STAGE_DATA_2)
 STAGE_DATA_6 := $(STAGE_DATA_2)
 STAGE_DATA_7 := $(STAGE_DATA_2)
-STAGE_RECIPE_3 := --object-weights 0,1 --seed 3 --lr 2e-4 --warmup 100
-STAGE_RECIPE_4 := --object-weights 0,1 --seed 4 --lr 2e-4 --warmup 100 --batch-size 128 --schedule-steps 2659
-STAGE_RECIPE_5 := --object-weights 0,1 --seed 5 --lr 2e-4 --warmup 100
-STAGE_RECIPE_6 := --object-weights 0,1 --seed 6 --lr 2e-4 --warmup 100
-STAGE_RECIPE_7 := --object-weights 0,1 --seed 7 --lr 2e-4 --warmup 100
+# Stages 3 to 7 share one recipe (two-emoji scenes weighted, half the rate), each on fresh data (its own seed).
+two_emoji_recipe = --object-weights 0,1 --seed $(1) --lr 2e-4 --warmup 100
+STAGE_RECIPE_3 := $(call two_emoji_recipe,3)
+STAGE_RECIPE_4 := $(call two_emoji_recipe,4) --batch-size 128 --schedule-steps 2659
+STAGE_RECIPE_5 := $(call two_emoji_recipe,5)
+STAGE_RECIPE_6 := $(call two_emoji_recipe,6)
+STAGE_RECIPE_7 := $(call two_emoji_recipe,7)
 STAGE_BEFORE_2 := 1
 STAGE_BEFORE_3 := 2
 STAGE_BEFORE_4 := 3
