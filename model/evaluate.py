@@ -45,6 +45,7 @@ EVAL_SEED = 424242
 ADJECTIVES = set(BACKGROUNDS) | set(SIZES) | {"big", "tiny", "huge", "little", "medium-sized", "grey", "gray"}
 WORD_CLASSES = ("noun", "adjective", "other")
 MODEL, BASELINE = "RAPHAEL-tiny", "dense baseline"  # the keys of results["models"]; model.learning_curve reads them
+BY_KIND = ("composition", "identity")  # the scores reported per kind of prompt
 
 
 @torch.no_grad()
@@ -108,10 +109,14 @@ def prompt_kind(scene: Scene) -> str:
 def generate_and_score(
     pipe: RaphaelPipeline, recognizer: Recognizer, groups: dict, steps: int, cfg: float, batch: int
 ) -> dict:
-    """Generate every held-out prompt at its own bucket and score it against its scene."""
+    """Generate every held-out prompt at its own bucket and score it against its scene.
+
+    ``prompts`` lists the captions in the order of ``per_prompt``, so each score can be traced to its prompt.
+    """
     totals: dict[str, list[bool]] = {m: [] for m in METRICS}
     failures = dict.fromkeys(FAILURE_MODES, 0)
-    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kind -> [composition passed, prompts]
+    by_kind = {m: defaultdict(lambda: [0, 0]) for m in BY_KIND}  # metric -> kind -> [passed, prompts]
+    prompts: list[str] = []
     real_feats, fake_feats, grid = [], [], []
     total = sum(len(v) for v in groups.values())
     bar = tqdm(total=total, desc="generate")
@@ -129,12 +134,14 @@ def generate_and_score(
             result = score(fake, [c[2] for c in chunk], recognizer)
             for m in METRICS:
                 totals[m] += result[m]
-            for prediction, item, passed in zip(result["predictions"], chunk, result["composition"], strict=True):
+            for i, (prediction, item) in enumerate(zip(result["predictions"], chunk, strict=True)):
                 if mode := failure_mode(prediction, item[2]):
                     failures[mode] += 1
-                kind = by_kind[prompt_kind(item[2])]
-                kind[0] += int(passed)
-                kind[1] += 1
+                kind = prompt_kind(item[2])
+                for m in BY_KIND:
+                    by_kind[m][kind][0] += int(result[m][i])
+                    by_kind[m][kind][1] += 1
+                prompts.append(item[1])
             real_feats.append(features(recognizer, real))
             fake_feats.append(features(recognizer, fake))
             grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]
@@ -143,9 +150,10 @@ def generate_and_score(
     return {
         "accuracy": {m: float(np.mean(v)) for m, v in totals.items()},
         "per_prompt": {m: [bool(x) for x in v] for m, v in totals.items()},
+        "prompts": prompts,
         "n": total,
         "identity_failures": failures,
-        "composition_by_kind": dict(sorted(by_kind.items())),
+        **{f"{m}_by_kind": dict(sorted(kinds.items())) for m, kinds in by_kind.items()},
         "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
         "grid": grid,
     }
@@ -309,10 +317,11 @@ def markdown(results: dict) -> str:
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
             lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
-    for name, r in results["models"].items():
-        if kinds := r.get("composition_by_kind"):
-            listed = ", ".join(f"{kind} {100 * ok / n:.0f}% ({ok}/{n})" for kind, (ok, n) in kinds.items())
-            lines += ["", f"{name}, composition by kind of prompt (different emoji × most of one): {listed}."]
+    for metric in BY_KIND:
+        for name, r in results["models"].items():
+            if kinds := r.get(f"{metric}_by_kind"):
+                listed = ", ".join(f"{kind} {100 * ok / n:.0f}% ({ok}/{n})" for kind, (ok, n) in kinds.items())
+                lines += ["", f"{name}, {metric} by kind of prompt (different emoji × most of one): {listed}."]
     if "comparison" in results:
         ours, other = list(results["models"])[:2]  # the comparison is the first model minus the second
         lines.append("")

@@ -78,6 +78,7 @@ def test_markdown_shows_training_images_and_the_comparison():
                 "n": 8,
                 "identity_failures": {"nothing drawn": 3, "wrong emoji in place": 1, "right emoji, wrong place": 0},
                 "composition_by_kind": {"1 emoji ×1": [2, 4], "2 emoji ×2": [0, 4]},
+                "identity_by_kind": {"1 emoji ×1": [3, 4], "2 emoji ×2": [1, 4]},
             },
             "dense baseline": {"accuracy": acc, "fd": 2.0, "training": {**trained, "continued_from": trained}},
             "untracked": {"accuracy": acc, "fd": 2.0, "training": None},
@@ -95,7 +96,9 @@ def test_markdown_shows_training_images_and_the_comparison():
         in table
     )
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
-    assert "(different emoji × most of one): 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
+    kinds = "by kind of prompt (different emoji × most of one)"
+    assert f"composition {kinds}: 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
+    assert f"identity {kinds}: 1 emoji ×1 75% (3/4), 2 emoji ×2 25% (1/4)." in table
 
 
 def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
@@ -135,8 +138,10 @@ def test_generate_and_score_counts_every_prompt_once():
     assert result["n"] == 4 and all(len(v) == 4 for v in result["per_prompt"].values())
     assert sum(result["per_prompt"]["identity"]) + sum(result["identity_failures"].values()) == 4
     assert np.isfinite(result["fd"]) and len(result["grid"]) == 4
-    kinds = result["composition_by_kind"]
-    assert set(kinds) == {"1 emoji ×1"} and kinds["1 emoji ×1"] == [sum(result["per_prompt"]["composition"]), 4]
+    for metric in ("composition", "identity"):
+        kinds = result[f"{metric}_by_kind"]
+        assert set(kinds) == {"1 emoji ×1"} and kinds["1 emoji ×1"] == [sum(result["per_prompt"][metric]), 4]
+    assert result["prompts"] == [caption for group in groups.values() for _, caption, _ in group]
 
 
 def test_samples_stem_keeps_short_names_and_never_overwrites_an_earlier_grid():
