@@ -84,7 +84,7 @@ STAGE_DATA_5 := $(STAGE_DATA_2)
 STAGE_DATA_6 := $(STAGE_DATA_2)
 STAGE_DATA_7 := $(STAGE_DATA_2)
 STAGE_DATA_8 := $(STAGE_DATA_2)
-# Stages 3 to 7 share one recipe (two-emoji scenes weighted, half the rate), each on fresh data (its own seed).
+# Stages 3 to 8 share one recipe (two-emoji scenes weighted, half the rate), each on fresh data (its own seed).
 two_emoji_recipe = --object-weights 0,1 --seed $(1) --lr 2e-4 --warmup 100
 STAGE_RECIPE_3 := $(call two_emoji_recipe,3)
 STAGE_RECIPE_4 := $(call two_emoji_recipe,4) --batch-size 128 --schedule-steps 2659
