@@ -1,9 +1,12 @@
 """Evaluation helpers: the Fréchet distance, the paired comparison, the table and word classes."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from model.bundle import load_bundle
 from model.data.config import SceneConfig
+from model.data.dataset import EmojiScenes
 from model.data.scene import Scene, SceneObject
 from model.evaluate import (
     FAILURE_MODES,
@@ -13,6 +16,7 @@ from model.evaluate import (
     heldout_prompts,
     markdown,
     paired_difference,
+    prompt_wording,
     same_training,
     samples_stem,
     stage_images,
@@ -79,6 +83,7 @@ def test_markdown_shows_training_images_and_the_comparison():
                 "identity_failures": {"nothing drawn": 3, "wrong emoji in place": 1, "right emoji, wrong place": 0},
                 "composition_by_kind": {"1 emoji ×1": [2, 4], "2 emoji ×2": [0, 4]},
                 "identity_by_kind": {"1 emoji ×1": [3, 4], "2 emoji ×2": [1, 4]},
+                "identity_by_wording": {"held-out synonym": [1, 2], "trained words": [3, 6]},
             },
             "dense baseline": {"accuracy": acc, "fd": 2.0, "training": {**trained, "continued_from": trained}},
             "untracked": {"accuracy": acc, "fd": 2.0, "training": None},
@@ -98,6 +103,9 @@ def test_markdown_shows_training_images_and_the_comparison():
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
     kinds = "by kind of prompt (different emoji × most of one)"
     assert f"composition {kinds}: 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
+    assert "identity by wording (an emoji named by a synonym training never used, or trained words only): " \
+        "held-out synonym 50% (1/2), trained words 50% (3/6)." in table
+    assert "composition by wording" not in table  # only the groupings a results file holds
     assert f"identity {kinds}: 1 emoji ×1 75% (3/4), 2 emoji ×2 25% (1/4)." in table
 
 
@@ -112,6 +120,21 @@ def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
     assert failure_mode(read(("dog", 1, "left")), scene) == FAILURE_MODES[1]
     assert failure_mode(read(("cat", 1, "right")), scene) == FAILURE_MODES[2]
     assert failure_mode(read(("dog", 1, "top")), scene) == FAILURE_MODES[3]
+
+
+def test_prompt_wording_finds_the_synonyms_training_never_used():
+    """Only held-out captions name an emoji by its last synonym ("cycle" for a bicycle), as a whole word."""
+    bicycle = Scene("1:1", 32, 32, "blue", "flat", [SceneObject("bicycle", 2, "left", "medium")])
+    assert prompt_wording("two cycles on the left on blue, flat", bicycle) == "held-out synonym"
+    assert prompt_wording("A Cycle on the left on blue, flat", bicycle) == "held-out synonym"
+    assert prompt_wording("two bicycles on the left on blue, flat", bicycle) == "trained words"
+    assert prompt_wording("a cycle on the left", replace(bicycle, objects=[])) == "trained words"  # not this scene's
+    config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
+    train = EmojiScenes(config, seed=0)
+    assert {prompt_wording(*train.sample(i)[1:]) for i in range(400)} == {"trained words"}
+    heldout = [item for group in heldout_prompts(config, 256).values() for item in group]
+    wordings = [prompt_wording(caption, scene) for _, caption, scene in heldout]
+    assert 0 < wordings.count("held-out synonym") < len(wordings) / 2
 
 
 def test_validation_prompts_are_other_held_out_prompts():
@@ -141,6 +164,8 @@ def test_generate_and_score_counts_every_prompt_once():
     for metric in ("composition", "identity"):
         kinds = result[f"{metric}_by_kind"]
         assert set(kinds) == {"1 emoji ×1"} and kinds["1 emoji ×1"] == [sum(result["per_prompt"][metric]), 4]
+        wordings = result[f"{metric}_by_wording"].values()
+        assert sum(ok for ok, _ in wordings) == sum(result["per_prompt"][metric]) and sum(n for _, n in wordings) == 4
     assert result["prompts"] == [caption for group in groups.values() for _, caption, _ in group]
 
 

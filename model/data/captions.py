@@ -149,6 +149,12 @@ def synonyms(name: str, split: str) -> tuple[str, ...]:
     return words[:-1] if split == "train" and len(words) >= 2 else words
 
 
+def heldout_words(name: str) -> frozenset[str]:
+    """The word forms for emoji ``name`` that only held-out captions use: its last synonym, singular and plural."""
+    words = load_atlas().by_name[name].synonyms
+    return frozenset({words[-1], pluralise(words[-1])}) if len(words) >= 2 else frozenset()
+
+
 def emoji_words(name: str) -> frozenset[str]:
     """Every word form a caption may use for emoji ``name`` (any split, singular and plural)."""
     info = load_atlas().by_name[name]
