@@ -182,14 +182,14 @@ class GenerationService:
         return self.categorizer.category(prompt)
 
     def prompt_warnings(self, text: str) -> list[str]:
-        """What a rater should know before judging: parts outside the trained domain, and truncation.
+        """What a rater should know before judging: parts outside the trained domain, untrained words, truncation.
 
         A poor picture of what the model never learned should not be taken for its best, and pipelines
         cut long prompts silently. The domain comes from the bundle's ``training.json``; the token limit
         is the pipeline's ``tokenizer_max_length`` (the diffusers name, e.g. Flux) when it sets one, else
         the tokenizer's ``model_max_length``.
         """
-        warnings = self.domain.notes(text) if self.domain else []
+        warnings = [*self.domain.notes(text), *self.domain.word_notes(text)] if self.domain else []
         tokenizer = getattr(self.pipe, "tokenizer", None)
         limit = getattr(self.pipe, "tokenizer_max_length", None) or getattr(tokenizer, "model_max_length", None)
         if tokenizer is None or not isinstance(limit, int) or limit > 100_000:

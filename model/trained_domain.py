@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from model.data.atlas import load_atlas
-from model.data.captions import COUNT_WORDS, pluralise
+from model.data.captions import COUNT_WORDS, heldout_words, pluralise
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.vocab import BACKGROUNDS, POSITIONS
@@ -185,6 +185,27 @@ class TrainedDomain:
         if style is not None and style not in self.styles:
             notes.append(f"This model has learned {' and '.join(self.styles)} style only so far, not {style}.")
         return notes
+
+    @cached_property
+    def _untrained_words(self) -> re.Pattern[str]:
+        """The word forms that name a trained emoji but that training captions never used (held out)."""
+        words = sorted((w for name in self.emoji for w in heldout_words(name)), key=len, reverse=True)
+        return re.compile("|".join(rf"\b{re.escape(w)}\b" for w in words) or r"(?!)")  # (?!) matches nothing
+
+    def word_notes(self, prompt: str) -> list[str]:
+        """A note when ``prompt`` names a trained emoji by a word training never used ("cycle", not "bicycle").
+
+        The model reads such a word only through the frozen text encoder, and draws its emoji far less
+        reliably than by a trained word (see the model card), so a rater should know before judging.
+        """
+        found = list(dict.fromkeys(self._untrained_words.findall(prompt.lower())))
+        if not found:
+            return []
+        names = list(dict.fromkeys(m.name for word in found for m in self._mentions(word)))
+        return [
+            f"This model never saw {_listed(found, last='or')} in training; it learned {_listed(names)}, "
+            "which it draws more reliably."
+        ]
 
     def example_prompts(self, n: int, seed: int = 0, pool: int = 600) -> list[str]:
         """``n`` held-out prompts of the trained slice: phrasings and combinations training never showed.

@@ -151,6 +151,8 @@ def test_the_bundled_model_warns_outside_its_trained_domain() -> None:
     examples = bundled.domain_examples(4)
     assert [seed for _, _, seed in examples] == [0, 1, 2, 3]
     assert all(bundled.prompt_warnings(prompt) == [] for prompt, _, _ in examples)
+    (word,) = bundled.prompt_warnings("a cycle on the left on a red background")  # a trained emoji, untrained word
+    assert "never saw 'cycle'" in word and "'bicycle'" in word
     result = bundled.run(request(prompt="a unicorn on a red background", steps=1, num_images=1))
     (warning,) = result.warnings
     assert "'unicorn'" in warning

@@ -1,6 +1,7 @@
 """The trained domain of a bundle: read from training.json, and prompts checked against it."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from model.data.atlas import load_atlas
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
+from model.evaluate import prompt_wording
 from model.prompt_enhancer import PromptEnhancer
 from model.trained_domain import EmojiMentions, Mention, TrainedDomain
 
@@ -119,13 +121,37 @@ def test_each_note_says_what_lies_outside() -> None:
     assert "flat style only" in style and "pixel art" in style
 
 
+def test_word_notes_name_the_words_training_never_used_and_what_it_learned() -> None:
+    (note,) = STAGE_1.word_notes("Two CYCLES on the left")
+    assert "never saw 'cycles' in training" in note and "it learned 'bicycle'" in note
+    (note,) = STAGE_1.word_notes("a cycle, a jet and an auto")
+    assert "'cycle', 'jet' or 'auto'" in note and "'bicycle', 'airplane' and 'car'" in note
+    assert STAGE_1.word_notes("a bicycle, a bike, an automobile and a plane") == []  # trained words
+    assert STAGE_1.word_notes("a unicorn") == []  # emoji outside the slice get notes(), not this
+    assert TrainedDomain(SceneConfig(num_emoji=2)).word_notes("a cycle") == []  # not one of its emoji
+
+
+def test_word_notes_agree_with_the_evaluation_wording() -> None:
+    """Training captions never get the note; held-out ones exactly when the evaluation sees a held-out synonym."""
+    stage_2 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",)))
+    train = EmojiScenes(stage_2.config, seed=3)
+    assert all(stage_2.word_notes(train.describe(i)[0]) == [] for i in range(300))
+    heldout = EmojiScenes(replace(stage_2.config, split="heldout"), seed=3)
+    wordings = set()
+    for i in range(300):
+        caption, scene = heldout.describe(i)
+        wordings.add(wording := prompt_wording(caption, scene))
+        assert bool(stage_2.word_notes(caption)) == (wording == "held-out synonym"), caption
+    assert wordings == {"held-out synonym", "trained words"}
+
+
 def test_examples_are_held_out_prompts_inside_the_domain() -> None:
     examples = STAGE_1.example_prompts(8)
     assert examples == STAGE_1.example_prompts(8)  # the page shows the same examples on every start
     # Gradio cuts example labels at 60 characters; "<prompt> · seed 7" shows whole
     assert len(examples) == 8 and all(len(prompt) <= 50 for prompt in examples)
     assert len({EmojiMentions()(prompt)[0].name for prompt in examples}) == 8  # eight different emoji
-    assert all(STAGE_1.notes(prompt) == [] for prompt in examples)
+    assert all(STAGE_1.notes(prompt) == [] and STAGE_1.word_notes(prompt) == [] for prompt in examples)
 
 
 def test_examples_show_every_object_count_the_domain_has() -> None:
@@ -133,7 +159,7 @@ def test_examples_show_every_object_count_the_domain_has() -> None:
     examples = stage_2.example_prompts(5)
     objects = [len({m.name for m in EmojiMentions()(prompt)}) for prompt in examples]
     assert objects == [1, 1, 1, 2, 2]  # shared out, one emoji first
-    assert all(stage_2.notes(prompt) == [] for prompt in examples)
+    assert all(stage_2.notes(prompt) == [] and stage_2.word_notes(prompt) == [] for prompt in examples)
     assert stage_2.example_prompts(1) == examples[:1]  # the browser test clicks the first
 
 
