@@ -46,7 +46,7 @@ EVAL_SEED = 424242
 ADJECTIVES = set(BACKGROUNDS) | set(SIZES) | {"big", "tiny", "huge", "little", "medium-sized", "grey", "gray"}
 WORD_CLASSES = ("noun", "adjective", "other")
 MODEL, BASELINE = "RAPHAEL-tiny", "dense baseline"  # the keys of results["models"]; model.learning_curve reads them
-BY_KIND = ("composition", "identity")  # the scores reported per group of prompts
+GROUPED_METRICS = ("composition", "identity")  # the scores reported per group of prompts
 # How prompts are grouped for those scores: result key suffix -> how the markdown names the grouping.
 GROUPINGS = {
     "kind": "kind of prompt (different emoji × most of one)",
@@ -134,7 +134,7 @@ def generate_and_score(
     totals: dict[str, list[bool]] = {m: [] for m in METRICS}
     failures = dict.fromkeys(FAILURE_MODES, 0)
     # grouping -> metric -> group -> [passed, prompts]
-    grouped = {g: {m: defaultdict(lambda: [0, 0]) for m in BY_KIND} for g in GROUPINGS}
+    grouped = {g: {m: defaultdict(lambda: [0, 0]) for m in GROUPED_METRICS} for g in GROUPINGS}
     prompts: list[str] = []
     real_feats, fake_feats, grid = [], [], []
     total = sum(len(v) for v in groups.values())
@@ -158,7 +158,7 @@ def generate_and_score(
                     failures[mode] += 1
                 groups_of = {"kind": prompt_kind(item[2]), "wording": prompt_wording(item[1], item[2])}
                 for grouping, group in groups_of.items():
-                    for m in BY_KIND:
+                    for m in GROUPED_METRICS:
                         grouped[grouping][m][group][0] += int(result[m][i])
                         grouped[grouping][m][group][1] += 1
                 prompts.append(item[1])
@@ -174,9 +174,9 @@ def generate_and_score(
         "n": total,
         "identity_failures": failures,
         **{
-            f"{m}_by_{grouping}": dict(sorted(groups.items()))
+            f"{m}_by_{grouping}": dict(sorted(counts.items()))
             for grouping, metrics in grouped.items()
-            for m, groups in metrics.items()
+            for m, counts in metrics.items()
         },
         "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
         "grid": grid,
@@ -342,10 +342,10 @@ def markdown(results: dict) -> str:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
             lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
     for grouping, label in GROUPINGS.items():
-        for metric in BY_KIND:
+        for metric in GROUPED_METRICS:
             for name, r in results["models"].items():
-                if groups := r.get(f"{metric}_by_{grouping}"):
-                    listed = ", ".join(f"{group} {100 * ok / n:.0f}% ({ok}/{n})" for group, (ok, n) in groups.items())
+                if counts := r.get(f"{metric}_by_{grouping}"):
+                    listed = ", ".join(f"{group} {100 * ok / n:.0f}% ({ok}/{n})" for group, (ok, n) in counts.items())
                     lines += ["", f"{name}, {metric} by {label}: {listed}."]
     if "comparison" in results:
         ours, other = list(results["models"])[:2]  # the comparison is the first model minus the second
