@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from model.bundle import load_bundle
 from model.data.config import SceneConfig
@@ -149,6 +150,18 @@ def test_validation_prompts_are_other_held_out_prompts():
     assert len(captions(test) & captions(validation)) <= 2  # independent draws from the same held-out split
     scenes = [scene for group in validation.values() for _, _, scene in group]
     assert all(scene.objects for scene in scenes) and {len(scene.objects) for scene in scenes} == {1, 2}
+
+
+def test_a_wording_draw_keeps_only_prompts_of_that_wording():
+    """The same held-out draw, skipping the other wording: a plain draw's prompts of that wording come first."""
+    config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
+    held = [item for group in heldout_prompts(config, 12, wording="held-out synonym").values() for item in group]
+    assert len(held) == 12 and all(prompt_wording(caption, scene) == "held-out synonym" for _, caption, scene in held)
+    plain = [item for group in heldout_prompts(config, 64).values() for item in group]
+    in_plain = {caption for _, caption, scene in plain if prompt_wording(caption, scene) == "held-out synonym"}
+    assert 0 < len(in_plain) < 12 and in_plain <= {caption for _, caption, _ in held}
+    with pytest.raises(ValueError, match="worded"):
+        heldout_prompts(config, 2, wording="no such wording")
 
 
 def test_generate_and_score_counts_every_prompt_once():
