@@ -150,9 +150,9 @@ def synonyms(name: str, split: str) -> tuple[str, ...]:
 
 
 def heldout_words(name: str) -> frozenset[str]:
-    """The word forms for emoji ``name`` that only held-out captions use: its last synonym, singular and plural."""
-    words = load_atlas().by_name[name].synonyms
-    return frozenset({words[-1], pluralise(words[-1])}) if len(words) >= 2 else frozenset()
+    """The word forms for emoji ``name`` that only held-out captions use (see ``synonyms``), singular and plural."""
+    held = set(synonyms(name, "heldout")) - set(synonyms(name, "train"))
+    return frozenset({*held, *map(pluralise, held)})
 
 
 def emoji_words(name: str) -> frozenset[str]:
