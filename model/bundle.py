@@ -23,7 +23,16 @@ logger = logging.getLogger("model.bundle")
 DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
 
 
-DATA_ARGS = ("sample_size", "num_emoji", "max_objects", "max_count", "object_weights", "styles", "buckets")
+DATA_ARGS = (
+    "sample_size",
+    "num_emoji",
+    "max_objects",
+    "max_count",
+    "object_weights",
+    "styles",
+    "buckets",
+    "paraphrases",
+)
 # Written by a run started with --init: the folder it started from may later hold other weights (a new bundle).
 INIT_RECORD = "init_training.json"
 RECIPE_ARGS = ("preset", "init", "lr", "warmup", "cooldown", "weight_decay", "balance_coef", "edge_coef", "seed")

@@ -110,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated relative frequencies of scenes with 1, 2, ... distinct emoji (default: equal)",
     )
     p.add_argument("--styles", default=None, help="comma-separated styles (default: all)")
+    p.add_argument(
+        "--paraphrases", action="store_true", help="captions also use the extra words of model/data/paraphrases.py"
+    )
     p.add_argument("--buckets", default=None, help=f"comma-separated aspect buckets of {', '.join(ASPECT_BUCKETS)}")
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
@@ -130,6 +133,7 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
         object_weights=tuple(map(float, split(args.object_weights))) if args.object_weights else None,
         styles=split(args.styles),
         buckets=split(args.buckets),
+        paraphrases=args.paraphrases,
     )
 
 

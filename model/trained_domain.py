@@ -18,6 +18,7 @@ from model.data.atlas import load_atlas
 from model.data.captions import COUNT_WORDS, heldout_words, pluralise
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
+from model.data.paraphrases import PARAPHRASES
 from model.data.vocab import BACKGROUNDS, POSITIONS
 from model.prompt_enhancer import PromptEnhancer
 
@@ -62,12 +63,12 @@ class Mention:
 
 
 class EmojiMentions:
-    """Finds every atlas emoji a prompt names (by name, synonym, plural or character), in order."""
+    """Finds every atlas emoji a prompt names (by name, synonym, paraphrase, plural or character), in order."""
 
     def __init__(self) -> None:
         self.forms: dict[str, tuple[str, bool]] = {}  # lower-case phrase -> (emoji name, is plural)
         for info in load_atlas().by_name.values():
-            for word in (info.name, *info.synonyms):
+            for word in (info.name, *info.synonyms, *PARAPHRASES.get(info.name, ())):
                 self.forms.setdefault(word.lower(), (info.name, False))
                 self.forms.setdefault(pluralise(word).lower(), (info.name, True))
             self.forms.setdefault(info.plural.lower(), (info.name, True))
@@ -114,6 +115,7 @@ class TrainedDomain:
                 max_count=data.get("max_count", 3),
                 styles=names("styles"),
                 buckets=names("buckets"),
+                paraphrases=bool(data.get("paraphrases")),
             )
         )
 

@@ -4,6 +4,7 @@ import itertools
 import json
 import random
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,14 +17,16 @@ from model.data.captions import (
     SIZE_WORDS,
     emoji_words,
     fix_articles,
+    heldout_words,
     make_caption,
     pluralise,
 )
 from model.data.dataset import EmojiScenes, SceneConfig
+from model.data.paraphrases import PARAPHRASES
 from model.data.scene import Scene, region_box, render_scene, sample_scene, without_objects
 from model.data.splits import is_reserved
 from model.data.styles import STYLES
-from model.data.vocab import BACKGROUNDS
+from model.data.vocab import BACKGROUNDS, POSITIONS
 
 
 def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:
@@ -110,12 +113,12 @@ def test_train_and_heldout_are_disjoint_on_reserved_combinations() -> None:
         assert any(is_reserved(o.emoji, scene.background, o.position) for o in scene.objects)
 
 
-@pytest.mark.parametrize("split", ["train", "heldout"])
-def test_captions_mention_emoji_colour_and_count(split: str) -> None:
+@pytest.mark.parametrize(("split", "paraphrases"), [("train", False), ("train", True), ("heldout", False)])
+def test_captions_mention_emoji_colour_and_count(split: str, paraphrases: bool) -> None:
     rng = random.Random(11)
     sizes = "|".join(w for words in SIZE_WORDS.values() for w in words)
     for scene in _scenes(32, 300, seed=7, split=split):
-        caption = make_caption(scene, rng, split).lower()
+        caption = make_caption(scene, rng, split, paraphrases).lower()
         colours = "|".join(COLOUR_WORDS[scene.background])
         assert re.search(rf"\b({colours})\b", caption), caption
         for obj in scene.objects:
@@ -123,6 +126,49 @@ def test_captions_mention_emoji_colour_and_count(split: str) -> None:
             counts = "|".join(re.escape(w) for w in (*COUNT_WORDS[obj.count], *(("an",) if obj.count == 1 else ())))
             assert re.search(rf"\b({counts}) (({sizes}) )?({nouns})\b", caption), (caption, obj)
         assert not re.search(r"\ba (orange|outline|8-bit)\b|\ban (red|blue|pixel|flat)\b", caption), caption
+
+
+def _whole_words(words: set[str]) -> re.Pattern[str]:
+    return re.compile("|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True)))
+
+
+def test_paraphrases_name_only_their_emoji() -> None:
+    """No paraphrase holds another emoji's word, a held-out synonym, or a colour, count, size or position word."""
+    atlas = load_atlas()
+    assert set(PARAPHRASES) == set(atlas.names[:30])  # every emoji the curriculum trains
+    assert all(len(words) >= 3 for words in PARAPHRASES.values())
+    reserved = {
+        *(w for words in COLOUR_WORDS.values() for w in words),
+        *(w for words in COUNT_WORDS.values() for w in words if w != "a"),
+        *(w for words in SIZE_WORDS.values() for w in words),
+        *POSITIONS,
+        *(w for info in atlas.emoji for w in heldout_words(info.name)),
+    }
+    for name, words in PARAPHRASES.items():
+        others = {
+            w
+            for info in atlas.emoji
+            if info.name != name
+            for w in (info.name, info.plural, *info.synonyms, *PARAPHRASES.get(info.name, ()))
+        }
+        forbidden = _whole_words(reserved | others | {pluralise(w) for w in others})
+        for word in words:
+            assert not forbidden.search(word), (name, word, forbidden.search(word))
+            assert not forbidden.search(pluralise(word)), (name, pluralise(word))
+
+
+def test_paraphrases_reach_training_captions_only() -> None:
+    """The held-out prompts and the default training stream never change; a paraphrasing stream uses them."""
+    config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
+    words = _whole_words({f for ws in PARAPHRASES.values() for w in ws for f in (w, pluralise(w))})
+
+    def captions(**changes: object) -> list[str]:
+        scenes = EmojiScenes(replace(config, **changes), seed=3)
+        return [scenes.describe(i)[0].lower() for i in range(300)]
+
+    assert sum(bool(words.search(c)) for c in captions(paraphrases=True)) > 60  # about a third name one
+    assert not any(words.search(c) for c in captions())
+    assert captions(split="heldout", paraphrases=True) == captions(split="heldout")
 
 
 def test_articles_follow_the_next_word() -> None:

@@ -34,8 +34,9 @@ def test_the_bundled_checkpoint_records_its_domain() -> None:
 
 def test_the_domain_is_read_from_training_json(tmp_path: Path) -> None:
     data = {"sample_size": 32, "num_emoji": 12, "max_objects": 2, "max_count": 2, "styles": "flat,night"}
-    domain = TrainedDomain.from_bundle(write_training_json(tmp_path / "bundle", data))
-    assert domain == TrainedDomain(SceneConfig(num_emoji=12, max_objects=2, max_count=2, styles=("flat", "night")))
+    domain = TrainedDomain.from_bundle(write_training_json(tmp_path / "bundle", data | {"paraphrases": True}))
+    expected = SceneConfig(num_emoji=12, max_objects=2, max_count=2, styles=("flat", "night"), paraphrases=True)
+    assert domain == TrainedDomain(expected)
     assert domain.styles == ("flat", "night") and len(domain.emoji) == 12
     assert "up to two different emoji" in domain.describe() and "each up to two times" in domain.describe()
     chinese = domain.describe("zh")
@@ -64,6 +65,7 @@ def test_pipelines_without_a_recorded_domain_have_none(tmp_path: Path) -> None:
         ("a cat on a blue background", [Mention("cat", 1)]),
         ("a kitty and a 🍎", [Mention("cat", 1), Mention("apple", 1)]),
         ("two medium-sized frogs", [Mention("frog", 2)]),
+        ("a pushbike and two storm clouds", [Mention("bicycle", 1), Mention("cloud", 2)]),  # paraphrases
         ("a pair of kitties", [Mention("cat", 2)]),
         ("3 stars at the top", [Mention("star", 3)]),
         ("frogs", [Mention("frog", 2)]),
@@ -77,10 +79,10 @@ def test_mentions_name_each_emoji_and_its_count(prompt: str, expected: list[Ment
 
 
 def test_mentions_recover_the_ground_truth_of_captions() -> None:
-    """Every caption phrasing of the whole domain, both splits: the emoji and counts the scene holds."""
+    """Every caption phrasing of the whole domain, both splits and paraphrases: the emoji and counts held."""
     mentions = EmojiMentions()
-    for split in ("train", "heldout"):
-        scenes = EmojiScenes(SceneConfig(split=split), seed=3)
+    for split, paraphrases in (("train", False), ("train", True), ("heldout", False)):
+        scenes = EmojiScenes(SceneConfig(split=split, paraphrases=paraphrases), seed=3)
         for i in range(300):
             _, caption, scene = scenes.sample(i)
             found: dict[str, int] = {}

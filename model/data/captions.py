@@ -5,13 +5,15 @@ its count (article, number word or digit), its position, the background colour a
 the phrasing varies with the template, word order, synonyms and optional size adjectives.
 
 Held out (only ``split="heldout"`` produces them): the templates in ``HELDOUT_TEMPLATES`` and,
-for every emoji with two or more synonyms, its last synonym.
+for every emoji with two or more synonyms, its last synonym. Training captions may also use the
+extra words of ``PARAPHRASES`` (``paraphrases=True``); held-out captions never do.
 """
 
 import random
 import re
 
 from model.data.atlas import load_atlas
+from model.data.paraphrases import PARAPHRASES
 from model.data.scene import Scene, SceneObject
 
 COLOUR_WORDS: dict[str, tuple[str, ...]] = {
@@ -120,6 +122,11 @@ _IRREGULAR = {
     "gateau": "gateaux",
     "autumn leaf": "autumn leaves",
     "ananas": "ananas",
+    "trout": "trout",
+    "goldfish": "goldfish",
+    "devilfish": "devilfish",
+    "aircraft": "aircraft",
+    "chateau": "chateaux",
 }
 
 
@@ -143,10 +150,15 @@ def fix_articles(text: str) -> str:
     return re.sub(r"\b([Aa]) (?=(\w+))", lambda m: f"{m.group(1)}{_article(m.group(2))[1:]} ", text)
 
 
-def synonyms(name: str, split: str) -> tuple[str, ...]:
-    """Synonyms of emoji ``name`` usable in ``split`` (the last of two or more is held out)."""
+def synonyms(name: str, split: str, paraphrases: bool = False) -> tuple[str, ...]:
+    """Synonyms of emoji ``name`` usable in ``split`` (the last of two or more is held out).
+
+    ``paraphrases`` adds the training-only words of ``PARAPHRASES`` to the "train" split.
+    """
     words = load_atlas().by_name[name].synonyms
-    return words[:-1] if split == "train" and len(words) >= 2 else words
+    if split != "train":
+        return words
+    return (*(words[:-1] if len(words) >= 2 else words), *(PARAPHRASES.get(name, ()) if paraphrases else ()))
 
 
 def heldout_words(name: str) -> frozenset[str]:
@@ -156,14 +168,15 @@ def heldout_words(name: str) -> frozenset[str]:
 
 
 def emoji_words(name: str) -> frozenset[str]:
-    """Every word form a caption may use for emoji ``name`` (any split, singular and plural)."""
+    """Every word form a caption may use for emoji ``name`` (any split, paraphrases too, singular and plural)."""
     info = load_atlas().by_name[name]
-    return frozenset({name, info.plural, *info.synonyms, *(pluralise(s) for s in info.synonyms)})
+    words = (*info.synonyms, *PARAPHRASES.get(name, ()))
+    return frozenset({name, info.plural, *words, *map(pluralise, words)})
 
 
-def _noun_phrase(obj: SceneObject, rng: random.Random, split: str) -> str:
+def _noun_phrase(obj: SceneObject, rng: random.Random, split: str, paraphrases: bool) -> str:
     info = load_atlas().by_name[obj.emoji]
-    options = synonyms(obj.emoji, split)
+    options = synonyms(obj.emoji, split, paraphrases)
     use_synonym = options and rng.random() < 0.35
     word = rng.choice(options) if use_synonym else obj.emoji
     if obj.count > 1:
@@ -176,9 +189,9 @@ def _noun_phrase(obj: SceneObject, rng: random.Random, split: str) -> str:
     return f"{number} {word}"
 
 
-def _object_phrase(obj: SceneObject, rng: random.Random, split: str, free: bool) -> str:
+def _object_phrase(obj: SceneObject, rng: random.Random, split: str, free: bool, paraphrases: bool) -> str:
     """One object's words; position-first orders only where the list stands free (not after "of")."""
-    noun = _noun_phrase(obj, rng, split)
+    noun = _noun_phrase(obj, rng, split, paraphrases)
     where = rng.choice(POSITION_PHRASES[obj.position])
     order = rng.randrange(4) if free else rng.choice((0, 2))
     if order == 0:
@@ -197,8 +210,8 @@ def _join(phrases: list[str], rng: random.Random) -> str:
     return f"{', '.join(phrases[:-1])}{comma} and {phrases[-1]}"
 
 
-def make_caption(scene: Scene, rng: random.Random, split: str = "train") -> str:
-    """A caption for ``scene`` using only the phrasings allowed in ``split``."""
+def make_caption(scene: Scene, rng: random.Random, split: str = "train", paraphrases: bool = False) -> str:
+    """A caption for ``scene`` using only the phrasings allowed in ``split`` (and ``PARAPHRASES`` if asked)."""
     pool = [i for i in range(len(TEMPLATES)) if (i in HELDOUT_TEMPLATES) == (split == "heldout")]
     template = TEMPLATES[rng.choice(pool)]
     lead = template.split("{objects}")[0]
@@ -207,7 +220,7 @@ def make_caption(scene: Scene, rng: random.Random, split: str = "train") -> str:
     rng.shuffle(objects)
     colour = rng.choice(COLOUR_WORDS[scene.background])
     caption = template.format(
-        objects=_join([_object_phrase(o, rng, split, free) for o in objects], rng),
+        objects=_join([_object_phrase(o, rng, split, free, paraphrases) for o in objects], rng),
         bg=rng.choice(BACKGROUND_PHRASES).format(c=colour),
         c=colour,
         style=rng.choice(STYLE_SUFFIXES[scene.style]),

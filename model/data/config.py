@@ -24,6 +24,8 @@ class SceneConfig:
         buckets (`tuple[str, ...] | None`, defaults to None): allowed aspect buckets; None = all.
         split (`str`, defaults to "train"): "train" never produces the reserved combinations and
             caption phrasings; "heldout" always contains one reserved combination.
+        paraphrases (`bool`, defaults to False): training captions also name emoji by the extra words of
+            `model.data.paraphrases` (stage 9 on); the "heldout" split ignores it, so held-out prompts stay the same.
     """
 
     sample_size: int = 32
@@ -34,6 +36,7 @@ class SceneConfig:
     styles: tuple[str, ...] | None = None
     buckets: tuple[str, ...] | None = None
     split: str = "train"
+    paraphrases: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_size % 8 or self.sample_size < 24:

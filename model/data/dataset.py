@@ -28,7 +28,7 @@ class EmojiScenes:
 
     def _describe(self, rng: random.Random, bucket: str | None) -> tuple[str, Scene]:
         scene = sample_scene(rng, self.config, bucket)  # rendering draws nothing from rng
-        return make_caption(scene, rng, self.config.split), scene
+        return make_caption(scene, rng, self.config.split, self.config.paraphrases), scene
 
     def _draw(self, rng: random.Random, bucket: str | None) -> tuple[np.ndarray, str, Scene]:
         caption, scene = self._describe(rng, bucket)
