@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +63,11 @@ class Mention:
     count: int
 
 
+def whole_words(words: Iterable[str]) -> str:
+    """A regex alternation of ``words`` as whole words, longest first, so "soccer ball" wins over "ball"."""
+    return "|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True))
+
+
 class EmojiMentions:
     """Finds every atlas emoji a prompt names (by name, synonym, paraphrase, plural or character), in order."""
 
@@ -73,9 +79,8 @@ class EmojiMentions:
                 self.forms.setdefault(pluralise(word).lower(), (info.name, True))
             self.forms.setdefault(info.plural.lower(), (info.name, True))
             self.forms.setdefault(info.char.replace(VARIATION_SELECTOR, ""), (info.name, False))
-        words = sorted((f for f in self.forms if f.isascii()), key=len, reverse=True)  # longest phrase wins
-        chars = [f for f in self.forms if not f.isascii()]
-        self._pattern = re.compile("|".join([rf"\b{re.escape(w)}\b" for w in words] + list(map(re.escape, chars))))
+        chars = [re.escape(f) for f in self.forms if not f.isascii()]
+        self._pattern = re.compile("|".join([whole_words(f for f in self.forms if f.isascii()), *chars]))
 
     def __call__(self, prompt: str) -> list[Mention]:
         text = prompt.replace(VARIATION_SELECTOR, "").lower()  # users type the emoji variation selector or not
@@ -191,8 +196,7 @@ class TrainedDomain:
     @cached_property
     def _untrained_words(self) -> re.Pattern[str]:
         """The word forms that name a trained emoji but that training captions never used (held out)."""
-        words = sorted((w for name in self.emoji for w in heldout_words(name)), key=len, reverse=True)
-        return re.compile("|".join(rf"\b{re.escape(w)}\b" for w in words) or r"(?!)")  # (?!) matches nothing
+        return re.compile(whole_words(w for name in self.emoji for w in heldout_words(name)) or r"(?!)")  # (?!): none
 
     def word_notes(self, prompt: str) -> list[str]:
         """A note when ``prompt`` names a trained emoji by a word training never used ("cycle", not "bicycle").

@@ -27,6 +27,7 @@ from model.data.scene import Scene, region_box, render_scene, sample_scene, with
 from model.data.splits import is_reserved
 from model.data.styles import STYLES
 from model.data.vocab import BACKGROUNDS, POSITIONS
+from model.trained_domain import whole_words
 
 
 def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:
@@ -128,10 +129,6 @@ def test_captions_mention_emoji_colour_and_count(split: str, paraphrases: bool) 
         assert not re.search(r"\ba (orange|outline|8-bit)\b|\ban (red|blue|pixel|flat)\b", caption), caption
 
 
-def _whole_words(words: set[str]) -> re.Pattern[str]:
-    return re.compile("|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True)))
-
-
 def test_paraphrases_name_only_their_emoji() -> None:
     """No paraphrase holds another emoji's word, a held-out synonym, or a colour, count, size or position word."""
     atlas = load_atlas()
@@ -151,7 +148,7 @@ def test_paraphrases_name_only_their_emoji() -> None:
             if info.name != name
             for w in (info.name, info.plural, *info.synonyms, *PARAPHRASES.get(info.name, ()))
         }
-        forbidden = _whole_words(reserved | others | {pluralise(w) for w in others})
+        forbidden = re.compile(whole_words(reserved | others | {pluralise(w) for w in others}))
         for word in words:
             assert not forbidden.search(word), (name, word, forbidden.search(word))
             assert not forbidden.search(pluralise(word)), (name, pluralise(word))
@@ -160,7 +157,7 @@ def test_paraphrases_name_only_their_emoji() -> None:
 def test_paraphrases_reach_training_captions_only() -> None:
     """The held-out prompts and the default training stream never change; a paraphrasing stream uses them."""
     config = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
-    words = _whole_words({f for ws in PARAPHRASES.values() for w in ws for f in (w, pluralise(w))})
+    words = re.compile(whole_words({f for ws in PARAPHRASES.values() for w in ws for f in (w, pluralise(w))}))
 
     def captions(**changes: object) -> list[str]:
         scenes = EmojiScenes(replace(config, **changes), seed=3)
