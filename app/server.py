@@ -31,11 +31,14 @@ def build_demo(settings: Settings) -> gr.Blocks:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
     generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
     store = FeedbackStore(settings.db_url, settings.image_dir)
+    domain = generation.domain  # None for pipelines we did not train: no style or word limits then
     handlers = Handlers(
         settings,
         generation,
         store,
-        PromptEnhancer(auto_styles=generation.domain.styles if generation.domain else None),
+        PromptEnhancer(
+            auto_styles=domain.styles if domain else None, word_swaps=domain.word_swaps if domain else None
+        ),
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
     )
     demo = build_ui(handlers, settings)

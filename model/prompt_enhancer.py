@@ -3,8 +3,9 @@
 RAPHAEL's public demo had a GPT-based "optimise prompt" button. We have no language model to
 spare, so this enhancer fills A1111-style ``{prompt}`` templates with the phrasings the training
 captions use (``model.data.captions``): a style phrase, a background colour when the prompt names
-none, and a detail word. Every choice is drawn from the seed, so the same prompt, seed and style
-always give the same text and a generation can be reproduced from its provenance.
+none, and a detail word. Given the model's word swaps, it also puts a word the model learned in place
+of one it never saw ("a cycle" -> "a bicycle"). Every choice is drawn from the seed, so the same prompt,
+seed and style always give the same text and a generation can be reproduced from its provenance.
 
 Anything with ``styles`` and ``enhance(prompt, seed, style) -> EnhancedPrompt`` satisfies
 :class:`Enhancer`, so a learned enhancer can replace this one without touching the app.
@@ -17,7 +18,14 @@ import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from model.data.captions import BACKGROUND_PHRASES, COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES, STYLE_WORDS
+from model.data.captions import (
+    BACKGROUND_PHRASES,
+    COLOUR_WORDS,
+    STYLE_PREFIXES,
+    STYLE_SUFFIXES,
+    STYLE_WORDS,
+    indefinite_article,
+)
 
 
 def _style_templates() -> dict[str, tuple[str, ...]]:
@@ -79,8 +87,10 @@ class PromptEnhancer:
         templates: dict[str, tuple[str, ...]] | None = None,
         details_per_prompt: int = 1,
         auto_styles: tuple[str, ...] | None = None,
+        word_swaps: dict[str, str] | None = None,
     ) -> None:
-        """``auto_styles`` limits the styles drawn when none is asked for, e.g. to those a model was trained in."""
+        """``auto_styles`` limits the styles drawn when none is asked for, e.g. to those a model was trained in;
+        ``word_swaps`` maps lower-case words a model never learned to ones it did ("cycle" -> "bicycle")."""
         self.templates = dict(STYLE_TEMPLATES if templates is None else templates)
         for name, options in self.templates.items():
             if not options or any("{prompt}" not in template for template in options):
@@ -90,6 +100,10 @@ class PromptEnhancer:
         unknown = set(self.auto_styles) - set(self.templates)
         if unknown:
             raise ValueError(f"Unknown auto style(s) {sorted(unknown)}; choose from {', '.join(self.templates)}.")
+        self.word_swaps = {k.lower(): v for k, v in (word_swaps or {}).items()}
+        words = "|".join(re.escape(w) for w in sorted(self.word_swaps, key=len, reverse=True))
+        # An article before the word is matched with it, so "an auto" becomes "a car", not "an car".
+        self._swap_pattern = re.compile(rf"\b(?:(an?) )?({words})\b", re.IGNORECASE) if words else None
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -103,9 +117,24 @@ class PromptEnhancer:
                 return style
         return None
 
+    def swap_words(self, prompt: str) -> str:
+        """``prompt`` with every word of ``word_swaps`` replaced, its article and capital letter kept in step."""
+        if self._swap_pattern is None:
+            return prompt
+
+        def swap(match: re.Match[str]) -> str:
+            article, word = match.groups()
+            new = self.word_swaps[word.lower()]
+            if article:
+                new = f"{indefinite_article(new)} {new}"
+            capital = article[0].isupper() if article else word[0].isupper() and not word.isupper()
+            return new[0].upper() + new[1:] if capital else new
+
+        return self._swap_pattern.sub(swap, prompt)
+
     def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt:
         """Expand ``prompt``; ``style=None`` keeps a style the prompt names, else draws an auto style from the seed."""
-        prompt = " ".join(prompt.split()).rstrip(" ,.;")
+        prompt = self.swap_words(" ".join(prompt.split()).rstrip(" ,.;"))
         if not prompt:
             raise ValueError("Please enter a prompt to enhance.")
         if seed < 0:

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from model.data.atlas import load_atlas
-from model.data.captions import COUNT_WORDS, heldout_words, pluralise
+from model.data.captions import COUNT_WORDS, heldout_synonyms, pluralise
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.paraphrases import PARAPHRASES
@@ -196,7 +196,21 @@ class TrainedDomain:
     @cached_property
     def _untrained_words(self) -> re.Pattern[str]:
         """The word forms that name a trained emoji but that training captions never used (held out)."""
-        return re.compile(whole_words(w for name in self.emoji for w in heldout_words(name)) or r"(?!)")  # (?!): none
+        return re.compile(whole_words(self.word_swaps) or r"(?!)")  # (?!) matches nothing
+
+    @cached_property
+    def word_swaps(self) -> dict[str, str]:
+        """Each held-out word form of a trained emoji -> its trained name in the same number ("cycles" -> "bicycles").
+
+        The prompt enhancer makes these swaps, so an enhanced prompt uses only words the model learned. A word
+        whose plural is itself ("spacecraft") gets the singular; the prompt's number word still gives the count.
+        """
+        swaps = {}
+        for name in self.emoji:
+            for word in heldout_synonyms(name):
+                swaps[pluralise(word)] = load_atlas().by_name[name].plural
+                swaps[word] = name
+        return swaps
 
     def word_notes(self, prompt: str) -> list[str]:
         """A note when ``prompt`` names a trained emoji by a word training never used ("cycle", not "bicycle").
@@ -210,7 +224,7 @@ class TrainedDomain:
         names = list(dict.fromkeys(m.name for word in found for m in self._mentions(word)))
         return [
             f"This model never saw {_listed(found, last='or')} in training; it learned {_listed(names)}, "
-            "which it draws more reliably."
+            "which it draws more reliably (enhancing the prompt swaps it in)."
         ]
 
     def example_prompts(self, n: int, seed: int = 0, pool: int = 600) -> list[str]:

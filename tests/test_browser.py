@@ -189,6 +189,10 @@ def test_the_bundled_model_says_what_it_has_learned(page: Page, app_server: AppS
     expect_toast(page, "has not learned to draw 'unicorn'")
     page.screenshot(path=artifacts_dir / "browser-trained-domain.png", full_page=True)
 
+    page.locator("#prompt textarea").fill("a cycle on the left")  # a word training held out
+    page.locator("#enhance").click()
+    expect(page.locator("#enhanced textarea")).to_have_value(re.compile(r"\ba bicycle on the left"))
+
 
 @pytest.mark.parametrize("app_server", [DEFAULT_BUNDLE], indirect=True)
 def test_the_chinese_page_says_what_the_model_has_learned(

@@ -85,3 +85,12 @@ def test_is_an_enhancer_and_can_be_replaced() -> None:
 
     assert isinstance(PromptEnhancer(), Enhancer)
     assert isinstance(Echo(), Enhancer)
+
+
+def test_word_swaps_keep_articles_capitals_and_whole_words() -> None:
+    swaps = {"cycle": "bicycle", "cycles": "bicycles", "auto": "car", "soccer ball": "ball"}
+    enhancer = PromptEnhancer(word_swaps=swaps)
+    assert enhancer.swap_words("An auto and two CYCLES, a soccer ball") == "A car and two bicycles, a ball"
+    assert enhancer.swap_words("a motorcycle and an autumn leaf") == "a motorcycle and an autumn leaf"
+    assert "a car on the left" in enhancer.enhance("an auto on the left", seed=3).text
+    assert PromptEnhancer().swap_words("an auto") == "an auto"  # no swaps without a trained domain

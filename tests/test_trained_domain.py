@@ -147,6 +147,23 @@ def test_word_notes_agree_with_the_evaluation_wording() -> None:
     assert wordings == {"held-out synonym", "trained words"}
 
 
+def test_the_enhancer_swaps_held_out_words_for_the_trained_ones() -> None:
+    """Every held-out caption, enhanced with the domain's swaps, names the same emoji and counts in trained words."""
+    stage_2 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",)))
+    enhancer = PromptEnhancer(auto_styles=stage_2.styles, word_swaps=stage_2.word_swaps)
+    assert enhancer.swap_words("A cycle and two jets") == "A bicycle and two airplanes"
+    heldout = EmojiScenes(replace(stage_2.config, split="heldout"), seed=3)
+    swapped = 0
+    mentions = EmojiMentions()
+    for i in range(300):
+        caption = heldout.describe(i)[0]
+        enhanced = enhancer.enhance(caption, seed=i).text
+        assert stage_2.word_notes(enhanced) == [], enhanced
+        assert mentions(enhanced) == mentions(caption), (caption, enhanced)
+        swapped += bool(stage_2.word_notes(caption))
+    assert swapped > 10
+
+
 def test_examples_are_held_out_prompts_inside_the_domain() -> None:
     examples = STAGE_1.example_prompts(8)
     assert examples == STAGE_1.example_prompts(8)  # the page shows the same examples on every start

@@ -141,13 +141,14 @@ def pluralise(word: str) -> str:
     return word + "s"
 
 
-def _article(word: str) -> str:
+def indefinite_article(word: str) -> str:
+    """ "a" or "an" before ``word``, by how it sounds ("an apple", "a ufo")."""
     return "an" if word[0] in "aeiou" and not word.startswith(("ufo", "uni", "eu")) else "a"
 
 
 def fix_articles(text: str) -> str:
     """"a orange background" -> "an orange background", wherever a template put "a" before a word."""
-    return re.sub(r"\b([Aa]) (?=(\w+))", lambda m: f"{m.group(1)}{_article(m.group(2))[1:]} ", text)
+    return re.sub(r"\b([Aa]) (?=(\w+))", lambda m: f"{m.group(1)}{indefinite_article(m.group(2))[1:]} ", text)
 
 
 def synonyms(name: str, split: str, paraphrases: bool = False) -> tuple[str, ...]:
@@ -161,9 +162,15 @@ def synonyms(name: str, split: str, paraphrases: bool = False) -> tuple[str, ...
     return (*(words[:-1] if len(words) >= 2 else words), *(PARAPHRASES.get(name, ()) if paraphrases else ()))
 
 
+def heldout_synonyms(name: str) -> tuple[str, ...]:
+    """The synonyms of emoji ``name`` that only held-out captions use (see ``synonyms``)."""
+    trained = set(synonyms(name, "train"))
+    return tuple(w for w in synonyms(name, "heldout") if w not in trained)
+
+
 def heldout_words(name: str) -> frozenset[str]:
-    """The word forms for emoji ``name`` that only held-out captions use (see ``synonyms``), singular and plural."""
-    held = set(synonyms(name, "heldout")) - set(synonyms(name, "train"))
+    """The word forms for emoji ``name`` that only held-out captions use, singular and plural."""
+    held = heldout_synonyms(name)
     return frozenset({*held, *map(pluralise, held)})
 
 
@@ -185,7 +192,7 @@ def _noun_phrase(obj: SceneObject, rng: random.Random, split: str, paraphrases: 
         word = f"{rng.choice(SIZE_WORDS[obj.size])} {word}"
     number = rng.choice(COUNT_WORDS[obj.count])
     if number == "a":
-        number = _article(word)
+        number = indefinite_article(word)
     return f"{number} {word}"
 
 
