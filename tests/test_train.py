@@ -153,9 +153,9 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
     )
     assert dry_run.returncode == 0, dry_run.stderr
     stages = [line.split() for line in dry_run.stdout.splitlines() if "model.train" in line]
-    stage_1, stage_2, stage_3, stage_4, stage_5, stage_6, stage_7, stage_8 = stages
+    stage_1, stage_2, stage_3, stage_4, stage_5, stage_6, stage_7, stage_8, stage_9 = stages
     assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
-    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 8's
+    assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 9's
     assert stage_2[stage_2.index("--init") + 1] == f"runs/stage1{suffix}/unet"
     assert stage_2[stage_2.index("--steps") + 1] == "4000" and "--time-limit" not in stage_2
     assert "--max-objects 2 --max-count 2" in " ".join(stage_2) and "--object-weights" not in stage_2
@@ -180,6 +180,10 @@ def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: 
     assert stage_7[stage_7.index("--steps") + 1] == "2800" and "--time-limit" not in stage_7
     assert stage_7[stage_7.index("--seed") + 1] == "7" and stage_7[stage_7.index("--cooldown") + 1] == "800"
     assert stage_8[stage_8.index("--init") + 1] == f"runs/stage7{suffix}/unet"
-    assert stage_8[stage_8.index("--steps") + 1] == "9" and stage_8[-2:] == ["--time-limit", "5"]
+    assert stage_8[stage_8.index("--steps") + 1] == "2800" and "--time-limit" not in stage_8
     assert stage_8[stage_8.index("--seed") + 1] == "8" and stage_8[stage_8.index("--cooldown") + 1] == "800"
     assert stage_8[stage_8.index("--object-weights") + 1] == "0,1" and "--batch-size" not in stage_8
+    assert stage_9[stage_9.index("--init") + 1] == f"runs/stage8{suffix}/unet"
+    assert stage_9[stage_9.index("--steps") + 1] == "9" and stage_9[-2:] == ["--time-limit", "5"]
+    assert stage_9[stage_9.index("--seed") + 1] == "9" and stage_9[stage_9.index("--cooldown") + 1] == "800"
+    assert "--paraphrases" in stage_9 and not any("--paraphrases" in stage for stage in stages[:-1])
