@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -47,11 +48,6 @@ ADJECTIVES = set(BACKGROUNDS) | set(SIZES) | {"big", "tiny", "huge", "little", "
 WORD_CLASSES = ("noun", "adjective", "other")
 MODEL, BASELINE = "RAPHAEL-tiny", "dense baseline"  # the keys of results["models"]; model.learning_curve reads them
 GROUPED_METRICS = ("composition", "identity")  # the scores reported per group of prompts
-# How prompts are grouped for those scores: result key suffix -> how the markdown names the grouping.
-GROUPINGS = {
-    "kind": "kind of prompt (different emoji × most of one)",
-    "wording": "wording (an emoji named by a synonym training never used, or trained words only)",
-}
 HELDOUT_WORDING, TRAINED_WORDING = "held-out synonym", "trained words"
 WORDINGS = {"held-out": HELDOUT_WORDING, "trained": TRAINED_WORDING}  # --wording choices
 MAX_DRAWS_PER_PROMPT = 100  # a --wording draw gives up rather than loop on a slice without such prompts
@@ -138,6 +134,13 @@ def prompt_wording(caption: str, scene: Scene) -> str:
     return HELDOUT_WORDING if any(re.search(rf"\b{re.escape(word)}\b", text) for word in held) else TRAINED_WORDING
 
 
+# How prompts are grouped for those scores: result key suffix -> (how the markdown names it, a prompt's group).
+GROUPINGS: dict[str, tuple[str, Callable[[str, Scene], str]]] = {
+    "kind": ("kind of prompt (different emoji × most of one)", lambda caption, scene: prompt_kind(scene)),
+    "wording": ("wording (an emoji named by a synonym training never used, or trained words only)", prompt_wording),
+}
+
+
 def generate_and_score(
     pipe: RaphaelPipeline, recognizer: Recognizer, groups: dict, steps: int, cfg: float, batch: int
 ) -> dict:
@@ -170,8 +173,8 @@ def generate_and_score(
             for i, (prediction, item) in enumerate(zip(result["predictions"], chunk, strict=True)):
                 if mode := failure_mode(prediction, item[2]):
                     failures[mode] += 1
-                groups_of = {"kind": prompt_kind(item[2]), "wording": prompt_wording(item[1], item[2])}
-                for grouping, group in groups_of.items():
+                for grouping, (_, group_of) in GROUPINGS.items():
+                    group = group_of(item[1], item[2])
                     for m in GROUPED_METRICS:
                         grouped[grouping][m][group][0] += int(result[m][i])
                         grouped[grouping][m][group][1] += 1
@@ -355,7 +358,7 @@ def markdown(results: dict) -> str:
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
             lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
-    for grouping, label in GROUPINGS.items():
+    for grouping, (label, _) in GROUPINGS.items():
         for metric in GROUPED_METRICS:
             for name, r in results["models"].items():
                 if counts := r.get(f"{metric}_by_{grouping}"):
