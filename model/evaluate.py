@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from model.bundle import DEFAULT_BUNDLE, load_bundle
 from model.data.atlas import load_atlas
-from model.data.captions import emoji_words, heldout_words
+from model.data.captions import emoji_words, heldout_words, whole_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
@@ -129,9 +129,8 @@ def prompt_wording(caption: str, scene: Scene) -> str:
     Such a word reaches the model only through the frozen text encoder, so its misses call for another
     fix (the text side) than those of scenes the model cannot yet draw.
     """
-    text = caption.lower()
-    held = (word for obj in scene.objects for word in heldout_words(obj.emoji))
-    return HELDOUT_WORDING if any(re.search(rf"\b{re.escape(word)}\b", text) for word in held) else TRAINED_WORDING
+    held = [word for obj in scene.objects for word in heldout_words(obj.emoji)]
+    return HELDOUT_WORDING if held and re.search(whole_words(held), caption.lower()) else TRAINED_WORDING
 
 
 # How prompts are grouped for those scores: result key suffix -> (how the markdown names it, a prompt's group).

@@ -25,6 +25,7 @@ from model.data.captions import (
     STYLE_SUFFIXES,
     STYLE_WORDS,
     indefinite_article,
+    whole_words,
 )
 
 
@@ -101,9 +102,9 @@ class PromptEnhancer:
         if unknown:
             raise ValueError(f"Unknown auto style(s) {sorted(unknown)}; choose from {', '.join(self.templates)}.")
         self.word_swaps = {k.lower(): v for k, v in (word_swaps or {}).items()}
-        words = "|".join(re.escape(w) for w in sorted(self.word_swaps, key=len, reverse=True))
+        words = whole_words(self.word_swaps)
         # An article before the word is matched with it, so "an auto" becomes "a car", not "an car".
-        self._swap_pattern = re.compile(rf"\b(?:(an?) )?({words})\b", re.IGNORECASE) if words else None
+        self._swap_pattern = re.compile(rf"(?:\b(an?) )?({words})", re.IGNORECASE) if words else None
 
     @property
     def styles(self) -> tuple[str, ...]:

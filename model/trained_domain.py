@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from model.data.atlas import load_atlas
-from model.data.captions import COUNT_WORDS, heldout_synonyms, pluralise
+from model.data.captions import COUNT_WORDS, heldout_synonyms, pluralise, whole_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.paraphrases import PARAPHRASES
@@ -61,11 +60,6 @@ class Mention:
 
     name: str
     count: int
-
-
-def whole_words(words: Iterable[str]) -> str:
-    """A regex alternation of ``words`` as whole words, longest first, so "soccer ball" wins over "ball"."""
-    return "|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True))
 
 
 class EmojiMentions:

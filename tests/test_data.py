@@ -20,6 +20,7 @@ from model.data.captions import (
     heldout_words,
     make_caption,
     pluralise,
+    whole_words,
 )
 from model.data.dataset import EmojiScenes, SceneConfig
 from model.data.paraphrases import PARAPHRASES
@@ -27,7 +28,6 @@ from model.data.scene import Scene, region_box, render_scene, sample_scene, with
 from model.data.splits import is_reserved
 from model.data.styles import STYLES
 from model.data.vocab import BACKGROUNDS, POSITIONS
-from model.trained_domain import whole_words
 
 
 def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:

@@ -11,6 +11,7 @@ extra words of ``PARAPHRASES`` (``paraphrases=True``); held-out captions never d
 
 import random
 import re
+from collections.abc import Iterable
 
 from model.data.atlas import load_atlas
 from model.data.paraphrases import PARAPHRASES
@@ -172,6 +173,11 @@ def heldout_words(name: str) -> frozenset[str]:
     """The word forms for emoji ``name`` that only held-out captions use, singular and plural."""
     held = heldout_synonyms(name)
     return frozenset({*held, *map(pluralise, held)})
+
+
+def whole_words(words: Iterable[str]) -> str:
+    """A regex alternation of ``words`` as whole words, longest first, so "soccer ball" wins over "ball"."""
+    return "|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True))
 
 
 def emoji_words(name: str) -> frozenset[str]:
