@@ -1,10 +1,14 @@
 """Evaluation helpers: the Fréchet distance, the paired comparison, the table and word classes."""
 
+import json
+import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
+from model import evaluate
 from model.bundle import load_bundle
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
@@ -23,7 +27,11 @@ from model.evaluate import (
     stage_images,
     word_class,
 )
+from model.pipeline_raphael import RaphaelPipeline
 from model.recognizer import load_default
+from model.schedule import default_scheduler
+from model.unet_raphael import RaphaelUNet
+from tests.test_train import TINY
 
 
 def test_frechet_distance_is_zero_for_one_set_and_grows_with_shift():
@@ -186,3 +194,23 @@ def test_samples_stem_keeps_short_names_and_never_overwrites_an_earlier_grid():
     assert samples_stem("RAPHAEL-tiny", {}) == "raphael-tiny"
     assert samples_stem("dense baseline", {"RAPHAEL-tiny": {}}) == "dense"
     assert samples_stem("RAPHAEL-tiny (stage 3)", {"RAPHAEL-tiny (stage 4)": {}}) == "raphael-tiny-stage-3"
+
+
+@pytest.mark.parametrize("experts", [2, 0], ids=["moe", "dense"])
+def test_main_analyses_routing_only_for_a_model_with_space_moe(tmp_path, monkeypatch, experts):
+    """A dense baseline scored alone has no routers, so its results carry the scores without a routing analysis."""
+    torch.manual_seed(0)
+    unet = RaphaelUNet(**TINY, num_space_experts=experts, num_time_experts=experts)
+    RaphaelPipeline(unet=unet, scheduler=default_scheduler()).save_pretrained(
+        tmp_path / "tiny", include_text_encoder=False
+    )
+    args = ["--model", str(tmp_path / "tiny"), "--n", "2", "--steps", "1", "--batch", "2", "--num-emoji", "30"]
+    args += ["--max-objects", "1", "--max-count", "1", "--styles", "flat", "--out", str(tmp_path / "eval")]
+    monkeypatch.setattr(sys, "argv", ["evaluate", *args])
+    full_analysis = evaluate.routing_analysis
+    monkeypatch.setattr(evaluate, "routing_analysis", lambda pipe, config: full_analysis(pipe, config, n=60))
+    evaluate.main()
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["models"]["RAPHAEL-tiny"]["n"] == 2
+    assert ("routing" in results) == bool(experts)
+    assert (tmp_path / "eval" / "results.md").read_text().count("Routing paths") == bool(experts)
