@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from model.data.atlas import load_atlas
-from model.data.captions import COUNT_WORDS, heldout_synonyms, pluralise, whole_words
+from model.data.captions import COUNT_WORDS, SIZE_WORDS, heldout_synonyms, pluralise, whole_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.paraphrases import PARAPHRASES
@@ -190,20 +190,36 @@ class TrainedDomain:
     @cached_property
     def _untrained_words(self) -> re.Pattern[str]:
         """The word forms that name a trained emoji but that training captions never used (held out)."""
-        return re.compile(whole_words(self.word_swaps) or r"(?!)")  # (?!) matches nothing
+        return re.compile(whole_words(self._heldout_forms) or r"(?!)")  # (?!) matches nothing
+
+    @cached_property
+    def _heldout_forms(self) -> dict[str, str]:
+        """Each held-out word form of a trained emoji -> its trained name in the same number ("cycles" -> "bicycles").
+
+        A word whose plural is itself ("spacecraft") gets the singular here; ``word_swaps`` adds its counts.
+        """
+        forms = {}
+        for name in self.emoji:
+            for word in heldout_synonyms(name):
+                forms[pluralise(word)] = load_atlas().by_name[name].plural
+                forms[word] = name
+        return forms
 
     @cached_property
     def word_swaps(self) -> dict[str, str]:
-        """Each held-out word form of a trained emoji -> its trained name in the same number ("cycles" -> "bicycles").
+        """The swaps that make a prompt use only words the model learned; the prompt enhancer makes them.
 
-        The prompt enhancer makes these swaps, so an enhanced prompt uses only words the model learned. A word
-        whose plural is itself ("spacecraft") gets the singular; the prompt's number word still gives the count.
+        Each held-out word form goes to its trained name in the same number. A word whose plural is itself
+        takes its number from the count phrase before it, which the swap then includes with any size word:
+        "two large spacecraft" -> "two large rockets", where the word alone gives "rocket".
         """
-        swaps = {}
-        for name in self.emoji:
-            for word in heldout_synonyms(name):
-                swaps[pluralise(word)] = load_atlas().by_name[name].plural
-                swaps[word] = name
+        swaps = dict(self._heldout_forms)
+        numbers = [number for count, words in COUNT_WORDS.items() if count > 1 for number in words]
+        sizes = ["", *(f"{size} " for words in SIZE_WORDS.values() for size in words)]
+        for word, name in self._heldout_forms.items():
+            if pluralise(word) == word:
+                plural = load_atlas().by_name[name].plural
+                swaps |= {f"{n} {s}{word}": f"{n} {s}{plural}" for n in numbers for s in sizes}
         return swaps
 
     def word_notes(self, prompt: str) -> list[str]:

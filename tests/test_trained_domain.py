@@ -152,6 +152,9 @@ def test_the_enhancer_swaps_held_out_words_for_the_trained_ones() -> None:
     stage_2 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",)))
     enhancer = PromptEnhancer(auto_styles=stage_2.styles, word_swaps=stage_2.word_swaps)
     assert enhancer.swap_words("A cycle and two jets") == "A bicycle and two airplanes"
+    # "spacecraft" is its own plural: the count before it, with any size word, keeps the number
+    assert enhancer.swap_words("a spacecraft, Two large spacecraft") == "a rocket, Two large rockets"
+    assert enhancer.swap_words("a pair of spacecraft and 3 tiny spacecraft") == "a pair of rockets and 3 tiny rockets"
     heldout = EmojiScenes(replace(stage_2.config, split="heldout"), seed=3)
     swapped = 0
     mentions = EmojiMentions()
