@@ -454,7 +454,7 @@ def main() -> None:
         save_grid(r.pop("grid"), args.out / f"samples_{samples_stem(name, results['models'])}.png")
         r["training"] = training_record(path)
         results["models"][name] = r
-        if path == args.model and any(isinstance(m, SpaceMoE) for m in pipe.unet.modules()):  # dense: no routes
+        if path == args.model and pipe.unet.config.num_space_experts > 0:  # a dense FFN has no routes to analyse
             results["routing"] = routing_analysis(pipe, config)
     if len(results["models"]) == 2:
         records = [r["training"] for r in results["models"].values()]
