@@ -41,11 +41,13 @@ def load_points(folders: list[Path]) -> list[dict]:
         if "comparison" not in results:
             raise ValueError(f"{folder} holds no dense-baseline comparison; run model.evaluate with --baseline")
         models = {}
-        for name, r in results["models"].items():
+        names = list(results["models"])[:2]  # the comparison is the first model minus the second, whatever --name
+        for key, name in zip((MODEL, BASELINE), names):
+            r = results["models"][name]
             chain = training_chain(r["training"])
             if not chain:
                 raise ValueError(f"{folder}: {name} has no training record (bundle it with model.bundle)")
-            models[name] = {
+            models[key] = {
                 "steps": [stage["steps"] for stage in chain],  # per curriculum stage, earliest first
                 "stage_images": stage_images(r["training"]),
                 "images_seen": sum(stage_images(r["training"])),
@@ -56,7 +58,7 @@ def load_points(folders: list[Path]) -> list[dict]:
         steps = {tuple(m["steps"]) for m in models.values()}
         if len(steps) != 1:
             raise ValueError(f"{folder} compares checkpoints of different steps: {sorted(steps)}")
-        points.append({"n": results["models"][MODEL]["n"], "models": models, **results["comparison"]})
+        points.append({"n": results["models"][names[0]]["n"], "models": models, **results["comparison"]})
     return sorted(points, key=lambda p: p["models"][MODEL]["images_seen"])
 
 

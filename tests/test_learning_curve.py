@@ -83,3 +83,16 @@ def test_a_later_stage_counts_the_images_of_the_stages_before(tmp_path: Path) ->
     main([str(stage_2), str(stage_1), "--out", str(tmp_path / "curve")])
     table = (tmp_path / "curve" / "learning_curve.md").read_text().splitlines()
     assert table[3].startswith("| 5,550 + 1,221 | 433,344 | 2 | 50.0% | 0.0% | +50.0")
+
+
+def test_models_named_at_evaluation_are_read_in_order(tmp_path: Path) -> None:
+    """``model.evaluate --name/--baseline-name`` labels a stage; the curve still takes first minus second."""
+    folder = results_folder(tmp_path, 2600, [True, True], [True, False])
+    results = json.loads((folder / "results.json").read_text())
+    ours, dense = results["models"].values()
+    results["models"] = {"RAPHAEL-tiny (stage 5)": ours, "dense (stage 5)": dense}
+    (folder / "results.json").write_text(json.dumps(results))
+    (point,) = load_points([folder])
+    assert point["models"]["RAPHAEL-tiny"]["composition"] == 1.0
+    assert point["models"]["dense baseline"]["composition"] == 0.5
+    assert point["n"] == 2
