@@ -337,6 +337,12 @@ def samples_stem(name: str, earlier: dict) -> str:
     return stem
 
 
+def compared_models(results: dict) -> tuple[str, str]:
+    """The names of the two models in ``results["comparison"]``: the first model minus the second, as written."""
+    ours, other = list(results["models"])[:2]
+    return ours, other
+
+
 def markdown(results: dict) -> str:
     """A short table for the README and the model card."""
     lines = [
@@ -364,7 +370,7 @@ def markdown(results: dict) -> str:
                     listed = ", ".join(f"{group} {100 * ok / n:.0f}% ({ok}/{n})" for group, (ok, n) in counts.items())
                     lines += ["", f"{name}, {metric} by {label}: {listed}."]
     if "comparison" in results:
-        ours, other = list(results["models"])[:2]  # the comparison is the first model minus the second
+        ours, other = compared_models(results)
         lines.append("")
         for metric, c in results["comparison"].items():
             low, high = c["ci95"]

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.evaluate import BASELINE, MODEL, stage_images, training_chain  # noqa: E402
+from model.evaluate import BASELINE, MODEL, compared_models, stage_images, training_chain  # noqa: E402
 
 logger = logging.getLogger("model.learning_curve")
 
@@ -41,7 +41,7 @@ def load_points(folders: list[Path]) -> list[dict]:
         if "comparison" not in results:
             raise ValueError(f"{folder} holds no dense-baseline comparison; run model.evaluate with --baseline")
         models = {}
-        names = list(results["models"])[:2]  # the comparison is the first model minus the second, whatever --name
+        names = compared_models(results)  # whatever --name and --baseline-name called them
         for key, name in zip((MODEL, BASELINE), names):
             r = results["models"][name]
             chain = training_chain(r["training"])
