@@ -43,8 +43,9 @@ test: venv sysdeps ## run the whole test suite (browser and Postgres tests inclu
 test-fast: venv ## unit tests only (no browser, no Postgres, no slow)
 	$(PY) -m pytest -m "not browser and not postgres and not slow"
 
-lint: venv ## ruff
+lint: venv ## ruff lint and format check
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The curriculum. STAGE=9 (the default) is the last stage of the shipped weights; each stage has its own steps.
 # Stage 1: one emoji of the first 30, once, flat style. Stage 2 adds a second emoji and counts of two, and

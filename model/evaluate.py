@@ -161,8 +161,13 @@ def generate_and_score(
             chunk = items[start : start + batch]
             generators = [torch.Generator().manual_seed(EVAL_SEED + start + i) for i in range(len(chunk))]
             out = pipe(
-                [c[1] for c in chunk], height=height, width=width, num_inference_steps=steps,
-                guidance_scale=cfg, generator=generators, output_type="np",
+                [c[1] for c in chunk],
+                height=height,
+                width=width,
+                num_inference_steps=steps,
+                guidance_scale=cfg,
+                generator=generators,
+                output_type="np",
             )
             fake = image_array(out.images)
             real = np.stack([c[0] for c in chunk])
@@ -276,8 +281,9 @@ def routing_paths(pipe: RaphaelPipeline, captions: list[str]) -> tuple[np.ndarra
     xs, ys, words = [], [], []
     for start in range(0, len(captions), 64):
         chunk = captions[start : start + 64]
-        tokens = pipe.tokenizer(chunk, padding="max_length", max_length=pipe.tokenizer_max_length, truncation=True,
-                                return_tensors="pt")
+        tokens = pipe.tokenizer(
+            chunk, padding="max_length", max_length=pipe.tokenizer_max_length, truncation=True, return_tensors="pt"
+        )
         states = pipe.text_encoder(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask).last_hidden_state
         paths = torch.stack([r(states.to(pipe.unet.dtype)).expert_index for r in routers], dim=-1)  # (B, L, blocks)
         for b in range(len(chunk)):
@@ -311,13 +317,16 @@ def routing_analysis(pipe: RaphaelPipeline, config: SceneConfig, n: int = 600) -
     gbdt = cross_val_score(HistGradientBoostingClassifier(max_iter=100), x, y, cv=5, scoring="balanced_accuracy")
     torch.manual_seed(0)
     untrained = RaphaelPipeline(
-        unet=type(pipe.unet).from_config(pipe.unet.config), scheduler=pipe.scheduler,
-        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        unet=type(pipe.unet).from_config(pipe.unet.config),
+        scheduler=pipe.scheduler,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
     )
     ux, uy, _ = routing_paths(untrained, captions)
     control = cross_val_score(HistGradientBoostingClassifier(max_iter=100), ux, uy, cv=5, scoring="balanced_accuracy")
-    chance = cross_val_score(DummyClassifier(strategy="stratified", random_state=0), x, y, cv=5,
-                             scoring="balanced_accuracy")
+    chance = cross_val_score(
+        DummyClassifier(strategy="stratified", random_state=0), x, y, cv=5, scoring="balanced_accuracy"
+    )
     distinct = len({tuple(row) for row in x})
     return {
         "tokens": len(y),
@@ -399,9 +408,7 @@ def main() -> None:
         "--baseline", type=Path, default=None, help="pipeline folder to compare: the dense baseline or earlier weights"
     )
     p.add_argument("--name", default=MODEL, help="the first model's name in the tables")
-    p.add_argument(
-        "--baseline-name", default=BASELINE, help="the second model's name, e.g. for earlier weights"
-    )
+    p.add_argument("--baseline-name", default=BASELINE, help="the second model's name, e.g. for earlier weights")
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=2.0, help="chosen on validation prompts (--prompt-seed)")

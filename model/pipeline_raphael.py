@@ -238,7 +238,13 @@ class RaphaelPipeline(DiffusionPipeline):
 
         # 1. check inputs
         self.check_inputs(
-            prompt, negative_prompt, height, width, num_inference_steps, guidance_scale, num_images_per_prompt,
+            prompt,
+            negative_prompt,
+            height,
+            width,
+            num_inference_steps,
+            guidance_scale,
+            num_images_per_prompt,
             callback_on_step_end_tensor_inputs,
         )
         self._guidance_scale = guidance_scale
@@ -278,7 +284,10 @@ class RaphaelPipeline(DiffusionPipeline):
                 latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 out = self.unet(
-                    latent_model_input, t.expand(latent_model_input.shape[0]), text, text_mask,
+                    latent_model_input,
+                    t.expand(latent_model_input.shape[0]),
+                    text,
+                    text_mask,
                     return_routing=return_routing,
                 )
                 noise_pred = out.sample  # (2B or B, C, h, w)

@@ -88,8 +88,9 @@ def _read_rows(path: Path) -> tuple[list[dict], Path]:
         return datasets.load_from_disk(str(path)).to_list(), folder
     files = [path] if path.is_file() else sorted([*path.glob("*.parquet"), *path.glob("*.jsonl")])
     if not files:
-        raise FileNotFoundError(f"No export found at {path}: expected train.parquet, train.jsonl, "
-                                "metadata.jsonl or a datasets folder.")
+        raise FileNotFoundError(
+            f"No export found at {path}: expected train.parquet, train.jsonl, metadata.jsonl or a datasets folder."
+        )
     rows = []
     for file in files:
         if file.suffix == ".parquet":
@@ -121,8 +122,13 @@ def load_preferences(path: str | Path) -> PreferenceData:
             singles.append(Example(row["caption"], _decode(image), bool(row["label"])))
         else:
             raise ValueError(f"{path} is neither a pickapic nor a kto export (columns: {', '.join(row)}).")
-    logger.info("Read %d pairs and %d rated images from %s (skipped: %s)", len(pairs), len(singles), path,
-                dict(skipped) or "none")
+    logger.info(
+        "Read %d pairs and %d rated images from %s (skipped: %s)",
+        len(pairs),
+        len(singles),
+        path,
+        dict(skipped) or "none",
+    )
     return PreferenceData(pairs, singles, skipped)
 
 
@@ -135,7 +141,11 @@ def dpo_loss(
 
 
 def kto_loss(
-    model: torch.Tensor, ref: torch.Tensor, labels: torch.Tensor, beta: float, lambda_d: float = 1.0,
+    model: torch.Tensor,
+    ref: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    lambda_d: float = 1.0,
     lambda_u: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Diffusion-KTO loss and accuracy from per-sample errors (B,) and boolean labels (B,)."""
@@ -173,8 +183,13 @@ def to_model_space(pipe, images: torch.Tensor) -> torch.Tensor:
 
 
 def denoising_errors(
-    unet: RaphaelUNet, scheduler, images: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
-    noise: torch.Tensor, timesteps: torch.Tensor,
+    unet: RaphaelUNet,
+    scheduler,
+    images: torch.Tensor,
+    text: torch.Tensor,
+    mask: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
 ) -> torch.Tensor:
     """Per-sample mean squared error (B,) of the model's prediction against the scheduler's target."""
     noisy = scheduler.add_noise(images, noise, timesteps)
@@ -192,10 +207,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--data", type=Path, required=True, help="a pickapic or kto export (folder or file)")
     p.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="RaphaelPipeline folder to tune")
-    p.add_argument("--out", type=Path, default=Path("runs/preference"), help="run folder; the tuned pipeline "
-                   "goes to <out>/pipeline")
-    p.add_argument("--loss", choices=("auto", "dpo", "kto"), default="auto",
-                   help="auto: DPO for pairwise data, KTO for unpaired")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/preference"),
+        help="run folder; the tuned pipeline goes to <out>/pipeline",
+    )
+    p.add_argument(
+        "--loss", choices=("auto", "dpo", "kto"), default="auto", help="auto: DPO for pairwise data, KTO for unpaired"
+    )
     p.add_argument("--beta", type=float, default=2500.0, help="DPO/KTO inverse temperature on the error gap")
     p.add_argument("--lambda-d", type=float, default=1.0, help="KTO weight of 👍 images")
     p.add_argument("--lambda-u", type=float, default=1.0, help="KTO weight of 👎 images")
@@ -218,8 +238,10 @@ def finetune(args: argparse.Namespace) -> Path:
     loss_name = args.loss if args.loss != "auto" else ("dpo" if data.pairs else "kto")
     items = data.examples(loss_name)
     if not items:
-        raise ValueError(f"{args.data} holds nothing to train {loss_name.upper()} on "
-                         f"({len(data.pairs)} pairs, {len(data.singles)} rated images).")
+        raise ValueError(
+            f"{args.data} holds nothing to train {loss_name.upper()} on "
+            f"({len(data.pairs)} pairs, {len(data.singles)} rated images)."
+        )
     if loss_name == "kto" and len({x.label for x in items}) < 2:
         logger.warning("Every KTO example has the same label; the KL reference point carries the whole signal.")
 
@@ -231,8 +253,9 @@ def finetune(args: argparse.Namespace) -> Path:
     buckets = sorted(pipe.aspect_buckets.values())
     fits = [x for x in items if _lead(x).image.shape[:2] in buckets]
     if len(fits) < len(items):
-        logger.warning("Skipping %d item(s) whose image size is none of the model's buckets %s",
-                       len(items) - len(fits), buckets)
+        logger.warning(
+            "Skipping %d item(s) whose image size is none of the model's buckets %s", len(items) - len(fits), buckets
+        )
         data.skipped["not_a_bucket_of_the_model"] += len(items) - len(fits)
     items = fits
     if not items:
@@ -251,8 +274,14 @@ def finetune(args: argparse.Namespace) -> Path:
     reference.to(accelerator.device)
     unet.train()
 
-    logger.info("%s on %d %s from %s, starting at step %d", loss_name.upper(), len(items),
-                "pairs" if loss_name == "dpo" else "images", args.data, start)
+    logger.info(
+        "%s on %d %s from %s, starting at step %d",
+        loss_name.upper(),
+        len(items),
+        "pairs" if loss_name == "dpo" else "images",
+        args.data,
+        start,
+    )
     log = open(out / "log.jsonl", "a")
     batches = _batches(items, args.batch_size, random.Random(args.seed + start))
     step = start
@@ -282,9 +311,14 @@ def finetune(args: argparse.Namespace) -> Path:
         optimizer.zero_grad(set_to_none=True)
         ema.update(accelerator.unwrap_model(unet), step)
 
-        record = {"step": step + 1, "loss": loss.item(), "implicit_accuracy": accuracy.item(),
-                  "model_error": errors.mean().item(), "reference_error": ref_errors.mean().item(),
-                  "sec": time.monotonic() - t0}
+        record = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "implicit_accuracy": accuracy.item(),
+            "model_error": errors.mean().item(),
+            "reference_error": ref_errors.mean().item(),
+            "sec": time.monotonic() - t0,
+        }
         log.write(json.dumps(record) + "\n")
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             log.flush()
@@ -298,8 +332,16 @@ def finetune(args: argparse.Namespace) -> Path:
     pipe.unet = tuned.to(torch.float16)
     pipe.register_modules(unet=pipe.unet)
     pipe.save_pretrained(out / "pipeline", include_text_encoder=False)
-    record = {"base_model": str(args.model), "data": str(args.data), "loss": loss_name, "steps": step + 1,
-              "examples": len(items), "skipped": dict(data.skipped), "beta": args.beta, "lr": args.lr}
+    record = {
+        "base_model": str(args.model),
+        "data": str(args.data),
+        "loss": loss_name,
+        "steps": step + 1,
+        "examples": len(items),
+        "skipped": dict(data.skipped),
+        "beta": args.beta,
+        "lr": args.lr,
+    }
     (out / "pipeline" / "preference.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("Tuned pipeline in %s", out / "pipeline")
     return out / "pipeline"

@@ -19,10 +19,19 @@ def raphael_tiny_dense(**kw: Any) -> RaphaelUNet:
 
 def raphael_paper(**kw: Any) -> RaphaelUNet:
     return RaphaelUNet(
-        sample_size=128, in_channels=4, out_channels=4, block_out_channels=(640, 1280, 1280),
-        layers_per_block=2, transformer_layers_per_level=(0, 2, 2), mid_transformer_layers=0,
-        attention_head_dim=64, cross_attention_dim=1024, ffn_mult=4.0, gate_hidden_dim=1024,
-        norm_num_groups=32, **kw,
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(640, 1280, 1280),
+        layers_per_block=2,
+        transformer_layers_per_level=(0, 2, 2),
+        mid_transformer_layers=0,
+        attention_head_dim=64,
+        cross_attention_dim=1024,
+        ffn_mult=4.0,
+        gate_hidden_dim=1024,
+        norm_num_groups=32,
+        **kw,
     )
 
 

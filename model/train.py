@@ -165,9 +165,7 @@ def warmup_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start - 1 if start else -1)
 
 
-def save_checkpoint(
-    out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1
-) -> None:
+def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1) -> None:
     """Write the resumable state atomically, then the EMA weights in save_pretrained layout."""
     save_state(
         out / "state.pt",
@@ -225,7 +223,10 @@ def train(args: argparse.Namespace) -> Path:
     deadline = time.monotonic() + args.time_limit * 60 if args.time_limit else math.inf
     log_file = open(out / "log.jsonl", "a")
     bar = tqdm(
-        range(start, args.steps), initial=start, total=args.steps, desc="train",
+        range(start, args.steps),
+        initial=start,
+        total=args.steps,
+        desc="train",
         disable=not accelerator.is_main_process,
     )
     done = start  # steps finished; a finished run that is resumed again stays where it was

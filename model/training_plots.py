@@ -32,7 +32,7 @@ def plot_lines(log_path: Path, png_path: Path, keys: tuple[str, ...]) -> None:
         vals = np.array([r[key] for r in rows], dtype=float)
         sm = _smooth(vals)
         ax.plot(steps, vals, alpha=0.3)
-        ax.plot(steps[len(steps) - len(sm):], sm)
+        ax.plot(steps[len(steps) - len(sm) :], sm)
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("step")
     fig.tight_layout()
@@ -50,7 +50,7 @@ def plot_training(log_path: Path, png_path: Path) -> None:
     for key in ("loss", "mse", "edge", "balance"):
         vals = np.array([r[key] for r in rows], dtype=float)
         sm = _smooth(vals)
-        axes[0].plot(steps[len(steps) - len(sm):], sm, label=key)
+        axes[0].plot(steps[len(steps) - len(sm) :], sm, label=key)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step")
     axes[0].set_title("losses (moving average)")

@@ -241,8 +241,9 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
         # 4. up
         for layers, up in zip(self.up_levels, self.upsamplers):
             skip = skips.pop()
-            h = self._run_level(layers, torch.cat([h, skip], dim=1), temb, encoder_hidden_states, text_mask,
-                                need_maps, records)
+            h = self._run_level(
+                layers, torch.cat([h, skip], dim=1), temb, encoder_hidden_states, text_mask, need_maps, records
+            )
             if skips:
                 h = up(h, skips[-1].shape[-2:])
 

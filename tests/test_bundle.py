@@ -26,8 +26,11 @@ def test_bundle_loads_and_generates_every_bucket_shape():
     pipe.set_progress_bar_config(disable=True)
     assert pipe.unet.config.num_space_experts == 6 and pipe.unet.config.num_time_experts == 4
     out = pipe(
-        "a red apple on the left on a blue background", num_inference_steps=3,
-        generator=torch.Generator().manual_seed(0), output_type="np", return_routing=True,
+        "a red apple on the left on a blue background",
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        return_routing=True,
     )
     assert out.images.shape == (1, 32, 32, 3) and np.isfinite(out.images).all()
     assert len(out.routing) == 3

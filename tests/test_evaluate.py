@@ -112,8 +112,10 @@ def test_markdown_shows_training_images_and_the_comparison():
     assert "not read in place: nothing drawn 3, wrong emoji in place 1 (of 8)." in table
     kinds = "by kind of prompt (different emoji × most of one)"
     assert f"composition {kinds}: 1 emoji ×1 50% (2/4), 2 emoji ×2 0% (0/4)." in table
-    assert "identity by wording (an emoji named by a synonym training never used, or trained words only): " \
+    assert (
+        "identity by wording (an emoji named by a synonym training never used, or trained words only): "
         "held-out synonym 50% (1/2), trained words 50% (3/6)." in table
+    )
     assert "composition by wording" not in table  # only the groupings a results file holds
     assert f"identity {kinds}: 1 emoji ×1 75% (3/4), 2 emoji ×2 25% (1/4)." in table
 

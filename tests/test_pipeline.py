@@ -17,8 +17,13 @@ from model.unet_raphael import RaphaelUNet
 def pipe() -> RaphaelPipeline:
     torch.manual_seed(0)
     unet = RaphaelUNet(
-        block_out_channels=(8, 16, 32), transformer_layers_per_level=(0, 0, 1), mid_transformer_layers=1,
-        attention_head_dim=8, gate_hidden_dim=8, norm_num_groups=4, edge_channels=4,
+        block_out_channels=(8, 16, 32),
+        transformer_layers_per_level=(0, 0, 1),
+        mid_transformer_layers=1,
+        attention_head_dim=8,
+        gate_hidden_dim=8,
+        norm_num_groups=4,
+        edge_channels=4,
     ).eval()
     pipeline = RaphaelPipeline(unet=unet, scheduler=default_scheduler())
     pipeline.set_progress_bar_config(disable=True)

@@ -63,7 +63,8 @@ def feedback(tmp_path: Path) -> FeedbackStore:
         for name in ("ann", "bob"):
             rater = store.rater(name)
             record = store.record_generation(
-                rater, provenance(prompt=PROMPT, seed=len(name), width=32, height=32),
+                rater,
+                provenance(prompt=PROMPT, seed=len(name), width=32, height=32),
                 [solid("red", 32), solid("blue", 32), solid("#ff2020", 32), solid("#2020ff", 32)],
             )
             for image_id, value in zip(record.image_ids, (1, -1, 1, -1)):
@@ -112,8 +113,26 @@ def rewards(tuned: RaphaelPipeline, reference: RaphaelUNet, examples: list, draw
 
 def run_args(data: Path, model: Path, out: Path, steps: int) -> list[str]:
     return [
-        "--data", str(data), "--model", str(model), "--out", str(out), "--steps", str(steps), "--batch-size", "4",
-        "--lr", "3e-3", "--warmup", "1", "--beta", "5000", "--save-every", "2", "--threads", "1",
+        "--data",
+        str(data),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "1",
+        "--beta",
+        "5000",
+        "--save-every",
+        "2",
+        "--threads",
+        "1",
     ]
 
 
@@ -152,8 +171,11 @@ def test_dpo_with_flipped_labels_moves_the_other_way(
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "flipped" / "train.parquet")
     main(run_args(tmp_path / "flipped", tiny_pipeline, tmp_path / "run", 12))
     pairs = load_preferences(tmp_path / "pairs").pairs  # red first, as the people voted
-    reward = rewards(load_bundle(tmp_path / "run" / "pipeline"), load_bundle(tiny_pipeline).unet,
-                     [x for pair in pairs for x in pair])
+    reward = rewards(
+        load_bundle(tmp_path / "run" / "pipeline"),
+        load_bundle(tiny_pipeline).unet,
+        [x for pair in pairs for x in pair],
+    )
     assert (reward[0::2] - reward[1::2]).mean() < 0
 
 
@@ -184,8 +206,12 @@ def test_a_latent_pipeline_is_tuned_on_vae_latents(feedback: FeedbackStore, tmp_
 
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=(4, 8), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=2, sample_size=32,
+        block_out_channels=(4, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=32,
     )
     unet = RaphaelUNet(**{**TINY, "sample_size": 16, "in_channels": 4, "out_channels": 4})
     RaphaelPipeline(unet=unet, scheduler=default_scheduler(), vae=vae).save_pretrained(

@@ -14,8 +14,13 @@ from model.train import main, min_snr_weight, parse_args, warmup_schedule
 from model.unet_raphael import RaphaelUNet
 
 TINY = {
-    "block_out_channels": [8, 16, 32], "transformer_layers_per_level": [0, 0, 1], "mid_transformer_layers": 1,
-    "attention_head_dim": 8, "gate_hidden_dim": 8, "norm_num_groups": 4, "edge_channels": 4,
+    "block_out_channels": [8, 16, 32],
+    "transformer_layers_per_level": [0, 0, 1],
+    "mid_transformer_layers": 1,
+    "attention_head_dim": 8,
+    "gate_hidden_dim": 8,
+    "norm_num_groups": 4,
+    "edge_channels": 4,
 }
 
 
@@ -23,9 +28,32 @@ def run_args(tmp_path, steps: int, **extra) -> list[str]:
     config = tmp_path / "unet.json"
     config.write_text(json.dumps(TINY))
     args = [
-        "--out", str(tmp_path / "run"), "--unet-config", str(config), "--steps", str(steps), "--batch-size", "8",
-        "--lr", "3e-3", "--warmup", "1", "--num-emoji", "4", "--max-objects", "1", "--max-count", "1",
-        "--styles", "flat", "--buckets", "1:1", "--save-every", "5", "--threads", "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--unet-config",
+        str(config),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "1",
+        "--num-emoji",
+        "4",
+        "--max-objects",
+        "1",
+        "--max-count",
+        "1",
+        "--styles",
+        "flat",
+        "--buckets",
+        "1:1",
+        "--save-every",
+        "5",
+        "--threads",
+        "1",
     ]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
@@ -125,8 +153,11 @@ def test_a_curriculum_stage_starts_from_the_stage_before_and_records_it(tmp_path
     for key, value in stage1.state_dict().items():  # a step at lr 0 keeps the weights it started from
         torch.testing.assert_close(probe[key], value, msg=key)
 
-    main(run_args(tmp_path, 3, out=tmp_path / "stage2", init=tmp_path / "run" / "unet", max_objects=2,
-                  object_weights="1,3"))
+    main(
+        run_args(
+            tmp_path, 3, out=tmp_path / "stage2", init=tmp_path / "run" / "unet", max_objects=2, object_weights="1,3"
+        )
+    )
     main(run_args(tmp_path, 7))  # the folder stage 2 started from moves on; its record keeps the 5 steps it had
     record = json.loads((bundle(tmp_path / "stage2", tmp_path / "bundle") / "training.json").read_text())
     assert (record["steps"], record["data"]["max_objects"], record["data"]["object_weights"]) == (3, 2, "1,3")

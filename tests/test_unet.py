@@ -8,8 +8,14 @@ from model.presets import raphael_paper
 from model.unet_raphael import RaphaelUNet
 
 TINY = dict(
-    block_out_channels=(8, 16, 32), transformer_layers_per_level=(0, 0, 1), mid_transformer_layers=1,
-    attention_head_dim=8, cross_attention_dim=24, gate_hidden_dim=8, norm_num_groups=4, edge_channels=4,
+    block_out_channels=(8, 16, 32),
+    transformer_layers_per_level=(0, 0, 1),
+    mid_transformer_layers=1,
+    attention_head_dim=8,
+    cross_attention_dim=24,
+    gate_hidden_dim=8,
+    norm_num_groups=4,
+    edge_channels=4,
 )
 
 

@@ -148,7 +148,7 @@ def indefinite_article(word: str) -> str:
 
 
 def fix_articles(text: str) -> str:
-    """"a orange background" -> "an orange background", wherever a template put "a" before a word."""
+    """ "a orange background" -> "an orange background", wherever a template put "a" before a word."""
     return re.sub(r"\b([Aa]) (?=(\w+))", lambda m: f"{m.group(1)}{indefinite_article(m.group(2))[1:]} ", text)
 
 
