@@ -36,9 +36,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
         settings,
         generation,
         store,
-        PromptEnhancer(
-            auto_styles=domain.styles if domain else None, word_swaps=domain.word_swaps if domain else None
-        ),
+        domain.enhancer() if domain else PromptEnhancer(),
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
     )
     demo = build_ui(handlers, settings)

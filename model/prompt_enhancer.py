@@ -24,6 +24,7 @@ from model.data.captions import (
     STYLE_PREFIXES,
     STYLE_SUFFIXES,
     STYLE_WORDS,
+    count_before,
     indefinite_article,
     whole_words,
 )
@@ -89,9 +90,12 @@ class PromptEnhancer:
         details_per_prompt: int = 1,
         auto_styles: tuple[str, ...] | None = None,
         word_swaps: dict[str, str] | None = None,
+        plural_swaps: dict[str, str] | None = None,
     ) -> None:
         """``auto_styles`` limits the styles drawn when none is asked for, e.g. to those a model was trained in;
-        ``word_swaps`` maps lower-case words a model never learned to ones it did ("cycle" -> "bicycle")."""
+        ``word_swaps`` maps lower-case words a model never learned to ones it did ("cycle" -> "bicycle");
+        ``plural_swaps`` gives, for those of them that are their own plural, the swap after a count above one
+        ("two spacecraft" -> "two rockets")."""
         self.templates = dict(STYLE_TEMPLATES if templates is None else templates)
         for name, options in self.templates.items():
             if not options or any("{prompt}" not in template for template in options):
@@ -102,6 +106,10 @@ class PromptEnhancer:
         if unknown:
             raise ValueError(f"Unknown auto style(s) {sorted(unknown)}; choose from {', '.join(self.templates)}.")
         self.word_swaps = {k.lower(): v for k, v in (word_swaps or {}).items()}
+        self.plural_swaps = {k.lower(): v for k, v in (plural_swaps or {}).items()}
+        unknown = set(self.plural_swaps) - set(self.word_swaps)
+        if unknown:
+            raise ValueError(f"plural_swaps {sorted(unknown)} need their singular swap in word_swaps too.")
         words = whole_words(self.word_swaps)
         # An article before the word is matched with it, so "an auto" becomes "a car", not "an car".
         self._swap_pattern = re.compile(rf"(?:\b(an?) )?({words})", re.IGNORECASE) if words else None
@@ -124,11 +132,13 @@ class PromptEnhancer:
             return prompt
 
         def swap(match: re.Match[str]) -> str:
-            article, word = match.groups()
-            new = self.word_swaps[word.lower()]
+            article, typed = match.groups()
+            word = typed.lower()
+            counted = word in self.plural_swaps and not article and count_before(prompt[: match.start()])
+            new = self.plural_swaps[word] if counted else self.word_swaps[word]
             if article:
                 new = f"{indefinite_article(new)} {new}"
-            capital = article[0].isupper() if article else word[0].isupper() and not word.isupper()
+            capital = article[0].isupper() if article else typed[0].isupper() and not typed.isupper()
             return new[0].upper() + new[1:] if capital else new
 
         return self._swap_pattern.sub(swap, prompt)

@@ -15,15 +15,13 @@ from functools import cached_property
 from pathlib import Path
 
 from model.data.atlas import load_atlas
-from model.data.captions import COUNT_WORDS, SIZE_WORDS, heldout_synonyms, pluralise, whole_words
+from model.data.captions import count_before, heldout_synonyms, pluralise, whole_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.paraphrases import PARAPHRASES
 from model.data.vocab import BACKGROUNDS, POSITIONS
 from model.prompt_enhancer import PromptEnhancer
 
-NUMBER_WORDS = {word: count for count, words in COUNT_WORDS.items() if count > 1 for word in words}
-_NUMBER_BEFORE = re.compile(rf"\b({'|'.join(map(re.escape, NUMBER_WORDS))})\s+(?:[\w-]+\s+){{0,2}}$", re.IGNORECASE)
 NUMBER_NAMES = {1: "one", 2: "two", 3: "three"}
 VARIATION_SELECTOR = "\ufe0f"
 DESCRIPTION: dict[str, dict] = {  # describe()'s wording per page language
@@ -81,8 +79,7 @@ class EmojiMentions:
         mentions = []
         for match in self._pattern.finditer(text):
             name, plural = self.forms[match.group(0)]
-            number = _NUMBER_BEFORE.search(text[: match.start()])
-            count = NUMBER_WORDS[number.group(1)] if number else 2 if plural else 1
+            count = count_before(text[: match.start()]) or (2 if plural else 1)
             mentions.append(Mention(name, count))
         return mentions
 
@@ -196,7 +193,7 @@ class TrainedDomain:
     def _heldout_forms(self) -> dict[str, str]:
         """Each held-out word form of a trained emoji -> its trained name in the same number ("cycles" -> "bicycles").
 
-        A word whose plural is itself ("spacecraft") gets the singular here; ``word_swaps`` adds its counts.
+        A word whose plural is itself ("spacecraft") gets the singular here; ``plural_swaps`` has its plural.
         """
         forms = {}
         for name in self.emoji:
@@ -205,22 +202,26 @@ class TrainedDomain:
                 forms[word] = name
         return forms
 
-    @cached_property
+    @property
     def word_swaps(self) -> dict[str, str]:
-        """The swaps that make a prompt use only words the model learned; the prompt enhancer makes them.
+        """The swaps that make a prompt use only words the model learned; the prompt enhancer makes them."""
+        return self._heldout_forms
 
-        Each held-out word form goes to its trained name in the same number. A word whose plural is itself
-        takes its number from the count phrase before it, which the swap then includes with any size word:
-        "two large spacecraft" -> "two large rockets", where the word alone gives "rocket".
+    @cached_property
+    def plural_swaps(self) -> dict[str, str]:
+        """Held-out words that are their own plural -> the trained plural, for the enhancer to use after a count.
+
+        "two shiny spacecraft" -> "two shiny rockets", where the word alone gives "rocket".
         """
-        swaps = dict(self._heldout_forms)
-        numbers = [number for count, words in COUNT_WORDS.items() if count > 1 for number in words]
-        sizes = ["", *(f"{size} " for words in SIZE_WORDS.values() for size in words)]
-        for word, name in self._heldout_forms.items():
-            if pluralise(word) == word:
-                plural = load_atlas().by_name[name].plural
-                swaps |= {f"{n} {s}{word}": f"{n} {s}{plural}" for n in numbers for s in sizes}
-        return swaps
+        return {
+            word: load_atlas().by_name[name].plural
+            for word, name in self._heldout_forms.items()
+            if pluralise(word) == word
+        }
+
+    def enhancer(self) -> PromptEnhancer:
+        """The prompt enhancer for this model: its styles drawn, held-out words swapped for trained ones."""
+        return PromptEnhancer(auto_styles=self.styles, word_swaps=self.word_swaps, plural_swaps=self.plural_swaps)
 
     def word_notes(self, prompt: str) -> list[str]:
         """A note when ``prompt`` names a trained emoji by a word training never used ("cycle", not "bicycle").

@@ -94,3 +94,11 @@ def test_word_swaps_keep_articles_capitals_and_whole_words() -> None:
     assert enhancer.swap_words("a motorcycle and an autumn leaf") == "a motorcycle and an autumn leaf"
     assert "a car on the left" in enhancer.enhance("an auto on the left", seed=3).text
     assert PromptEnhancer().swap_words("an auto") == "an auto"  # no swaps without a trained domain
+
+
+def test_plural_swaps_follow_the_count_before_a_word_that_is_its_own_plural() -> None:
+    enhancer = PromptEnhancer(word_swaps={"sheep": "lamb"}, plural_swaps={"sheep": "lambs"})
+    assert enhancer.swap_words("A sheep, 3 woolly white sheep, one sheep") == "A lamb, 3 woolly white lambs, one lamb"
+    assert enhancer.swap_words("a pair of big sheep at the top") == "a pair of big lambs at the top"
+    with pytest.raises(ValueError, match="word_swaps"):
+        PromptEnhancer(plural_swaps={"sheep": "lambs"})

@@ -150,14 +150,17 @@ def test_word_notes_agree_with_the_evaluation_wording() -> None:
 def test_the_enhancer_swaps_held_out_words_for_the_trained_ones() -> None:
     """Every held-out caption, enhanced with the domain's swaps, names the same emoji and counts in trained words."""
     stage_2 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",)))
-    enhancer = PromptEnhancer(auto_styles=stage_2.styles, word_swaps=stage_2.word_swaps)
+    enhancer = stage_2.enhancer()
     assert enhancer.swap_words("A cycle and two jets") == "A bicycle and two airplanes"
-    # "spacecraft" is its own plural: the count before it, with any size word, keeps the number
+    # "spacecraft" is its own plural: the count up to two words before it keeps the number
     assert enhancer.swap_words("a spacecraft, Two large spacecraft") == "a rocket, Two large rockets"
     assert enhancer.swap_words("a pair of spacecraft and 3 tiny spacecraft") == "a pair of rockets and 3 tiny rockets"
+    assert enhancer.swap_words("two shiny spacecraft; Spacecraft") == "two shiny rockets; Rocket"
+    assert enhancer.swap_words("two cats and a spacecraft") == "two cats and a rocket"
+    mentions = EmojiMentions()
+    assert mentions("two shiny spacecraft") == mentions("two shiny rockets") == [Mention("rocket", 2)]
     heldout = EmojiScenes(replace(stage_2.config, split="heldout"), seed=3)
     swapped = 0
-    mentions = EmojiMentions()
     for i in range(300):
         caption = heldout.describe(i)[0]
         enhanced = enhancer.enhance(caption, seed=i).text

@@ -180,6 +180,20 @@ def whole_words(words: Iterable[str]) -> str:
     return "|".join(rf"\b{re.escape(w)}\b" for w in sorted(words, key=len, reverse=True))
 
 
+_COUNTS_ABOVE_ONE = {word: count for count, words in COUNT_WORDS.items() if count > 1 for word in words}
+_COUNT_BEFORE = re.compile(rf"\b({'|'.join(map(re.escape, _COUNTS_ABOVE_ONE))})\s+(?:[\w-]+\s+){{0,2}}$", re.I)
+
+
+def count_before(text: str) -> int | None:
+    """The count above one that the end of ``text`` puts on the noun after it ("two large " -> 2), else None.
+
+    Up to two words may stand between the count and the noun, as size words do in the captions ("a pair of
+    tiny shiny"); the count of a noun that is its own plural ("spacecraft") can only be read this way.
+    """
+    match = _COUNT_BEFORE.search(text)
+    return _COUNTS_ABOVE_ONE[match.group(1).lower()] if match else None
+
+
 def emoji_words(name: str) -> frozenset[str]:
     """Every word form a caption may use for emoji ``name`` (any split, paraphrases too, singular and plural)."""
     info = load_atlas().by_name[name]
