@@ -1,8 +1,9 @@
 """MoE overhead: RAPHAEL-tiny against its dense baseline of equal active parameters.
 
 Prints JSON: ms per denoising step (one UNet call with CFG, i.e. batch 2B) at batch 1 and 8,
-for both models measured side by side in one process, their ratio, and a profile of where the
-MoE model spends its extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
+for both models measured side by side in one process, their ratio, the floating-point operations
+of one step (what "equal compute" means apart from the machine), and a profile of where the MoE
+model spends its extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
 ``--device cuda`` measures on a GPU, where the profile reads GPU time instead of CPU time.
 """
 
@@ -85,6 +86,28 @@ def region_coverage(model: RaphaelUNet, batch: int, device: str) -> dict[str, fl
 
 
 @torch.no_grad()
+def step_flops(models: dict[str, RaphaelUNet], batch: int, device: str) -> dict[str, float]:
+    """GFLOPs of one CFG step per model, as executed (matmuls, convolutions, attention), and their ratio.
+
+    Counted on the operators that run, so the Space-MoE's per-region expert work is included as
+    implemented; equal active parameters alone would call the two models equal.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = step_inputs(batch, device)
+    gflops = {}
+    for name, model in models.items():
+        with FlopCounterMode(display=False) as counter:
+            model(*inputs)
+        gflops[name] = counter.get_total_flops() / 1e9
+    return {
+        "raphael_gflops": round(gflops["raphael"], 3),
+        "dense_gflops": round(gflops["dense"], 3),
+        "ratio": round(gflops["raphael"] / gflops["dense"], 3),
+    }
+
+
+@torch.no_grad()
 def moe_profile(model: RaphaelUNet, batch: int, device: str) -> dict[str, float]:
     """Share of time per operator in the MoE model: CPU time on a CPU, GPU kernel time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
@@ -124,6 +147,7 @@ def main() -> None:
             "dense_ms": round(ms["dense"], 2),
             "ratio": round(ms["raphael"] / ms["dense"], 3),
         }
+    result["flops_batch8"] = step_flops(models, 8, args.device)
     result["space_moe_regions"] = region_coverage(models["raphael"], 8, args.device)
     result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8, args.device)
     print(json.dumps(result, indent=2))
