@@ -187,13 +187,14 @@ class TrainedDomain:
     @cached_property
     def _untrained_words(self) -> re.Pattern[str]:
         """The word forms that name a trained emoji but that training captions never used (held out)."""
-        return re.compile(whole_words(self._heldout_forms) or r"(?!)")  # (?!) matches nothing
+        return re.compile(whole_words(self.word_swaps) or r"(?!)")  # (?!) matches nothing
 
     @cached_property
-    def _heldout_forms(self) -> dict[str, str]:
+    def word_swaps(self) -> dict[str, str]:
         """Each held-out word form of a trained emoji -> its trained name in the same number ("cycles" -> "bicycles").
 
-        A word whose plural is itself ("spacecraft") gets the singular here; ``plural_swaps`` has its plural.
+        The prompt enhancer makes these swaps, so that a prompt uses only words the model learned. A word whose
+        plural is itself ("spacecraft") gets the singular here; ``plural_swaps`` has its plural.
         """
         forms = {}
         for name in self.emoji:
@@ -201,11 +202,6 @@ class TrainedDomain:
                 forms[pluralise(word)] = load_atlas().by_name[name].plural
                 forms[word] = name
         return forms
-
-    @property
-    def word_swaps(self) -> dict[str, str]:
-        """The swaps that make a prompt use only words the model learned; the prompt enhancer makes them."""
-        return self._heldout_forms
 
     @cached_property
     def plural_swaps(self) -> dict[str, str]:
@@ -215,7 +211,7 @@ class TrainedDomain:
         """
         return {
             word: load_atlas().by_name[name].plural
-            for word, name in self._heldout_forms.items()
+            for word, name in self.word_swaps.items()
             if pluralise(word) == word
         }
 
