@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from model.data.atlas import load_atlas
-from model.trained_domain import EmojiMentions
+from model.prompts.trained_domain import EmojiMentions
 
 OTHER = "other"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from model.trained_domain import TrainedDomain
+from model.prompts.trained_domain import TrainedDomain
 
 EN: dict[str, str] = {
     "title": "# 🎨 RAPHAEL-tiny: text to image through a mixture of diffusion paths",
@@ -49,10 +49,10 @@ EN: dict[str, str] = {
     "new_pair": "🎲 New pair",
     "left": "Left",
     "right": "Right",
-    "left_better": "👈 Left is better",
-    "right_better": "Right is better 👉",
-    "tie": "🤝 Tie",
-    "both_bad": "👎 Both bad",
+    "outcome_left": "👈 Left is better",
+    "outcome_right": "Right is better 👉",
+    "outcome_tie": "🤝 Tie",
+    "outcome_both_bad": "👎 Both bad",
     "refresh": "🔄 Refresh",
     "votes_over_time": "Votes per day",
     "like_rate_model": "Like-rate per model version",
@@ -121,10 +121,10 @@ ZH: dict[str, str] = {
     "new_pair": "🎲 换一组",
     "left": "左",
     "right": "右",
-    "left_better": "👈 左边更好",
-    "right_better": "右边更好 👉",
-    "tie": "🤝 一样好",
-    "both_bad": "👎 都不好",
+    "outcome_left": "👈 左边更好",
+    "outcome_right": "右边更好 👉",
+    "outcome_tie": "🤝 一样好",
+    "outcome_both_bad": "👎 都不好",
     "refresh": "🔄 刷新",
     "votes_over_time": "每日投票数",
     "like_rate_model": "各模型版本的点赞率",

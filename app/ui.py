@@ -16,8 +16,9 @@ from app.guarded_inputs import GuardedNumber, GuardedSlider
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
-from model.buckets import DEFAULT_BUCKET
-from model.samplers import DEFAULT_SAMPLER
+from feedback.models import COMPARISON_OUTCOMES
+from model.pipeline.buckets import DEFAULT_BUCKET
+from model.pipeline.samplers import DEFAULT_SAMPLER
 
 CARDS_PER_ROW = 4
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group
@@ -229,10 +230,7 @@ def compare_panel() -> ComparePanel:
         pair = gr.State([])  # inside the tab: a component directly under gr.Tabs would count as a tab
         with gr.Row():
             outcomes = {
-                "left": gr.Button(I18N("left_better"), interactive=False),
-                "tie": gr.Button(I18N("tie"), interactive=False),
-                "both_bad": gr.Button(I18N("both_bad"), interactive=False),
-                "right": gr.Button(I18N("right_better"), interactive=False),
+                outcome: gr.Button(I18N(f"outcome_{outcome}"), interactive=False) for outcome in COMPARISON_OUTCOMES
             }
     return ComparePanel(tab, prompt, new_pair, left, right, pair, status, outcomes)
 

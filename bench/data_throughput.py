@@ -12,9 +12,9 @@ import os
 import statistics
 import time
 
-from model.buckets import ASPECT_BUCKETS
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
+from model.pipeline.buckets import ASPECT_BUCKETS
 
 GOAL_SAMPLES_PER_S = 1000
 

@@ -18,9 +18,9 @@ import torch
 
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
-from model.presets import raphael_tiny, raphael_tiny_dense
-from model.text_encoder import encode_text, load_text_encoder
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.text_encoder import encode_text, load_text_encoder
+from model.unet.presets import raphael_tiny, raphael_tiny_dense
+from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("bench.moe_overhead")
 

@@ -1,17 +1,17 @@
 """RAPHAEL-tiny: model, pipeline, data and training.
 
 Heavy classes are imported lazily, so light modules such as ``model.offline`` and
-``model.buckets`` stay cheap. diffusers resolves saved components as ``getattr(model, name)``,
+``model.pipeline.buckets`` stay cheap. diffusers resolves saved components as ``getattr(model, name)``,
 which this lazy lookup also serves.
 """
 
 from importlib import import_module
 
 _LAZY = {
-    "RaphaelUNet": "model.unet_raphael",
-    "RaphaelUNetOutput": "model.unet_raphael",
-    "RaphaelPipeline": "model.pipeline_raphael",
-    "RaphaelPipelineOutput": "model.pipeline_output",
+    "RaphaelUNet": "model.unet.unet_raphael",
+    "RaphaelUNetOutput": "model.unet.unet_raphael",
+    "RaphaelPipeline": "model.pipeline.pipeline_raphael",
+    "RaphaelPipelineOutput": "model.pipeline.pipeline_output",
 }
 
 

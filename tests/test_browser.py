@@ -15,8 +15,8 @@ from playwright.sync_api import Page, expect
 
 from app.rater_cookie import COOKIE
 from feedback.store import FeedbackStore
-from model.bundle import DEFAULT_BUNDLE
-from model.trained_domain import TrainedDomain
+from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.prompts.trained_domain import TrainedDomain
 from tests.fixtures.app_server import AppServer
 
 pytestmark = pytest.mark.browser

@@ -1,11 +1,13 @@
 """The bundled RAPHAEL-tiny: it ships in the repo, loads offline and generates."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from model.bundle import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
 
 
 def test_bundle_is_small_fp16_and_in_diffusers_layout():
@@ -34,3 +36,35 @@ def test_bundle_loads_and_generates_every_bucket_shape():
     )
     assert out.images.shape == (1, 32, 32, 3) and np.isfinite(out.images).all()
     assert len(out.routing) == 3
+
+
+REFERENCE_IMAGE = Path(__file__).parent / "fixtures" / "bundled_image_seed1234.npy"
+
+
+def fixed_seed_image(pipe) -> np.ndarray:
+    """One 4-step image of the bundled model at seed 1234, as the reference file holds it."""
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(
+        "two cats on the left on a blue background",
+        num_inference_steps=4,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(1234),
+        output_type="np",
+    ).images[0]
+
+
+def test_bundled_model_draws_the_stored_reference_image():
+    """Refactors keep behaviour: the same seed gives the image stored before model/ was split into wings."""
+    image = fixed_seed_image(load_bundle())
+    np.testing.assert_allclose(image, np.load(REFERENCE_IMAGE), atol=2e-3)
+
+
+def test_bundle_saved_with_the_old_module_path_still_loads(tmp_path: Path):
+    """Bundles written before the wings name ``model.unet_raphael``; they load and draw the same image."""
+    old = tmp_path / "old-bundle"
+    shutil.copytree(DEFAULT_BUNDLE, old, ignore=shutil.ignore_patterns("eval", "README.md"))
+    index = json.loads((old / "model_index.json").read_text())
+    assert index["unet"] == ["model.unet.unet_raphael", "RaphaelUNet"]
+    index["unet"] = ["model.unet_raphael", "RaphaelUNet"]
+    (old / "model_index.json").write_text(json.dumps(index))
+    np.testing.assert_allclose(fixed_seed_image(load_bundle(old)), np.load(REFERENCE_IMAGE), atol=2e-3)

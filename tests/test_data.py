@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from model.buckets import ASPECT_BUCKETS, bucket_size
 from model.data.atlas import load_atlas
 from model.data.captions import (
     COLOUR_WORDS,
@@ -28,6 +27,7 @@ from model.data.scene import Scene, region_box, render_scene, sample_scene, with
 from model.data.splits import is_reserved
 from model.data.styles import STYLES
 from model.data.vocab import BACKGROUNDS, POSITIONS
+from model.pipeline.buckets import ASPECT_BUCKETS, bucket_size
 
 
 def _scenes(sample_size: int, n: int, seed: int = 0, split: str = "train") -> list[Scene]:

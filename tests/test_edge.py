@@ -2,7 +2,7 @@
 
 import torch
 
-from model.edge import EdgeHead, edge_loss, focal_loss, sobel_edges
+from model.unet.edge import EdgeHead, edge_loss, focal_loss, sobel_edges
 
 
 def square_image() -> torch.Tensor:

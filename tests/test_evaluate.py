@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import evaluate
-from model.bundle import load_bundle
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene, SceneObject
-from model.evaluate import (
+from model.evaluation import evaluate
+from model.evaluation.evaluate import (
     FAILURE_MODES,
     failure_mode,
     frechet_distance,
@@ -27,10 +26,11 @@ from model.evaluate import (
     stage_images,
     word_class,
 )
-from model.pipeline_raphael import RaphaelPipeline
-from model.recognizer import load_default
-from model.schedule import default_scheduler
-from model.unet_raphael import RaphaelUNet
+from model.evaluation.recognizer import load_default
+from model.pipeline.bundled import load_bundle
+from model.pipeline.pipeline_raphael import RaphaelPipeline
+from model.pipeline.schedule import default_scheduler
+from model.unet.unet_raphael import RaphaelUNet
 from tests.test_train import TINY
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from app.generation import GenerationRequest, GenerationService, weights_hash
 from feedback.images import image_provenance
-from model.buckets import ASPECT_BUCKETS, bucket_size
-from model.bundle import DEFAULT_BUNDLE
-from model.samplers import SAMPLERS
+from model.pipeline.buckets import ASPECT_BUCKETS, bucket_size
+from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.pipeline.samplers import SAMPLERS
 
 STORE_KEYS = {
     "prompt", "enhanced_prompt", "negative_prompt", "seed", "steps", "cfg", "sampler", "width", "height",

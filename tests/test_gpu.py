@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.bundle import load_bundle
-from model.train import main
+from model.pipeline.bundled import load_bundle
+from model.training.train import main
 from tests.test_train import run_args
 
 

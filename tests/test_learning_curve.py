@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from model.evaluate import paired_difference
-from model.learning_curve import load_points, main, wilson
+from model.evaluation.evaluate import paired_difference
+from model.evaluation.learning_curve import load_points, main, wilson
 
 
 def results_folder(
@@ -16,7 +16,7 @@ def results_folder(
     dense_steps: int | None = None,
     stage_before: int | None = None,
 ) -> Path:
-    """A ``model.evaluate --baseline`` output folder with the fields the curve reads."""
+    """A ``model.evaluation.evaluate --baseline`` output folder with the fields the curve reads."""
     folder = root / f"vs-dense-{stage_before}-{steps}"
     folder.mkdir()
 
@@ -86,7 +86,7 @@ def test_a_later_stage_counts_the_images_of_the_stages_before(tmp_path: Path) ->
 
 
 def test_models_named_at_evaluation_are_read_in_order(tmp_path: Path) -> None:
-    """``model.evaluate --name/--baseline-name`` labels a stage; the curve still takes first minus second."""
+    """``evaluate --name/--baseline-name`` labels a stage; the curve still takes first minus second."""
     folder = results_folder(tmp_path, 2600, [True, True], [True, False])
     results = json.loads((folder / "results.json").read_text())
     ours, dense = results["models"].values()

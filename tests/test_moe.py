@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from model.moe import SpaceMoE, TimeMoE, TopOneRouter, load_balancing_loss, region_masks
+from model.unet.moe import SpaceMoE, TimeMoE, TopOneRouter, load_balancing_loss, region_masks
 
 
 def make_space_moe(dim=16, text_dim=12, experts=4, seed=0) -> SpaceMoE:

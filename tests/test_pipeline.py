@@ -7,10 +7,10 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-from model.buckets import ASPECT_BUCKETS
-from model.pipeline_raphael import RaphaelPipeline
-from model.schedule import default_scheduler
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.buckets import ASPECT_BUCKETS
+from model.pipeline.pipeline_raphael import RaphaelPipeline
+from model.pipeline.schedule import default_scheduler
+from model.unet.unet_raphael import RaphaelUNet
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_save_pretrained_layout_and_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path, include_text_encoder=False)
     index = json.loads((tmp_path / "model_index.json").read_text())
     assert index["_class_name"] == "RaphaelPipeline"
-    assert index["unet"] == ["model.unet_raphael", "RaphaelUNet"]
+    assert index["unet"] == ["model.unet.unet_raphael", "RaphaelUNet"]
     assert index["text_encoder"] == [None, None]
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").exists()
     loaded = RaphaelPipeline.from_pretrained(tmp_path)

@@ -14,13 +14,13 @@ import torch
 
 from feedback.export import export
 from feedback.store import FeedbackStore
-from model.bundle import load_bundle
-from model.pipeline_raphael import RaphaelPipeline
-from model.preference import denoising_errors, dpo_loss, kto_loss, load_preferences, main
-from model.schedule import default_scheduler
-from model.text_encoder import encode_text
-from model.train import to_tensor
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.bundled import load_bundle
+from model.pipeline.pipeline_raphael import RaphaelPipeline
+from model.pipeline.schedule import default_scheduler
+from model.pipeline.text_encoder import encode_text
+from model.training.preference import denoising_errors, dpo_loss, kto_loss, load_preferences, main
+from model.training.train import to_tensor
+from model.unet.unet_raphael import RaphaelUNet
 from tests.test_store import provenance, solid
 from tests.test_train import TINY
 

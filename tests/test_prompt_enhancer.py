@@ -3,7 +3,7 @@
 import pytest
 
 from model.data.captions import COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES
-from model.prompt_enhancer import EnhancedPrompt, Enhancer, PromptEnhancer
+from model.prompts.prompt_enhancer import EnhancedPrompt, Enhancer, PromptEnhancer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from model.data.dataset import EmojiScenes, SceneConfig
-from model.recognizer import DEFAULT_DIR, WEIGHTS_NAME, Recognizer, evaluate, load_default, score, train_recognizer
+from model.evaluation.recognizer import (
+    DEFAULT_DIR,
+    WEIGHTS_NAME,
+    Recognizer,
+    evaluate,
+    load_default,
+    score,
+    train_recognizer,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from model.bundle import DEFAULT_BUNDLE
-from model.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
 
 
 def test_every_sampler_keeps_the_checkpoint_schedule():

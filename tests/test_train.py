@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.bundle import bundle, load_bundle
-from model.schedule import make_noise_scheduler
-from model.train import main, min_snr_weight, parse_args, warmup_schedule
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.bundled import load_bundle
+from model.pipeline.schedule import make_noise_scheduler
+from model.training.bundle import bundle
+from model.training.optimisation import warmup_schedule
+from model.training.train import main, min_snr_weight, parse_args
+from model.unet.unet_raphael import RaphaelUNet
 
 TINY = {
     "block_out_channels": [8, 16, 32],
@@ -130,7 +132,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, caplog):
     assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 8
     saved = (tmp_path / "run" / "state.pt").stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="model.train"):
+    with caplog.at_level(logging.INFO, logger="model.training.train"):
         main(run_args(tmp_path, 8))  # `make train` passes through a finished stage this way
     assert "Stopped at step 8;" in caplog.text and (tmp_path / "run" / "state.pt").stat().st_mtime_ns == saved
 
@@ -179,11 +181,19 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
 def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: str):
     """``make train`` reproduces the shipped weights from scratch: each stage in full, each from the one before."""
     root = Path(__file__).resolve().parents[1]
-    dry_run = subprocess.run(
-        ["make", "-n", target, "TRAIN_STEPS=9", "ARGS=--time-limit 5"], cwd=root, capture_output=True, text=True
+    make = subprocess.run(
+        ["make", "-n", target, "TRAIN_STEPS=9", "ARGS=--time-limit 5 --dry-run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
     )
+    assert make.returncode == 0, make.stderr
+    command = next(line for line in make.stdout.splitlines() if "model.training.curriculum" in line).split()
+    dry_run = subprocess.run(command, cwd=root, capture_output=True, text=True)
     assert dry_run.returncode == 0, dry_run.stderr
-    stages = [line.split() for line in dry_run.stdout.splitlines() if "model.train" in line]
+    stages = [
+        line.split("model.training.train ")[1].split() for line in dry_run.stderr.splitlines() if "Stage " in line
+    ]
     stage_1, stage_2, stage_3, stage_4, stage_5, stage_6, stage_7, stage_8, stage_9 = stages
     assert stage_1[stage_1.index("--out") + 1] == f"runs/stage1{suffix}" and "--init" not in stage_1
     assert stage_1[stage_1.index("--steps") + 1] == "5550" and "--time-limit" not in stage_1  # ARGS are stage 9's

@@ -11,9 +11,9 @@ from model.data.atlas import load_atlas
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
-from model.evaluate import prompt_wording
-from model.prompt_enhancer import PromptEnhancer
-from model.trained_domain import EmojiMentions, Mention, TrainedDomain
+from model.evaluation.evaluate import prompt_wording
+from model.prompts.prompt_enhancer import PromptEnhancer
+from model.prompts.trained_domain import EmojiMentions, Mention, TrainedDomain
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_1 = TrainedDomain(SceneConfig(num_emoji=30, max_objects=1, max_count=1, styles=("flat",)))

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from model.moe import FeedForward, SpaceMoE, TimeMoE, TopOneRouter
-from model.presets import raphael_paper
-from model.unet_raphael import RaphaelUNet
+from model.unet.moe import FeedForward, SpaceMoE, TimeMoE, TopOneRouter
+from model.unet.presets import raphael_paper
+from model.unet.unet_raphael import RaphaelUNet
 
 TINY = dict(
     block_out_channels=(8, 16, 32),

@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from model.buckets import ASPECT_BUCKETS
 from model.data.styles import STYLES
+from model.pipeline.buckets import ASPECT_BUCKETS
 
 SPLITS = ("train", "heldout")
 

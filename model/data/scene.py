@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from model.buckets import bucket_size
 from model.data.atlas import load_atlas
 from model.data.config import SceneConfig
 from model.data.splits import is_reserved, reserved_combinations
 from model.data.styles import add_stars, style_background, styled_sprite
 from model.data.vocab import BACKGROUNDS, POSITIONS, SIZES
+from model.pipeline.buckets import bucket_size
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
 

@@ -1,6 +1,6 @@
 """The resumable state of a training run: one ``state.pt`` with the weights, their EMA and the optimizer.
 
-Pre-training (``model.train``) and preference tuning (``model.preference``) both resume from it
+Pre-training (``model.training.train``) and preference tuning (``model.training.preference``) both resume from it
 after being killed. It is written to a temporary file and renamed, so a kill never leaves half a
 checkpoint; each caller adds its own extras (arguments, RNG state) beside the common keys.
 """

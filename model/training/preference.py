@@ -1,4 +1,4 @@
-"""Preference fine-tuning on exported feedback: ``python -m model.preference`` (``make finetune``).
+"""Preference fine-tuning on exported feedback: ``python -m model.training.preference`` (``make finetune``).
 
 Reads what ``feedback.export`` writes and tunes a RaphaelPipeline against a frozen copy of itself:
 
@@ -33,15 +33,16 @@ from accelerate import Accelerator
 from PIL import Image
 from tqdm.auto import tqdm
 
-from model.bundle import DEFAULT_BUNDLE, load_bundle
-from model.checkpoint import load_state, save_state
 from model.offline import apply_offline_defaults
-from model.text_encoder import encode_text
-from model.train import EMA, to_tensor, warmup_schedule
-from model.training_plots import plot_lines
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.text_encoder import encode_text
+from model.training.checkpoint import load_state, save_state
+from model.training.optimisation import EMA, optimiser_step, warmup_schedule
+from model.training.plots import plot_lines
+from model.training.train import to_tensor
+from model.unet.unet_raphael import RaphaelUNet
 
-logger = logging.getLogger("model.preference")
+logger = logging.getLogger("model.training.preference")
 
 
 @dataclass(frozen=True)
@@ -304,12 +305,7 @@ def finetune(args: argparse.Namespace) -> Path:
         else:
             labels = torch.tensor([x.label for x in examples], device=images.device)
             loss, accuracy = kto_loss(errors, ref_errors, labels, args.beta, args.lambda_d, args.lambda_u)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(accelerator.unwrap_model(unet), step)
+        optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
 
         record = {
             "step": step + 1,

@@ -1,6 +1,6 @@
-"""RAPHAEL-tiny against its dense baseline over training: ``python -m model.learning_curve RESULTS...``.
+"""RAPHAEL-tiny against its dense baseline over training: ``python -m model.evaluation.learning_curve RESULTS...``.
 
-Each argument is a ``model.evaluate --baseline`` output folder, one per pair of checkpoints taken
+Each argument is a ``model.evaluation.evaluate --baseline`` output folder, one per pair of checkpoints taken
 at the same step. One checkpoint cannot settle the paper's claim on an easy stage where both
 models end near 100%: the curve shows which one gets there on fewer images. A checkpoint of a later
 curriculum stage counts the images of every stage before it, and a dashed line marks where a stage began.
@@ -17,9 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from model.evaluate import BASELINE, MODEL, compared_models, stage_images, training_chain  # noqa: E402
+from model.evaluation.evaluate import BASELINE, MODEL, compared_models, stage_images, training_chain  # noqa: E402
 
-logger = logging.getLogger("model.learning_curve")
+logger = logging.getLogger("model.evaluation.learning_curve")
 
 METRICS = ("identity", "composition")
 Z95 = 1.959964
@@ -39,14 +39,16 @@ def load_points(folders: list[Path]) -> list[dict]:
     for folder in folders:
         results = json.loads((folder / "results.json").read_text())
         if "comparison" not in results:
-            raise ValueError(f"{folder} holds no dense-baseline comparison; run model.evaluate with --baseline")
+            raise ValueError(
+                f"{folder} holds no dense-baseline comparison; run model.evaluation.evaluate with --baseline"
+            )
         models = {}
         names = compared_models(results)  # whatever --name and --baseline-name called them
         for key, name in zip((MODEL, BASELINE), names):
             r = results["models"][name]
             chain = training_chain(r["training"])
             if not chain:
-                raise ValueError(f"{folder}: {name} has no training record (bundle it with model.bundle)")
+                raise ValueError(f"{folder}: {name} has no training record (bundle it with model.training.bundle)")
             models[key] = {
                 "steps": [stage["steps"] for stage in chain],  # per curriculum stage, earliest first
                 "stage_images": stage_images(r["training"]),
@@ -107,7 +109,7 @@ def markdown(points: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("results", type=Path, nargs="+", help="model.evaluate --baseline output folders")
+    parser.add_argument("results", type=Path, nargs="+", help="model.evaluation.evaluate --baseline output folders")
     parser.add_argument("--out", type=Path, required=True, help="folder for learning_curve.png / .json / .md")
     args = parser.parse_args(argv)
     points = load_points(args.results)

@@ -1,9 +1,10 @@
 """RaphaelPipeline: text-to-image with RAPHAEL, following the diffusers pipeline conventions."""
 
+import inspect
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKL
 from diffusers.image_processor import VaeImageProcessor
@@ -12,14 +13,15 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .buckets import ASPECT_BUCKETS, bucket_for_size, bucket_size
-from .pipeline_output import RaphaelPipelineOutput
-from .text_encoder import MAX_LENGTH, encode_text, load_text_encoder
-from .unet_raphael import RaphaelUNet, RoutingRecord
+from model.pipeline.buckets import ASPECT_BUCKETS, bucket_for_size, bucket_size
+from model.pipeline.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
+from model.pipeline.pipeline_output import RaphaelPipelineOutput
+from model.pipeline.text_encoder import MAX_LENGTH, encode_text, load_text_encoder
+from model.unet.unet_raphael import RaphaelUNet, RoutingRecord
 
-MAX_PROMPT_CHARS = 1000
-MAX_STEPS = 150
-MAX_IMAGES = 8
+# Bundles saved before model/ was split into wings name their U-Net's module "model.unet_raphael" in
+# model_index.json. diffusers resolves that name from sys.modules, so it points at the module's new home.
+sys.modules.setdefault("model.unet_raphael", sys.modules[RaphaelUNet.__module__])
 
 
 def _routing_to_cpu(record: RoutingRecord, keep: slice) -> RoutingRecord:
@@ -140,8 +142,8 @@ class RaphaelPipeline(DiffusionPipeline):
             raise ValueError(f"Steps must be a whole number from 1 to {MAX_STEPS}, got {num_inference_steps}.")
         if not isinstance(num_images_per_prompt, int) or not 1 <= num_images_per_prompt <= MAX_IMAGES:
             raise ValueError(f"Images per prompt must be from 1 to {MAX_IMAGES}, got {num_images_per_prompt}.")
-        if not 0.0 <= guidance_scale <= 30.0:
-            raise ValueError(f"Guidance scale must be between 0 and 30, got {guidance_scale}.")
+        if not 0.0 <= guidance_scale <= MAX_GUIDANCE:
+            raise ValueError(f"Guidance scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance_scale}.")
         if bucket_for_size(height, width, self.sample_size) is None:
             sizes = ", ".join(f"{n} = {w}x{h}" for n, (h, w) in self.aspect_buckets.items())
             raise ValueError(f"Size {width}x{height} is not an aspect bucket of this model; choose one of: {sizes}.")
@@ -270,9 +272,10 @@ class RaphaelPipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
         latents = self.prepare_latents(batch_size, height, width, prompt_embeds.dtype, device, generator, latents)
         extra_step_kwargs = {}
-        if "eta" in self.scheduler.step.__code__.co_varnames:
+        step_parameters = inspect.signature(self.scheduler.step).parameters
+        if "eta" in step_parameters:
             extra_step_kwargs["eta"] = eta
-        if "generator" in self.scheduler.step.__code__.co_varnames:
+        if "generator" in step_parameters:
             extra_step_kwargs["generator"] = generator
 
         # 4. denoising loop
@@ -321,10 +324,3 @@ class RaphaelPipeline(DiffusionPipeline):
         if not return_dict:
             return (image, routing) if return_routing else (image,)
         return RaphaelPipelineOutput(images=image, routing=routing if return_routing else None)
-
-
-def image_array(images) -> np.ndarray:
-    """PIL list or array -> uint8 (B, H, W, 3), for scoring."""
-    if isinstance(images, np.ndarray):
-        return (images * 255).round().clip(0, 255).astype(np.uint8) if images.dtype != np.uint8 else images
-    return np.stack([np.asarray(im.convert("RGB")) for im in images])

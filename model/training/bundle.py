@@ -1,4 +1,4 @@
-"""Package a training run as the bundled checkpoint: ``python -m model.bundle --run runs/raphael-tiny``.
+"""Package a training run as the bundled checkpoint: ``python -m model.training.bundle --run runs/raphael-tiny``.
 
 Writes a ``save_pretrained`` pipeline folder with the EMA UNet in fp16 safetensors, the DDIM
 sampler of the training schedule and no text encoder (the packaged MiniLM is loaded instead), so
@@ -14,14 +14,12 @@ from pathlib import Path
 import torch
 
 from model.offline import apply_offline_defaults
-from model.pipeline_raphael import RaphaelPipeline
-from model.schedule import default_scheduler
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.pipeline.pipeline_raphael import RaphaelPipeline
+from model.pipeline.schedule import default_scheduler
+from model.unet.unet_raphael import RaphaelUNet
 
-logger = logging.getLogger("model.bundle")
-
-DEFAULT_BUNDLE = Path(__file__).parent / "checkpoints" / "raphael-tiny"
-
+logger = logging.getLogger("model.training.bundle")
 
 DATA_ARGS = (
     "sample_size",
@@ -89,11 +87,6 @@ def bundle(run_dir: Path, out_dir: Path) -> Path:
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     logger.info("Bundled %s into %s (%.1f MB)", run_dir, out_dir, size / 1e6)
     return out_dir
-
-
-def load_bundle(path: str | Path = DEFAULT_BUNDLE, dtype: torch.dtype = torch.float32) -> RaphaelPipeline:
-    """Load a bundled pipeline; weights are stored in fp16 and computed in ``dtype`` (fp32 on CPU)."""
-    return RaphaelPipeline.from_pretrained(path, dtype=dtype)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""Train RAPHAEL-tiny on emoji scenes: ``python -m model.train --out runs/raphael-tiny`` (``make train``).
+"""Train RAPHAEL-tiny on emoji scenes: ``python -m model.training.train --out runs/raphael-tiny`` (``make train``).
 
-One script for CPU, one GPU or many (``accelerate launch -m model.train``). It resumes from
+One script for CPU, one GPU or many (``accelerate launch -m model.training.train``). It resumes from
 ``<out>/state.pt`` after being killed, and writes ``<out>/log.jsonl``, ``<out>/curves.png`` and
 the EMA weights in ``save_pretrained`` layout (``<out>/unet``).
 
@@ -27,20 +27,21 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
-from model.buckets import ASPECT_BUCKETS
-from model.bundle import INIT_RECORD, init_record
-from model.checkpoint import load_state, save_state
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
-from model.edge import edge_loss
 from model.offline import apply_offline_defaults
-from model.presets import RAPHAEL_PRESETS
-from model.schedule import make_noise_scheduler
-from model.text_encoder import encode_text, load_text_encoder
-from model.training_plots import plot_training
-from model.unet_raphael import RaphaelUNet
+from model.pipeline.buckets import ASPECT_BUCKETS
+from model.pipeline.schedule import make_noise_scheduler
+from model.pipeline.text_encoder import encode_text, load_text_encoder
+from model.training.bundle import INIT_RECORD, init_record
+from model.training.checkpoint import load_state, save_state
+from model.training.optimisation import EMA, optimiser_step, warmup_schedule
+from model.training.plots import plot_training
+from model.unet.edge import edge_loss
+from model.unet.presets import RAPHAEL_PRESETS
+from model.unet.unet_raphael import RaphaelUNet
 
-logger = logging.getLogger("model.train")
+logger = logging.getLogger("model.training.train")
 
 MIN_SNR_GAMMA = 5.0
 CAPTION_DROPOUT = 0.1
@@ -56,25 +57,6 @@ def min_snr_weight(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.T
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-class EMA:
-    """Exponential moving average of the weights with decay ``min(0.999, (1 + step) / (10 + step))``."""
-
-    def __init__(self, model: torch.nn.Module, max_decay: float = 0.999):
-        self.max_decay = max_decay
-        self.shadow = [p.detach().clone().float() for p in model.parameters()]
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        decay = min(self.max_decay, (1 + step) / (10 + step))
-        params = [p.detach().float() for p in model.parameters()]
-        torch._foreach_lerp_(self.shadow, params, 1 - decay)
-
-    @torch.no_grad()
-    def copy_to(self, model: torch.nn.Module) -> None:
-        for s, p in zip(self.shadow, model.parameters()):
-            p.copy_(s.to(p.dtype))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -146,23 +128,6 @@ def truncate_log(path: Path, step: int) -> None:
     if len(kept) != len(lines):
         path.write_text("".join(kept))
         logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
-
-
-def warmup_schedule(
-    optimizer: torch.optim.Optimizer, warmup: int, start: int, total: int = 0, cooldown: int = 0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` steps, constant, then a linear cool-down to zero over the last
-    ``cooldown`` of ``total`` steps; ``start`` > 0 resumes it at that step.
-
-    The constant phase does not depend on the run's length, so a finished run can be extended and
-    cooled later with the same rates as if it had been planned that way from its first step.
-    """
-
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup)
-        return min(warm, (total - step) / cooldown) if cooldown else warm
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start - 1 if start else -1)
 
 
 def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1) -> None:
@@ -253,12 +218,7 @@ def train(args: argparse.Namespace) -> Path:
             edge = edge_loss(routing.edge_logits, clean, timesteps) if args.edge_coef > 0 else torch.zeros(())
             loss = mse + args.balance_coef * aux + args.edge_coef * edge
 
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr_scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(accelerator.unwrap_model(unet), step)
+        grad_norm = optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
 
         record = {
             "step": step + 1,

@@ -12,7 +12,7 @@ centroid, which is how ``model.data.scene`` places groups. Dense per-cell superv
 across positions, learns far faster on a CPU than asking a pooled head for every slot at once.
 Images of any bucket are resized to about 32x32 pixels of area, keeping their aspect.
 
-CLI: ``python -m model.recognizer --out model/checkpoints/recognizer --steps 3000``
+CLI: ``python -m model.evaluation.recognizer --out model/checkpoints/recognizer --steps 3000``
 (resumes from ``train_state.pt`` in ``--out`` if a run was interrupted).
 """
 
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 STATE_NAME = "train_state.pt"
-DEFAULT_DIR = Path(__file__).resolve().parent / "checkpoints" / "recognizer"
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "recognizer"
 EVAL_SEED = 90_210  # held-out scenes for reporting; training streams use other seeds
 METRICS = ("identity", "count", "background", "position", "composition")
 

@@ -1,4 +1,4 @@
-"""Evaluate RAPHAEL-tiny honestly: ``python -m model.evaluate`` (``make eval``).
+"""Evaluate RAPHAEL-tiny honestly: ``python -m model.evaluation.evaluate`` (``make eval``).
 
 1. The recognizer's own accuracy on real held-out scenes, so its judgement can be trusted.
 2. Composition scores of generated images for held-out prompts (new combinations and
@@ -25,23 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import linalg
+from scipy import linalg, stats
 from tqdm.auto import tqdm
 
-from model.bundle import DEFAULT_BUNDLE, load_bundle
 from model.data.atlas import load_atlas
 from model.data.captions import emoji_words, heldout_words, whole_words
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
 from model.data.vocab import BACKGROUNDS, POSITIONS, SIZES
-from model.moe import SpaceMoE
+from model.evaluation.recognizer import METRICS, Recognizer, evaluate, load_default, score
 from model.offline import apply_offline_defaults
-from model.pipeline_raphael import RaphaelPipeline, image_array
-from model.recognizer import METRICS, Recognizer, evaluate, load_default, score
-from model.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.pipeline_raphael import RaphaelPipeline
+from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.unet.moe import SpaceMoE
 
-logger = logging.getLogger("model.evaluate")
+logger = logging.getLogger("model.evaluation.evaluate")
 
 EVAL_SEED = 424242
 ADJECTIVES = set(BACKGROUNDS) | set(SIZES) | {"big", "tiny", "huge", "little", "medium-sized", "grey", "gray"}
@@ -58,6 +58,13 @@ def features(recognizer: Recognizer, images: np.ndarray) -> np.ndarray:
     """Pooled conv features (B, C) of one bucket's uint8 images."""
     recognizer.eval()
     return recognizer.features(recognizer.prepare(images)).mean((2, 3)).numpy()
+
+
+def image_array(images: list[Image.Image] | np.ndarray) -> np.ndarray:
+    """PIL list or float array in [0, 1] -> uint8 (B, H, W, 3), as the recognizer scores it."""
+    if isinstance(images, np.ndarray):
+        return (images * 255).round().clip(0, 255).astype(np.uint8) if images.dtype != np.uint8 else images
+    return np.stack([np.asarray(im.convert("RGB")) for im in images])
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -207,14 +214,16 @@ def generate_and_score(
 def paired_difference(a: list[bool], b: list[bool], samples: int = 10_000, seed: int = 0) -> dict:
     """Difference of two accuracies on the same prompts, with a 95% paired bootstrap interval."""
     diff = np.asarray(a, float) - np.asarray(b, float)  # (n,) per prompt: -1, 0 or 1
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"difference": float(diff.mean()), "ci95": [float(low), float(high)]}
+    if len(diff) < 2:  # nothing to resample
+        return {"difference": float(diff.mean()), "ci95": [float(diff.mean())] * 2}
+    interval = stats.bootstrap(
+        (diff,), np.mean, n_resamples=samples, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return {"difference": float(diff.mean()), "ci95": [float(interval.low), float(interval.high)]}
 
 
 def training_record(path: Path) -> dict | None:
-    """The ``training.json`` that ``model.bundle`` writes beside the weights, if any."""
+    """The ``training.json`` that ``model.training.bundle`` writes beside the weights, if any."""
     record = path / "training.json"
     return json.loads(record.read_text()) if record.exists() else None
 

@@ -20,7 +20,7 @@ from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.paraphrases import PARAPHRASES
 from model.data.vocab import BACKGROUNDS, POSITIONS
-from model.prompt_enhancer import PromptEnhancer
+from model.prompts.prompt_enhancer import PromptEnhancer
 
 NUMBER_NAMES = {1: "one", 2: "two", 3: "three"}
 VARIATION_SELECTOR = "\ufe0f"
@@ -92,7 +92,7 @@ class TrainedDomain:
 
     @classmethod
     def from_bundle(cls, model_dir: str | Path) -> TrainedDomain | None:
-        """The domain recorded in ``model_dir/training.json`` by ``model.bundle``, or None."""
+        """The domain recorded in ``model_dir/training.json`` by ``model.training.bundle``, or None."""
         path = Path(model_dir) / "training.json"
         if not path.is_file():
             return None

@@ -6,7 +6,7 @@ import numpy as np
 import PIL.Image
 from diffusers.utils import BaseOutput
 
-from .unet_raphael import RoutingRecord
+from model.unet.unet_raphael import RoutingRecord
 
 
 @dataclass

@@ -1,0 +1,38 @@
+"""Every command-line tool answers ``--help`` under its module path, as the Makefile and README call it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIS = [
+    "model.training.train",
+    "model.training.curriculum",
+    "model.training.bundle",
+    "model.training.preference",
+    "model.evaluation.evaluate",
+    "model.evaluation.recognizer",
+    "model.evaluation.learning_curve",
+    "model.data.build_atlas",
+    "feedback.export",
+    "feedback.agreement",
+    "feedback.migrate",
+    "bench.moe_overhead",
+    "bench.data_throughput",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", CLIS)
+def test_cli_answers_help(module: str):
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:") and module.rsplit(".", 1)[-1] in done.stdout.split("\n")[0]
+
+
+def test_every_module_the_makefile_runs_is_listed():
+    makefile = (ROOT / "Makefile").read_text()
+    called = {word for word in makefile.split() if word.startswith(("model.", "feedback.", "bench."))}
+    assert called <= set(CLIS), called - set(CLIS)
