@@ -27,10 +27,11 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from app.categories import PromptCategorizer
-from app.settings import APP_VERSION
-from model.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
-from model.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
-from model.trained_domain import TrainedDomain
+from app.settings import APP_VERSION, Settings
+from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
+from model.pipeline.limits import MAX_IMAGES, MAX_SEED
+from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.prompts.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,10 @@ class GenerationRequest:
     prompt: str
     negative_prompt: str = ""
     enhanced_prompt: str | None = None  # when set, the model sees this instead of ``prompt``
-    steps: int = 50
-    cfg: float = 7.0
+    steps: int = Settings.default_steps
+    cfg: float = Settings.default_cfg
     seed: int | None = None  # None: draw one at random and report it
-    num_images: int = 2
+    num_images: int = Settings.default_images
     aspect: str = DEFAULT_BUCKET
     sampler: str = DEFAULT_SAMPLER
 
@@ -90,7 +91,7 @@ def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype) -> 
         raise FileNotFoundError(f"{model_dir} is not a diffusers pipeline folder (no model_index.json).")
     class_name = json.loads(index_file.read_text())["_class_name"]
     if class_name == "RaphaelPipeline":
-        from model.pipeline_raphael import RaphaelPipeline
+        from model.pipeline.pipeline_raphael import RaphaelPipeline
 
         pipe = RaphaelPipeline.from_pretrained(model_dir, dtype=dtype)
     else:
@@ -202,7 +203,8 @@ class GenerationService:
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
         """Generate ``request.num_images`` images; raises ValueError with a user-facing message on bad input."""
         height, width = self.size_for(request.aspect)
-        seed = secrets.randbelow(2**31) if request.seed is None else request.seed
+        # Drawn so that the seed of every image in the batch (seed + i) is one a rater can type back in.
+        seed = secrets.randbelow(MAX_SEED - MAX_IMAGES + 2) if request.seed is None else request.seed
         seeds = [seed + i for i in range(request.num_images)]
         # One CPU generator per image: the same seed gives the same image on any device and in any batch.
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]

@@ -21,10 +21,9 @@ from typing import Any
 
 from app.generation import GenerationRequest
 from app.settings import Settings
+from feedback.models import COMPARISON_OUTCOMES
+from model.pipeline.limits import MAX_SEED
 
-COMPARE_OUTCOMES = ("left", "right", "tie", "both_bad")
-VOTE_VALUES = (1, -1, 0)  # like, dislike, undo
-MAX_SEED = 2**32 - 1
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # C0 control characters other than tab and newline: PostgreSQL rejects NUL, and none of them mean anything here.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -115,7 +114,7 @@ class Guard:
 
     @staticmethod
     def seed(value: Any) -> int | None:
-        """A seed from 0 to 2**32 - 1, or -1 (returned as None) for a random one."""
+        """A seed from 0 to ``MAX_SEED``, or -1 (returned as None) for a random one."""
         seed = whole_number(value, "seed", -1, MAX_SEED)
         return None if seed == -1 else seed
 
@@ -157,7 +156,7 @@ class Guard:
         left_id, right_id = self.image_id(left), self.image_id(right)
         if left_id == right_id:
             raise InvalidInput("A comparison needs two different images.")
-        return left_id, right_id, choice(outcome, "outcome", COMPARE_OUTCOMES)
+        return left_id, right_id, choice(outcome, "outcome", COMPARISON_OUTCOMES)
 
     @staticmethod
     def image_id(value: Any) -> str:

@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from feedback.models import MAX_COMMENT_CHARS
+from model.pipeline.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,16 +40,16 @@ class Settings:
     share: bool = False
     device: str | None = None  # None: CUDA when available, else CPU
     torch_threads: int | None = None  # None: torch's default
-    # Input limits (the Miaohua demo's: prompt up to 1000 characters, 1-8 images, CFG 1-20).
-    max_prompt_chars: int = 1000
-    max_comment_chars: int = 500
+    # Input limits: the pipeline's and the store's, with the Miaohua demo's CFG range of 1-20 within the pipeline's.
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    max_comment_chars: int = MAX_COMMENT_CHARS
     min_steps: int = 1
-    max_steps: int = 150
+    max_steps: int = MAX_STEPS
     default_steps: int = 50
     min_cfg: float = 1.0
     max_cfg: float = 20.0
     default_cfg: float = 7.0
-    max_images: int = 8
+    max_images: int = MAX_IMAGES
     default_images: int = 2
     # Serving limits.
     queue_size: int = 64
@@ -54,6 +57,17 @@ class Settings:
     generations_per_minute: int = 30
     votes_per_minute: int = 240
     app_version: str = APP_VERSION
+
+    def __post_init__(self) -> None:
+        # Settings may tighten the pipeline's and the store's limits, never loosen them.
+        if not (
+            self.max_prompt_chars <= MAX_PROMPT_CHARS
+            and self.max_comment_chars <= MAX_COMMENT_CHARS
+            and 1 <= self.min_steps <= self.default_steps <= self.max_steps <= MAX_STEPS
+            and 0 <= self.min_cfg <= self.default_cfg <= self.max_cfg <= MAX_GUIDANCE
+            and 1 <= self.default_images <= self.max_images <= MAX_IMAGES
+        ):
+            raise ValueError("Settings limits must lie within the pipeline's and the feedback store's own limits.")
 
 
 # Environment variable -> Settings field. CLI flags override these.

@@ -38,7 +38,15 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-COMPARISON_OUTCOMES = ("left", "right", "tie", "both_bad")
+# The answers of a pairwise judgement, in the order the page lays out their buttons.
+COMPARISON_OUTCOMES = ("left", "tie", "both_bad", "right")
+VOTE_VALUES = (1, -1)  # 👍, 👎; an undo (0) deletes the vote and lives on in the vote history only
+MAX_COMMENT_CHARS = 500
+
+
+def _one_of(column: str, values: tuple[object, ...]) -> str:
+    """SQL for a CHECK that ``column`` holds one of ``values``."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -136,7 +144,7 @@ class Vote(Base):
     __tablename__ = "votes"
     __table_args__ = (
         UniqueConstraint("rater_id", "image_id"),
-        CheckConstraint("value IN (-1, 1)", name="value"),
+        CheckConstraint(_one_of("value", VOTE_VALUES), name="value"),
         Index("ix_votes_image_id", "image_id"),
         Index("ix_votes_updated_at", "updated_at"),
     )
@@ -154,7 +162,7 @@ class VoteEvent(Base):
 
     __tablename__ = "vote_events"
     __table_args__ = (
-        CheckConstraint("value IN (-1, 0, 1)", name="value"),
+        CheckConstraint(_one_of("value", (*VOTE_VALUES, 0)), name="value"),
         Index("ix_vote_events_rater_image", "rater_id", "image_id"),
         Index("ix_vote_events_created_at", "created_at"),
     )
@@ -172,7 +180,7 @@ class Comparison(Base):
 
     __tablename__ = "comparisons"
     __table_args__ = (
-        CheckConstraint("outcome IN ('left', 'right', 'tie', 'both_bad')", name="outcome"),
+        CheckConstraint(_one_of("outcome", COMPARISON_OUTCOMES), name="outcome"),
         CheckConstraint("left_image_id <> right_image_id", name="distinct_images"),
         Index("ix_comparisons_rater_id", "rater_id"),
         Index("ix_comparisons_created_at", "created_at"),

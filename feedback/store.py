@@ -35,6 +35,7 @@ from feedback.engine import make_engine, writer
 from feedback.images import ImageFiles, image_provenance
 from feedback.models import (
     COMPARISON_OUTCOMES,
+    MAX_COMMENT_CHARS,
     Comparison,
     Generation,
     Image,
@@ -45,7 +46,6 @@ from feedback.models import (
 
 logger = logging.getLogger(__name__)
 
-MAX_COMMENT_CHARS = 1000
 MAX_ANON_ID_CHARS = 128
 IP_SALT_ENV = "RAPHAEL_IP_SALT"
 REQUIRED_PROVENANCE = (

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from feedback.images import read_provenance
+from feedback.models import MAX_COMMENT_CHARS
 from feedback.store import FeedbackError, FeedbackStore
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -110,7 +111,7 @@ def test_one_current_vote_per_rater_and_image(store: FeedbackStore, images: tupl
     [
         (2, None, "👍"),
         (True, None, "👍"),
-        (1, "x" * 1001, "at most 1000 characters"),
+        (1, "x" * (MAX_COMMENT_CHARS + 1), f"at most {MAX_COMMENT_CHARS} characters"),
     ],
 )
 def test_vote_rejects_bad_input(
@@ -119,7 +120,7 @@ def test_vote_rejects_bad_input(
     rater, (image, *_) = images
     with pytest.raises(FeedbackError, match=message):
         store.vote(rater, image, value, comment=comment)
-    assert store.vote(rater, image, 1, comment="x" * 1000).changed
+    assert store.vote(rater, image, 1, comment="x" * MAX_COMMENT_CHARS).changed
 
 
 def test_vote_on_unknown_image_or_rater(store: FeedbackStore, images: tuple[int, list[str]]) -> None:

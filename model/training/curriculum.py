@@ -1,0 +1,179 @@
+"""The training curriculum as data: ``python -m model.training.curriculum --stage 9`` (``make train``).
+
+``curriculum.toml`` lists every stage once (its data slice, steps, rate schedule, seed, batch and the stage
+it starts from). This module reads it, turns a stage into the arguments of ``model.training.train`` and runs
+a stage after the stages before it, each resumed where it stopped or passed through once it is done, so
+``make train`` reproduces the shipped weights from scratch and a killed chain goes on where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from model.data.config import SceneConfig
+from model.training import train
+
+logger = logging.getLogger(__name__)
+
+CURRICULUM = Path(__file__).with_name("curriculum.toml")
+RUNS = Path("runs")
+DENSE_PRESET = "tiny-dense"
+# Stage keys and the training flags they set; [data] keys are SceneConfig fields.
+STAGE_FLAGS = {
+    "steps": "--steps",
+    "cooldown": "--cooldown",
+    "lr": "--lr",
+    "warmup": "--warmup",
+    "seed": "--seed",
+    "batch_size": "--batch-size",
+    "schedule_steps": "--schedule-steps",
+}
+DATA_KEYS = {f.name for f in fields(SceneConfig)} - {"split"}
+SAVE_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the curriculum: its training settings, its scenes and the stage it starts from."""
+
+    number: int
+    steps: int
+    after: int | None = None
+    settings: dict[str, int | float] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
+    data: dict[str, object] = field(default_factory=dict)
+
+    def run_dir(self, dense: bool = False, runs: Path = RUNS) -> Path:
+        return runs / f"stage{self.number}{'-dense' if dense else ''}"
+
+    def scene_config(self) -> SceneConfig:
+        """The scenes this stage draws (validated by SceneConfig itself)."""
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in self.data.items()}
+        if "object_weights" in data:
+            data["object_weights"] = tuple(map(float, data["object_weights"]))
+        return SceneConfig(**data)
+
+    def train_args(self, dense: bool = False, runs: Path = RUNS, init: Path | None = None) -> list[str]:
+        """The ``model.training.train`` command line of this stage; ``init`` replaces the stage before."""
+        args = ["--out", str(self.run_dir(dense, runs)), "--save-every", str(SAVE_EVERY)]
+        if dense:
+            args += ["--preset", DENSE_PRESET]
+        if init is not None:
+            args += ["--init", str(init)]
+        elif self.after is not None:
+            args += ["--init", str(runs / f"stage{self.after}{'-dense' if dense else ''}" / "unet")]
+        for key, flag in STAGE_FLAGS.items():
+            value = self.steps if key == "steps" else self.settings.get(key)
+            if value is not None:
+                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        for key, value in self.data.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif isinstance(value, list):
+                args += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+            else:
+                args += [flag, str(value)]
+        return args
+
+    def eval_args(self) -> list[str]:
+        """The evaluator's flags for held-out prompts of this stage's slice (emoji, objects, counts, styles)."""
+        config = self.scene_config()
+        args = ["--max-objects", str(config.max_objects), "--max-count", str(config.max_count)]
+        if config.num_emoji is not None:
+            args += ["--num-emoji", str(config.num_emoji)]
+        if config.styles is not None:
+            args += ["--styles", ",".join(config.styles)]
+        return args
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """All stages by number, and the stage the bundled weights come from."""
+
+    stages: dict[int, Stage]
+    shipped: int
+
+    def chain(self, number: int) -> list[Stage]:
+        """Stage ``number`` and every stage it builds on, first stage first."""
+        if number not in self.stages:
+            raise ValueError(f"STAGE must be one of {sorted(self.stages)}, not {number}.")
+        chain = [self.stages[number]]
+        while chain[-1].after is not None:
+            chain.append(self.stages[chain[-1].after])
+        return chain[::-1]
+
+
+def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
+    """Read and check ``curriculum.toml``: known keys only, each stage after an earlier one, valid scenes."""
+    raw = tomllib.loads(path.read_text())
+    stages: dict[int, Stage] = {}
+    for name, table in raw["stage"].items():
+        number = int(name)
+        unknown = set(table) - set(STAGE_FLAGS) - {"after", "data"}
+        if unknown:
+            raise ValueError(f"Stage {number} has unknown keys {sorted(unknown)}; known: {sorted(STAGE_FLAGS)}.")
+        if unknown := set(table.get("data", {})) - DATA_KEYS:
+            raise ValueError(f"Stage {number} has unknown data keys {sorted(unknown)}; known: {sorted(DATA_KEYS)}.")
+        after = table.get("after")
+        if after is not None and (after not in stages or after >= number):
+            raise ValueError(f"Stage {number} starts after stage {after}, which must be listed before it.")
+        stage = Stage(
+            number=number,
+            steps=table["steps"],
+            after=after,
+            settings={k: v for k, v in table.items() if k in STAGE_FLAGS and k != "steps"},
+            data=dict(table.get("data", {})),
+        )
+        stage.scene_config()
+        stages[number] = stage
+    if raw["shipped"] not in stages:
+        raise ValueError(f"The shipped stage {raw['shipped']} is not in the curriculum.")
+    return Curriculum(stages=stages, shipped=raw["shipped"])
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    curriculum = load_curriculum()
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Any other flags go to model.training.train for the last stage only, e.g. --time-limit 60.",
+    )
+    p.add_argument("--stage", type=int, default=curriculum.shipped, help="the stage to reach (default: shipped)")
+    p.add_argument("--dense", action="store_true", help=f"the dense baseline ({DENSE_PRESET}) into runs/stageN-dense")
+    p.add_argument("--steps", type=int, default=None, help="steps of the last stage instead of the curriculum's")
+    p.add_argument(
+        "--init", type=Path, default=None, help="start the stage from these UNet weights instead of running the chain"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print each stage's training command, run nothing")
+    p.add_argument(
+        "--eval-flags",
+        action="store_true",
+        help="print the stage's slice as model.evaluation.evaluate flags (make eval), run nothing",
+    )
+    return p.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args, extra = parse_args(argv)
+    chain = load_curriculum().chain(args.stage)
+    if args.eval_flags:
+        print(" ".join(chain[-1].eval_args()))
+        return
+    if args.init is not None:
+        chain = chain[-1:]
+    for stage in chain:
+        last = stage is chain[-1]
+        if last and args.steps is not None:
+            stage = Stage(stage.number, args.steps, stage.after, stage.settings, stage.data)
+        command = stage.train_args(args.dense, init=args.init if last else None) + (extra if last else [])
+        logger.info("Stage %d: python -m model.training.train %s", stage.number, " ".join(command))
+        if not args.dry_run:
+            train.main(command)
+
+
+if __name__ == "__main__":
+    main()
