@@ -19,31 +19,29 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
-import pandas as pd
 from PIL import Image
 
+from app.dashboard import DashboardService, DashboardView
 from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
 from app.rater_cookie import rater_token
 from app.settings import Settings
-from feedback.agreement import AgreementReport, Alpha, agreement
 from feedback.images import PROVENANCE_KEY, image_provenance
+from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
-from model.prompt_enhancer import Enhancer
+from model.prompts.prompt_enhancer import Enhancer
 
 log = logging.getLogger(__name__)
 
 AUTO_STYLE = "auto"
 DISPLAY_MIN_SIDE = 256  # tiny native images are shown upscaled; the stored file stays native
 HISTORY_LENGTH = 24
-OUTCOME_LABELS = {
+OUTCOME_LABELS = {  # how the thanks line names each of COMPARISON_OUTCOMES
     "left": "the left image",
-    "right": "the right image",
     "tie": "a tie",
     "both_bad": "both bad",
+    "right": "the right image",
 }
-TOTALS = {"n_votes": "vote", "n_comparisons": "comparison", "n_images": "image", "n_raters": "rater"}
-DASHBOARD_BOOTSTRAP = 200  # resamples for α's interval: enough for two decimals, fast on every refresh
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -108,12 +106,14 @@ class Handlers:
         store: FeedbackStore,
         enhancer: Enhancer,
         guard: Guard,
+        dashboard_service: DashboardService,
     ) -> None:
         self.settings = settings
         self.generation = generation
         self.store = store
         self.enhancer = enhancer
         self.guard = guard
+        self.dashboard_service = dashboard_service
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -312,7 +312,7 @@ class Handlers:
             display_copy(self.store.image_path(item["image_id"]), image_provenance(summary["provenance"], index))
             for index, item in enumerate((left, right))
         ]
-        buttons = [gr.Button(interactive=True) for _ in OUTCOME_LABELS]
+        buttons = [gr.Button(interactive=True) for _ in COMPARISON_OUTCOMES]
         status = f"Seeds {left['seed']} (left) and {right['seed']} (right): which fits the prompt better?"
         return (*images, [left["image_id"], right["image_id"]], status, *buttons)
 
@@ -338,59 +338,15 @@ class Handlers:
         if len(pair) != 2:
             raise InvalidInput("Make a new pair first.")
         self.compare(pair[0], pair[1], outcome, request)
-        buttons = [gr.Button(interactive=False) for _ in OUTCOME_LABELS]
+        buttons = [gr.Button(interactive=False) for _ in COMPARISON_OUTCOMES]
         return (f"Thanks! You chose **{OUTCOME_LABELS[outcome]}**. Make a new pair to go on.", *buttons)
 
     # -- dashboard ------------------------------------------------------------------------------
 
     def dashboard(self) -> dict[str, Any]:
         """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON."""
-        data = self.store.dashboard()
-        return {
-            "totals": data.totals,
-            "votes_per_day": data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d")).to_dict(
-                "records"
-            ),
-            "by_model": data.by_model.to_dict("records"),
-            "by_category": data.by_category.to_dict("records"),
-            "agreement": self._agreement().to_dict(),
-        }
+        return self.dashboard_service.json()
 
-    def dashboard_view(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str, pd.DataFrame]:
+    def dashboard_view(self) -> DashboardView:
         """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
-        data = self.store.dashboard()
-        per_day = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d")).melt(
-            id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
-        )
-        by_model = data.by_model.assign(model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12])
-        totals = " · ".join(
-            f"**{data.totals[key]}** {noun}{'' if data.totals[key] == 1 else 's'}" for key, noun in TOTALS.items()
-        )
-        report = self._agreement()
-        return per_day, by_model, data.by_category, totals, agreement_summary(report), report.raters.round(3)
-
-    def _agreement(self) -> AgreementReport:
-        return agreement(self.store.preference_rows(with_images=False, with_events=False), n_boot=DASHBOARD_BOOTSTRAP)
-
-
-def agreement_summary(report: AgreementReport) -> str:
-    """One markdown line: α for votes and for comparisons, and how many raters are flagged."""
-
-    def line(name: str, alpha: Alpha, items: str) -> str:
-        if not alpha.items:
-            return f"**{name}**: no {items} judged by two raters yet"
-        if math.isnan(alpha.alpha):
-            return f"**{name}**: every rater gave the same answer on {alpha.items} {items}; α is undefined"
-        return (
-            f"**{name}**: α = {alpha.alpha:.2f} (95% interval {alpha.low:.2f} to {alpha.high:.2f}) "
-            f"on {alpha.items} {items} judged by {alpha.raters} raters"
-        )
-
-    flagged = int(report.raters["flagged"].sum())
-    return " · ".join(
-        [
-            line("Votes", report.votes, "images"),
-            line("Comparisons", report.comparisons, "pairs"),
-            f"**{flagged}** rater{'' if flagged == 1 else 's'} flagged for review",
-        ]
-    )
+        return self.dashboard_service.view()

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
+from app.dashboard import DashboardService
 from app.generation import GenerationService
 from app.guard import Guard
 from app.handlers import Handlers
@@ -21,8 +22,8 @@ from app.rater_cookie import RaterCookieMiddleware
 from app.settings import Settings, from_args
 from app.ui import CSS, THEME, build_ui
 from feedback.store import FeedbackStore
-from model.prompt_enhancer import PromptEnhancer
-from model.trained_domain import TrainedDomain
+from model.prompts.prompt_enhancer import PromptEnhancer
+from model.prompts.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
         store,
         domain.enhancer() if domain else PromptEnhancer(),
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
+        DashboardService(store),
     )
     demo = build_ui(handlers, settings)
     return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)

@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import asdict, dataclass
 
+import krippendorff
 import numpy as np
 import pandas as pd
 
@@ -91,41 +92,34 @@ def comparison_ratings(rows: PreferenceRows) -> dict[tuple[str, str], dict[int, 
 
 
 def krippendorff_alpha(ratings: Ratings, *, n_boot: int = 1000, seed: int = 0) -> Alpha:
-    """Nominal α = 1 - D_o / D_e from the coincidence matrix, with a percentile bootstrap over items.
+    """Nominal α from the ``krippendorff`` package, with a percentile bootstrap over items.
 
-    Each item with m ≥ 2 values adds every ordered pair of its values, weighted 1/(m-1), to the
-    coincidence matrix o (categories × categories). With n_c its margins and n their sum,
-    α = 1 - (n - 1) · Σ_{c≠k} o_ck / Σ_{c≠k} n_c n_k. ``n_boot=0`` skips the interval (NaN).
+    The package gets each pairable item's count per category (items × categories): the same
+    numbers a raters × items matrix gives it, without a cell for every session that never rated
+    the item. ``n_boot=0`` skips the interval (NaN).
     """
     pairable = [list(values.values()) for values in ratings.values() if len(values) >= 2]
     raters = {rater for values in ratings.values() if len(values) >= 2 for rater in values}
-    categories = sorted({value for values in pairable for value in values}, key=str)
     if not pairable:
         return Alpha(float("nan"), float("nan"), float("nan"), 0, 0, 0)
+    categories = sorted({value for values in pairable for value in values}, key=str)
     index = {category: i for i, category in enumerate(categories)}
-    k = len(categories)
-    per_item = np.zeros((len(pairable), k, k))  # (items, k, k): each item's coincidences
-    for item, values in enumerate(pairable):
-        counts = np.bincount([index[value] for value in values], minlength=k).astype(float)
-        per_item[item] = (np.outer(counts, counts) - np.diag(counts)) / (len(values) - 1)
+    counts = np.array([np.bincount([index[v] for v in values], minlength=len(categories)) for values in pairable])
 
-    alpha = float(_alpha(per_item.sum(0)[None])[0])
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(pairable), np.full(len(pairable), 1 / len(pairable)), size=n_boot)  # (B, items)
-    boot = _alpha(np.einsum("bi,ikl->bkl", weights, per_item))
+    # Not scipy.stats.bootstrap: one resample whose items all got one value (α undefined, common with few items)
+    # makes its whole interval NaN, and it refuses a single item; this loop drops such resamples instead.
+    boot = np.array([_alpha(counts[rng.integers(len(counts), size=len(counts))]) for _ in range(n_boot)])
     boot = boot[~np.isnan(boot)]
     low, high = np.percentile(boot, [2.5, 97.5]) if boot.size else (float("nan"),) * 2
-    return Alpha(alpha, float(low), float(high), len(pairable), sum(map(len, pairable)), len(raters))
+    return Alpha(_alpha(counts), float(low), float(high), len(pairable), sum(map(len, pairable)), len(raters))
 
 
-def _alpha(coincidences: np.ndarray) -> np.ndarray:
-    """α for a batch of coincidence matrices (B, k, k); NaN where all values are one category."""
-    margins = coincidences.sum(2)  # (B, k)
-    n = margins.sum(1)  # (B,)
-    observed = coincidences.sum((1, 2)) - np.trace(coincidences, axis1=1, axis2=2)
-    expected = n**2 - (margins**2).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(expected > 0, 1 - (n - 1) * observed / expected, np.nan)
+def _alpha(value_counts: np.ndarray) -> float:
+    """Nominal α of items × categories counts; NaN where all values are one category (the package refuses that)."""
+    if np.count_nonzero(value_counts.sum(0)) < 2:
+        return float("nan")
+    return float(krippendorff.alpha(value_counts=value_counts, level_of_measurement="nominal"))
 
 
 def rater_agreement(ratings: Ratings) -> pd.DataFrame:

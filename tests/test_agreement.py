@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,6 +48,31 @@ def test_alpha_extremes() -> None:
     assert math.isnan(krippendorff_alpha({i: {0: 1, 1: 1} for i in range(5)}).alpha)  # one category only
     nothing = krippendorff_alpha({i: {0: 1} for i in range(5)})
     assert math.isnan(nothing.alpha) and nothing.items == 0
+
+
+def alpha_by_definition(matrix: list[list[int | None]]) -> float:
+    """Nominal α = 1 - D_o / D_e straight from pairs of values (Krippendorff 2011), to check the package against."""
+    units = [[value for value in unit if value is not None] for unit in zip(*matrix)]
+    units = [unit for unit in units if len(unit) >= 2]
+    values = [value for unit in units for value in unit]
+    n = len(values)
+
+    def disagreements(pool: list[int]) -> int:
+        return sum(a != b for i, a in enumerate(pool) for j, b in enumerate(pool) if i != j)
+
+    observed = sum(disagreements(unit) / (len(unit) - 1) for unit in units) / n
+    expected = disagreements(values) / (n * (n - 1))
+    return 1 - observed / expected
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("labels", [(0, 1, 2), ("first", "second", "tie")])
+def test_alpha_matches_its_definition_on_random_ratings(seed: int, labels: tuple[object, ...]) -> None:
+    rng = np.random.default_rng(seed)
+    matrix = [[int(v) if rng.random() < 0.6 else None for v in rng.integers(3, size=20)] for _ in range(5)]
+    ratings = {unit: {rater: labels[v] for rater, v in values.items()} for unit, values in by_unit(matrix).items()}
+    assert alpha_by_definition(PUBLISHED) == pytest.approx(0.743, abs=5e-4)  # the check itself is right
+    assert krippendorff_alpha(ratings, n_boot=0).alpha == pytest.approx(alpha_by_definition(matrix), abs=1e-12)
 
 
 @pytest.fixture
