@@ -9,7 +9,6 @@ text chunk carries, so any rated image can be regenerated.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -29,13 +28,15 @@ from PIL import Image
 from app.categories import PromptCategorizer
 from app.settings import APP_VERSION, Settings
 from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
+from model.pipeline.identity import model_name, weights_hash
 from model.pipeline.limits import MAX_IMAGES, MAX_SEED
 from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.prompts.chinese import in_english
+from model.prompts.prompt_reader import read_prompt
 from model.prompts.trained_domain import TrainedDomain
 
 log = logging.getLogger(__name__)
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -56,7 +57,9 @@ class GenerationRequest:
 
     @property
     def model_prompt(self) -> str:
-        return self.enhanced_prompt or self.prompt
+        """What the model reads: the enhanced prompt, else the prompt, a Chinese one translated into the captions'
+        English (the MiniLM text encoder reads English only)."""
+        return in_english(self.enhanced_prompt or self.prompt)
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,6 @@ class GenerationResult:
     provenance: dict[str, Any]
     seconds: float
     warnings: list[str] = field(default_factory=list)
-
-
-def weights_hash(model_dir: Path) -> str:
-    """sha256 over every weight file (relative path and bytes, sorted), so a checkpoint has one identity."""
-    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-    if not files:
-        raise ValueError(f"No weight files (*.safetensors, *.bin) under {model_dir}.")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(model_dir).as_posix().encode())
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
@@ -119,7 +108,7 @@ class GenerationService:
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         started = time.perf_counter()
         self.pipe = load_pipeline(self.model_dir, self.device, self.dtype)
-        self.model_name = self.model_dir.name
+        self.model_name = model_name(self.model_dir)
         self.model_hash = weights_hash(self.model_dir)
         self.model_class = type(self.pipe).__name__
         self.sample_size = self._pixel_sample_size()
@@ -183,19 +172,22 @@ class GenerationService:
         return self.categorizer.category(prompt)
 
     def prompt_warnings(self, text: str) -> list[str]:
-        """What a rater should know before judging: parts outside the trained domain, untrained words, truncation.
+        """What a rater should know before judging ``text`` as typed: words or a language the model cannot read,
+        no emoji it draws, parts outside the trained domain, untrained words, truncation.
 
         A poor picture of what the model never learned should not be taken for its best, and pipelines
-        cut long prompts silently. The domain comes from the bundle's ``training.json``; the token limit
-        is the pipeline's ``tokenizer_max_length`` (the diffusers name, e.g. Flux) when it sets one, else
-        the tokenizer's ``model_max_length``.
+        cut long prompts silently. The domain comes from the bundle's ``training.json`` (without one, only
+        the language and the emoji are checked); the token limit is the pipeline's ``tokenizer_max_length``
+        (the diffusers name, e.g. Flux) when it sets one, else the tokenizer's ``model_max_length``.
         """
-        warnings = [*self.domain.notes(text), *self.domain.word_notes(text)] if self.domain else []
+        draws_emoji = self.domain is not None or self.model_class == "RaphaelPipeline"
+        read = read_prompt(text, self.domain, draws_emoji=draws_emoji)
+        warnings = list(read.warnings)
         tokenizer = getattr(self.pipe, "tokenizer", None)
         limit = getattr(self.pipe, "tokenizer_max_length", None) or getattr(tokenizer, "model_max_length", None)
         if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
             return warnings
-        n_tokens = len(tokenizer(text, truncation=False).input_ids)
+        n_tokens = len(tokenizer(read.text_for_model, truncation=False).input_ids)
         if n_tokens > limit:
             warnings.append(f"The prompt is {n_tokens} tokens long; the text encoder reads only the first {limit}.")
         return warnings
@@ -236,7 +228,7 @@ class GenerationService:
             seeds=seeds,
             provenance=self.provenance(request, seed, seeds, height, width),
             seconds=seconds,
-            warnings=self.prompt_warnings(request.model_prompt),
+            warnings=self.prompt_warnings(request.enhanced_prompt or request.prompt),  # as typed: names what is lost
         )
 
     def provenance(
@@ -247,6 +239,7 @@ class GenerationService:
         return {
             "prompt": request.prompt,
             "enhanced_prompt": request.enhanced_prompt,
+            "model_prompt": request.model_prompt,  # what the model read: a Chinese prompt's translation
             "negative_prompt": request.negative_prompt,
             "seed": seed,
             "seeds": seeds,
@@ -263,7 +256,7 @@ class GenerationService:
             "model_hash": self.model_hash,
             "model_class": self.model_class,
             "app_version": self.app_version,
-            "category": self.category(request.prompt),
+            "category": self.category(request.model_prompt),  # read from English, a translation included
             "diffusers_version": diffusers.__version__,
             "torch_version": torch.__version__,
             "device": self.device.type,

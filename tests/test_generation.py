@@ -1,15 +1,19 @@
 """GenerationService on a tiny random Stable Diffusion pipeline: provenance, seeds, samplers, sizes."""
 
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.generation import GenerationRequest, GenerationService, weights_hash
+from app.generation import GenerationRequest, GenerationService
 from feedback.images import image_provenance
 from model.pipeline.buckets import ASPECT_BUCKETS, bucket_size
 from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.pipeline.identity import model_name, weights_hash
+from model.pipeline.limits import MAX_IMAGES, MAX_SEED
 from model.pipeline.samplers import SAMPLERS
 
 STORE_KEYS = {
@@ -79,7 +83,9 @@ def test_each_image_is_reproducible_alone(service: GenerationService) -> None:
 def test_random_seed_is_drawn_and_reported(service: GenerationService) -> None:
     result = service.run(request(seed=None, num_images=2))
     seed = result.provenance["seed"]
-    assert isinstance(seed, int) and 0 <= seed < 2**31
+    assert (
+        isinstance(seed, int) and 0 <= seed <= MAX_SEED - MAX_IMAGES + 1
+    )  # every image's seed (seed + i) stays a valid seed
     assert result.seeds == [seed, seed + 1]
     again = service.run(request(seed=seed, num_images=1))
     assert np.abs(pixels(again.images[0]) - pixels(result.images[0])).max() <= 2
@@ -156,3 +162,16 @@ def test_the_bundled_model_warns_outside_its_trained_domain() -> None:
     result = bundled.run(request(prompt="a unicorn on a red background", steps=1, num_images=1))
     (warning,) = result.warnings
     assert "'unicorn'" in warning
+
+
+def test_a_tuned_pipeline_shows_the_name_its_training_record_gives(tiny_sd_dir: Path, tmp_path: Path) -> None:
+    """``make finetune`` writes ``<run>/pipeline``: the version name comes from training.json, not the folder."""
+    tuned = shutil.copytree(tiny_sd_dir, tmp_path / "pipeline")
+    (tuned / "training.json").write_text(json.dumps({"name": "tiny-sd-dpo", "data": None}))
+    service = GenerationService(tuned, device="cpu", torch_threads=1)
+    assert service.model_name == model_name(tuned) == "tiny-sd-dpo"
+    assert service.model_version == f"tiny-sd-dpo@{weights_hash(tuned)[:12]}"
+    assert service.run(request(steps=1, num_images=1)).provenance["model_name"] == "tiny-sd-dpo"
+    (tuned / "training.json").write_text(json.dumps({"steps": 5}))  # a record without a name
+    assert model_name(tuned) == "pipeline"
+    assert model_name(DEFAULT_BUNDLE) == "raphael-tiny"  # the bundled model keeps its folder's name

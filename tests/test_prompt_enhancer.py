@@ -1,9 +1,13 @@
 """PromptEnhancer: reproducible from the seed, in the training captions' vocabulary, replaceable."""
 
+import re
+
 import pytest
 
-from model.data.captions import COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES
-from model.prompts.prompt_enhancer import EnhancedPrompt, Enhancer, PromptEnhancer
+from model.data.captions import BACKGROUND_PHRASES, COLOUR_WORDS, STYLE_PREFIXES, STYLE_SUFFIXES
+from model.prompts.chinese import COLOURS as CHINESE_COLOURS
+from model.prompts.chinese import in_english
+from model.prompts.prompt_enhancer import DETAIL_WORDS, STYLE_TEMPLATES, EnhancedPrompt, Enhancer, PromptEnhancer
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,50 @@ def test_plural_swaps_follow_the_count_before_a_word_that_is_its_own_plural() ->
     assert enhancer.swap_words("a pair of big sheep at the top") == "a pair of big lambs at the top"
     with pytest.raises(ValueError, match="word_swaps"):
         PromptEnhancer(plural_swaps={"sheep": "lambs"})
+
+
+CHINESE = "蓝色背景上左边有一只猫"
+
+
+def test_a_chinese_prompt_is_enhanced_from_its_translation(enhancer: PromptEnhancer) -> None:
+    """The background it names stays the only one, whatever the style and seed."""
+    for style in (None, *enhancer.styles):
+        for seed in range(20):
+            result = enhancer.enhance(CHINESE, seed=seed, style=style)
+            assert "a cat on the left on a blue background" in result.text
+            assert colours_in(result.text) == {"blue"}, result
+    gold = enhancer.enhance("金色背景上有一只猫", seed=0).text  # a background whose colour the dictionary lacks
+    assert colours_in(gold) == set() and "background" not in gold
+
+
+def test_a_background_the_prompt_names_is_never_joined_by_another(enhancer: PromptEnhancer) -> None:
+    """Every colour word (synonyms too), in every caption phrasing and in Chinese: no second colour, no second one."""
+    backgrounds = re.compile(r"\b(background|backdrop|canvas)\b")
+    prompts = {
+        f"a cat {phrase.format(c=word)}": colour
+        for colour, words in COLOUR_WORDS.items()
+        for word in words
+        for phrase in BACKGROUND_PHRASES
+    }
+    prompts |= {f"{word}背景上有一只猫": colour for colour, words in CHINESE_COLOURS.items() for word in words}
+    for prompt, colour in prompts.items():
+        english = in_english(prompt)
+        for seed in range(20):
+            text = enhancer.enhance(prompt, seed=seed).text
+            assert colours_in(text) == {colour}, text
+            assert len(backgrounds.findall(text)) == len(backgrounds.findall(english)), text
+
+
+def test_a_style_the_prompt_names_wins_over_the_chosen_one(enhancer: PromptEnhancer) -> None:
+    for seed in range(10):
+        result = enhancer.enhance("an apple in pixel art", seed=seed, style="night")
+        assert result.style == "pixel art" and not any(p in result.text for p in STYLE_SUFFIXES["night"])
+        assert enhancer.enhance("一个苹果，像素风格", seed=seed, style="sticker").style == "pixel art"
+
+
+def test_enhancer_phrases_name_no_colour() -> None:
+    """The only colour an enhanced prompt gains is a background's ("with white sticker borders" is left out)."""
+    phrases = [t.replace("{prompt}", "") for options in STYLE_TEMPLATES.values() for t in options]
+    phrases += [word for words in DETAIL_WORDS.values() for word in words]
+    assert all(colours_in(phrase) == set() for phrase in phrases)
+    assert all(STYLE_TEMPLATES[style] for style in STYLE_SUFFIXES)

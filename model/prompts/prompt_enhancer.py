@@ -7,6 +7,10 @@ none, and a detail word. Given the model's word swaps, it also puts a word the m
 of one it never saw ("a cycle" -> "a bicycle"). Every choice is drawn from the seed, so the same prompt,
 seed and style always give the same text and a generation can be reproduced from its provenance.
 
+It never contradicts the prompt: a Chinese prompt is enhanced from its English translation
+(``model.prompts.chinese``), a background or style the prompt names is kept, and the only colour it adds
+is a background's, so no phrase of its own ("with white sticker borders") names a colour.
+
 Anything with ``styles`` and ``enhance(prompt, seed, style) -> EnhancedPrompt`` satisfies
 :class:`Enhancer`, so a learned enhancer can replace this one without touching the app.
 """
@@ -28,13 +32,19 @@ from model.data.captions import (
     indefinite_article,
     whole_words,
 )
+from model.prompts.chinese import translate_chinese
+
+_COLOUR_WORDS = re.compile(whole_words(word for words in COLOUR_WORDS.values() for word in words), re.IGNORECASE)
 
 
 def _style_templates() -> dict[str, tuple[str, ...]]:
-    """Per style, A1111-style templates built from the caption phrasings: '{prompt}, in pixel art style'."""
+    """Per style, A1111-style templates built from the caption phrasings: '{prompt}, in pixel art style'.
+
+    Phrasings that name a colour are left out, so an enhanced prompt names no colour but its background's.
+    """
     return {
-        style: tuple(f"{{prompt}}, {suffix}" for suffix in STYLE_SUFFIXES[style])
-        + tuple(f"{prefix} {{prompt}}" for prefix in STYLE_PREFIXES.get(style, ()))
+        style: tuple(f"{{prompt}}, {suffix}" for suffix in STYLE_SUFFIXES[style] if not _COLOUR_WORDS.search(suffix))
+        + tuple(f"{prefix} {{prompt}}" for prefix in STYLE_PREFIXES.get(style, ()) if not _COLOUR_WORDS.search(prefix))
         for style in STYLE_SUFFIXES
     }
 
@@ -46,7 +56,7 @@ DETAIL_WORDS: dict[str, tuple[str, ...]] = {
     "pixel art": ("blocky", "retro", "crisp pixels"),
     "soft watercolour": ("pastel", "soft edges", "gentle washes"),
     "night": ("starry", "dim light", "quiet"),
-    "sticker": ("white border", "die-cut", "glossy"),
+    "sticker": ("thick border", "die-cut", "glossy"),
 }
 # Words that show a prompt already chose a style; the style's own word and phrases count too.
 STYLE_HINTS: dict[str, tuple[str, ...]] = {
@@ -144,8 +154,11 @@ class PromptEnhancer:
         return self._swap_pattern.sub(swap, prompt)
 
     def enhance(self, prompt: str, seed: int, style: str | None = None) -> EnhancedPrompt:
-        """Expand ``prompt``; ``style=None`` keeps a style the prompt names, else draws an auto style from the seed."""
-        prompt = self.swap_words(" ".join(prompt.split()).rstrip(" ,.;"))
+        """Expand ``prompt`` (a Chinese one from its translation); a style the prompt names wins over ``style``,
+        and ``style=None`` with none named draws an auto style from the seed."""
+        prompt = " ".join(prompt.split())
+        translation = translate_chinese(prompt)
+        prompt = self.swap_words((translation.english if translation else prompt).rstrip(" ,.;"))
         if not prompt:
             raise ValueError("Please enter a prompt to enhance.")
         if seed < 0:
@@ -158,15 +171,14 @@ class PromptEnhancer:
         drawn_style = rng.choice(self.auto_styles)
         colour = rng.choice(sorted(COLOUR_WORDS))
         background = rng.choice(BACKGROUND_PHRASES).format(c=colour)
-        style = style or named or drawn_style
+        style = named or style or drawn_style
         template = rng.choice(self.templates[style])
         pool = DETAIL_WORDS.get(style, ())
         details = rng.sample(pool, k=min(self.details_per_prompt, len(pool)))
 
         text = prompt
-        if not _BACKGROUND_WORDS.search(prompt) and not any(
-            _mentions(prompt, word) for words in COLOUR_WORDS.values() for word in words
-        ):
+        named_background = translation is not None and translation.names_background  # 金色背景: no colour read
+        if not (named_background or _BACKGROUND_WORDS.search(prompt) or _COLOUR_WORDS.search(prompt)):
             text = f"{text} {background}"
         if named != style:
             text = template.format(prompt=text)

@@ -41,7 +41,8 @@ DESCRIPTION: dict[str, dict] = {  # describe()'s wording per page language
         "text": "这个模型学会了画这样的场景：**{objects}**{counts}，风格为 **{styles}**，"
         "背景是 {n_backgrounds} 种颜色之一（{backgrounds}），位置为 {positions}。"
         "它认识 **{n_emoji} 个表情符号**：{emoji}。\n\n"
-        "请用英文写提示词：上面的英文名称就是它学过的说法。其他内容也能生成，但画面会很差：它还没有学过。",
+        "请用英文写提示词：上面的英文名称就是它学过的说法。也可以用中文写这些场景（如“蓝色背景上左边有一只猫”），"
+        "中文会先译成这些英文说法。其他内容也能生成，但画面会很差：它还没有学过。",
         "one": "一个表情符号",
         "many": "至多{n}种不同的表情符号",
         "counts": "，每种至多{n}个",
@@ -136,23 +137,24 @@ class TrainedDomain:
         """A short markdown account of what the model has learned, for the demo page, in ``en`` or ``zh``.
 
         Emoji, styles, colours and positions keep their English names in every language: they are
-        the words the model's (English) text encoder was trained on, so they are what to type.
+        the words the model's (English) text encoder was trained on, so they are what to type (a Chinese prompt
+        in the domain's words is translated into them, see ``model.prompts.chinese``).
         """
         words = DESCRIPTION[language]
         by_name = load_atlas().by_name
         c = self.config
 
-        def listed(names: list[str] | tuple[str, ...]) -> str:
-            return _listed(list(names), quote="", last=words["or"], sep=words["sep"])
+        def in_words(names: list[str] | tuple[str, ...]) -> str:
+            return listed(list(names), quote="", last=words["or"], sep=words["sep"])
 
         objects = words["one"] if c.max_objects == 1 else words["many"].format(n=words["numbers"][c.max_objects])
         return words["text"].format(
             objects=objects,
             counts="" if c.max_count == 1 else words["counts"].format(n=words["numbers"][c.max_count]),
-            styles=listed(self.styles),
+            styles=in_words(self.styles),
             n_backgrounds=len(BACKGROUNDS),
-            backgrounds=listed(list(BACKGROUNDS)),
-            positions=listed(list(POSITIONS)),
+            backgrounds=in_words(list(BACKGROUNDS)),
+            positions=in_words(list(POSITIONS)),
             n_emoji=len(self.emoji),
             emoji=words["sep"].join(f"{by_name[name].char} {name}" for name in self.emoji),
         )
@@ -165,19 +167,19 @@ class TrainedDomain:
         unknown = list(dict.fromkeys(m.name for m in mentions if m.name not in self.emoji))
         if unknown:
             known = len(self.emoji)
-            notes.append(f"This model has not learned to draw {_listed(unknown)} yet (it knows {known} emoji).")
+            notes.append(f"This model has not learned to draw {listed(unknown)} yet (it knows {known} emoji).")
         distinct = list(dict.fromkeys(m.name for m in mentions))
         if len(distinct) > c.max_objects:
             notes.append(
                 f"This model has learned {_number(c.max_objects)} kind{'s' if c.max_objects > 1 else ''} of emoji "
                 "per scene so far, "
-                f"so {_listed(distinct)} together are beyond it."
+                f"so {listed(distinct)} together are beyond it."
             )
         many = list(dict.fromkeys(m.name for m in mentions if m.count > c.max_count))
         if many:
             notes.append(
                 f"This model has learned at most {_number(c.max_count)} of each emoji so far, "
-                f"so more than that of {_listed(many)} is beyond it."
+                f"so more than that of {listed(many)} is beyond it."
             )
         style = self._styles_named.detect_style(prompt)
         if style is not None and style not in self.styles:
@@ -230,7 +232,7 @@ class TrainedDomain:
             return []
         names = list(dict.fromkeys(m.name for word in found for m in self._mentions(word)))
         return [
-            f"This model never saw {_listed(found, last='or')} in training; it learned {_listed(names)}, "
+            f"This model never saw {listed(found, last='or')} in training; it learned {listed(names)}, "
             "which it draws more reliably (enhancing the prompt swaps it in)."
         ]
 
@@ -262,7 +264,8 @@ class TrainedDomain:
         return prompts
 
 
-def _listed(names: list[str], quote: str = "'", last: str = "and", sep: str = ", ") -> str:
+def listed(names: list[str], quote: str = "'", last: str = "and", sep: str = ", ") -> str:
+    """``names`` quoted and joined as a list ('a', 'b' and 'c'), so every note and warning reads alike."""
     quoted = [f"{quote}{name}{quote}" for name in names]
     return quoted[0] if len(quoted) == 1 else f"{sep.join(quoted[:-1])} {last} {quoted[-1]}"
 
