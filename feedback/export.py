@@ -7,19 +7,23 @@ Formats
     ``caption, jpg_0, jpg_1, label_0, label_1, model_0, model_1, user_id, are_different,
     has_label, best_image_uid, image_0_uid, image_1_uid`` plus ``source``. Images are JPEG bytes
     (quality 95, no chroma subsampling), because Pick-a-Pic stores JPEG; the lossless PNG
-    originals are in the image store and in the ``kto`` export. The caption is the prompt as the
-    person typed it; the enhanced prompt the model saw is in the ``jsonl`` log.
+    originals are in the image store and in the ``kto`` export. The caption is the text the model
+    generated from and the rater saw on the card (the enhanced prompt, or a Chinese prompt's English
+    translation); the prompt as typed is in the ``jsonl`` log.
 
     Pairs come from two sources, both **per rater**:
 
     1. *Explicit comparisons.* ``left`` → labels 1/0, ``right`` → 0/1, ``tie`` → 0.5/0.5 (the
        DPO script drops ties itself), ``both_bad`` → no row: it ranks neither image above the
        other. When a rater compared the same two images more than once, only the latest counts.
-       A comparison of images with different prompts is skipped: a DPO row has one caption.
+       A comparison of images with different prompts is skipped: a DPO row has one caption. So is
+       a comparison of images of different sizes (width and height): Diffusion-DPO noises both
+       images of a pair alike, so they must have one shape, and the fine-tuning would drop it.
     2. *Votes.* For each rater and each prompt (exact string match), every image that rater
-       liked is paired with every image that rater disliked (so 2 likes and 3 dislikes give 6
-       rows). Image 0 is the one with the smaller id, so the winner is not always first. A pair
-       the same rater also compared explicitly is taken from the comparison only.
+       liked is paired with every image of the same size that rater disliked (so 2 likes and 3
+       dislikes of one size give 6 rows); pairs of different sizes are skipped and counted. Image
+       0 is the one with the smaller id, so the winner is not always first. A pair the same rater
+       also compared explicitly is taken from the comparison only.
 
     Votes are paired within one rater, not across raters: a 👍 from one person and a 👎 from
     another on two images say as much about the two people's standards as about the images, and
@@ -37,10 +41,16 @@ Formats
 
 Outputs (``--as``)
 ------------------
-``parquet``: ``train.parquet`` (images as bytes). ``jsonl``: ``train.jsonl`` (``pickapic``
-images base64-encoded), except ``kto``, which becomes an HF imagefolder: ``metadata.jsonl`` with
-the PNG files beside it. ``datasets``: :meth:`datasets.Dataset.save_to_disk`. Every export also
-writes a ``README.md`` dataset card with the columns, the pairing rule, the filters and counts.
+``parquet``: ``train.parquet`` (images as bytes). ``jsonl``: ``train.jsonl``, except ``kto``,
+which becomes an HF imagefolder: ``metadata.jsonl`` with the PNG files beside it. ``datasets``:
+:meth:`datasets.Dataset.save_to_disk`. Every export also writes a ``README.md`` dataset card with
+the columns, the pairing rule, the filters and the counts (rows made, and rows skipped and why).
+
+``pickapic`` refuses ``jsonl``. The Diffusion-DPO training script loads its pairs with 🤗 datasets
+and opens ``jpg_0``/``jpg_1`` as raw JPEG bytes (``Image.open(io.BytesIO(...))``), as Pick-a-Pic
+ships them in Parquet. JSON has no bytes type: base64 text or paths to JPEG files beside the JSONL
+would both fail in that script and need a loader of one's own, while Parquet and ``datasets``
+carry the bytes and load as they are. A refusal that names them beats a file that only looks loadable.
 
 Filters
 -------
@@ -56,7 +66,7 @@ shared items, measured on the feedback the other filters kept).
 from __future__ import annotations
 
 import argparse
-import base64
+import dataclasses
 import io
 import json
 import logging
@@ -89,15 +99,17 @@ PICKAPIC_COUNTS = (
     "ties",
     "both_bad_skipped",
     "cross_prompt_comparisons_skipped",
+    "cross_size_comparisons_skipped",
+    "cross_size_vote_pairs_skipped",
     "comparisons_replaced_by_later",
     "vote_pairs_superseded_by_comparison",
 )
 
 COLUMNS: dict[str, dict[str, str]] = {
     "pickapic": {
-        "caption": "the prompt as the person typed it",
-        "jpg_0": "image 0, JPEG bytes (base64 text in train.jsonl)",
-        "jpg_1": "image 1, JPEG bytes (base64 text in train.jsonl)",
+        "caption": "the text the model generated from and the rater saw (enhanced or translated prompt)",
+        "jpg_0": "image 0, JPEG bytes",
+        "jpg_1": "image 1, JPEG bytes, the same width and height as image 0",
         "label_0": "1.0 if image 0 won, 0.0 if it lost, 0.5 for a tie",
         "label_1": "1.0 - label_0",
         "model_0": "model version of image 0: name@first 12 hex digits of the weights hash",
@@ -113,7 +125,7 @@ COLUMNS: dict[str, dict[str, str]] = {
     "kto": {
         "file_name": "the PNG beside metadata.jsonl (named by its sha256)",
         "image": "the PNG (parquet and datasets outputs; imagefolder loads file_name as this)",
-        "caption": "the prompt as the person typed it",
+        "caption": "the text the model generated from and the rater saw (enhanced or translated prompt)",
         "label": "true for 👍, false for 👎",
         "user_id": "internal rater number (pseudonymous)",
         "image_uid": "store id of the image",
@@ -133,6 +145,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "generated_at": "when the image was generated (ISO 8601, UTC)",
         "prompt": "the prompt as typed",
         "enhanced_prompt": "the prompt after the prompt enhancer, if used",
+        "model_prompt": "the text the model read: the enhanced prompt, or a Chinese prompt's translation",
         "negative_prompt": "negative prompt",
         "seed": "the image's own random seed (regenerates it alone)",
         "steps": "denoising steps",
@@ -226,7 +239,7 @@ class ExportResult:
 
 
 def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Pick-a-Pic v2 rows from explicit comparisons and from each rater's 👍/👎 of one prompt."""
+    """Pick-a-Pic v2 rows from explicit comparisons and from each rater's 👍/👎 of one prompt and size."""
     counts: Counter[str] = Counter(dict.fromkeys(PICKAPIC_COUNTS, 0))
     latest: dict[tuple[int, frozenset[str]], ComparisonRow] = {}
     for comparison in rows.comparisons:  # ordered by id: later judgements replace earlier ones
@@ -242,6 +255,8 @@ def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[s
             counts["both_bad_skipped"] += 1
         elif left.caption != right.caption:
             counts["cross_prompt_comparisons_skipped"] += 1
+        elif not _same_size(left, right):
+            counts["cross_size_comparisons_skipped"] += 1
         else:
             labels = COMPARISON_LABELS[comparison.outcome]
             out.append(_pair(left, right, labels, comparison.rater_id, "comparison", jpeg))
@@ -254,6 +269,9 @@ def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[s
     for (rater_id, _caption), votes in sorted(by_rater_prompt.items()):
         for liked in sorted(votes[1]):
             for disliked in sorted(votes[-1]):
+                if not _same_size(rows.images[liked], rows.images[disliked]):
+                    counts["cross_size_vote_pairs_skipped"] += 1
+                    continue
                 if (rater_id, frozenset((liked, disliked))) in latest:
                     counts["vote_pairs_superseded_by_comparison"] += 1
                     continue
@@ -319,11 +337,11 @@ def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[s
     """``rows`` less the feedback of the raters :func:`feedback.agreement.agreement` flags, and what went."""
     report = agreement(rows, n_boot=0)
     flagged = set(report.raters.loc[report.raters["flagged"], "rater_id"].astype(int))
-    kept = PreferenceRows(
+    kept = dataclasses.replace(
+        rows,
         votes=[row for row in rows.votes if row.rater_id not in flagged],
         comparisons=[row for row in rows.comparisons if row.rater_id not in flagged],
         events=[row for row in rows.events if row.rater_id not in flagged],
-        images=rows.images,
     )
     dropped = {
         "flagged_raters_left_out": len(flagged),
@@ -347,6 +365,11 @@ def export(
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
     fmt, filters = FORMATS[fmt], filters or ExportFilters()
+    if (fmt, output) == ("pickapic", "jsonl"):
+        raise ValueError(
+            "--as jsonl cannot carry the JPEG bytes that Diffusion-DPO reads from jpg_0 and jpg_1; "
+            "export pickapic pairs with --as parquet or --as datasets."
+        )
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder for the export")
@@ -371,7 +394,7 @@ def export(
     elif output == "jsonl":
         with (out / "train.jsonl").open("w", encoding="utf-8") as handle:
             for record in records:
-                handle.write(json.dumps(_jsonable(record), ensure_ascii=False) + "\n")
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     else:
         if fmt == "kto":
             for record in records:
@@ -410,8 +433,6 @@ def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) 
     if (result.format, result.output) == ("kto", "jsonl"):
         files = "`metadata.jsonl` and the PNG files it names (HF imagefolder)"
         loader = 'load_dataset("imagefolder", data_dir=".", split="train")'
-    elif (result.format, result.output) == ("pickapic", "jsonl"):
-        files = "`train.jsonl`, JPEG bytes as base64 text"
     title = {"pickapic": "pairwise preferences (Pick-a-Pic v2 / Diffusion-DPO)", "kto": "unpaired 👍/👎 (KTO)"}
     lines = [
         "---",
@@ -452,14 +473,17 @@ def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) 
         lines += [
             "## How pairs are made",
             "",
-            "All pairs are **per rater**: one person's judgement of two images of one prompt.",
+            "All pairs are **per rater**: one person's judgement of two images of one prompt and one size",
+            "(width and height; Diffusion-DPO noises both images of a pair alike, so they share a shape).",
             "",
             "1. Explicit comparisons: left → labels 1/0, right → 0/1, tie → 0.5/0.5 (the Diffusion-DPO",
             "   script drops ties), both_bad → no row. Only a rater's latest comparison of the same two",
-            "   images counts. Comparisons of two different prompts are skipped (one caption per row).",
+            "   images counts. Comparisons of two different prompts (one caption per row) or of two",
+            "   different sizes are skipped; the counts below say how many.",
             "2. Votes: for each rater and prompt (exact match), every image they liked is paired with",
-            "   every image they disliked; image 0 is the one with the smaller id. A pair that rater",
-            "   also compared explicitly comes from the comparison only.",
+            "   every image of the same size they disliked (other sizes are skipped and counted); image 0",
+            "   is the one with the smaller id. A pair that rater also compared explicitly comes from the",
+            "   comparison only.",
             "",
             "Votes of different raters are never paired: one person's 👍 against another's 👎 measures",
             "their standards as much as the images. Images are JPEG (quality 95) as in Pick-a-Pic;",
@@ -505,6 +529,10 @@ class _JpegCache:
         return self._cache[image.id]
 
 
+def _same_size(image_0: ImageRow, image_1: ImageRow) -> bool:
+    return (image_0.width, image_0.height) == (image_1.width, image_1.height)
+
+
 def _pair(
     image_0: ImageRow,
     image_1: ImageRow,
@@ -532,10 +560,6 @@ def _pair(
     }
 
 
-def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in record.items()}
-
-
 def _empty(fmt: str) -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: [] for name in FEATURES[fmt]}, features=FEATURES[fmt])
 
@@ -548,14 +572,15 @@ formats (--format):
                  model_1, user_id, are_different, has_label, best_image_uid, image_0_uid, image_1_uid
                  (+ source); images as JPEG bytes. Pairs are per rater: explicit comparisons (left 1/0,
                  right 0/1, tie 0.5/0.5, both_bad skipped, only a rater's latest comparison of two
-                 images counts, two different prompts skipped) and, for each prompt, every image the
-                 rater liked against every image the same rater disliked.
+                 images counts, two different prompts or sizes skipped) and, for each prompt, every
+                 image the rater liked against every image of the same size the same rater disliked.
   kto            one row per current vote: file_name, caption, label (true = 👍), the original PNGs.
   jsonl          every vote event (changes and take-backs too) with the image's full provenance.
 
 outputs (--as):
   parquet        train.parquet with image bytes
-  jsonl          train.jsonl (pickapic images base64); kto: HF imagefolder, metadata.jsonl + PNG files
+  jsonl          train.jsonl; kto: HF imagefolder, metadata.jsonl + PNG files; pickapic: refused, since
+                 Diffusion-DPO reads jpg_0/jpg_1 as bytes, which JSON cannot hold (use parquet or datasets)
   datasets       Dataset.save_to_disk, for datasets.load_from_disk
 """
 
@@ -605,9 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     with open_store(parser, args) as store:
         try:
             result = export(store, args.format, args.out, args.output, filters)
-        except FileExistsError as error:
+        except (FileExistsError, ValueError) as error:
             parser.error(str(error))
     print(f"wrote {result.rows} {result.format} rows to {result.out_dir} ({result.output})", file=sys.stderr)
+    if skipped := {name: n for name, n in result.counts.items() if name.endswith("_skipped") and n}:
+        print("skipped: " + ", ".join(f"{name}: {n}" for name, n in skipped.items()), file=sys.stderr)
     if result.rows == 0:
         print("warning: the export is empty; check --model, --since, --until and --min-votes", file=sys.stderr)
     return 0

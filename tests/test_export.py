@@ -2,12 +2,12 @@
 
 The scenario covers each pairing rule: per-rater 👍/👎 pairs of one prompt, explicit comparisons
 (left/right/tie), both_bad and cross-prompt comparisons (skipped), a repeated comparison (latest
-wins), a vote pair superseded by a comparison, a lone 👍 (no pair) and a vote taken back.
+wins), a vote pair superseded by a comparison, a lone 👍 (no pair) and a vote taken back; a second
+store holds images of two aspects, whose pairs across sizes are skipped.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from collections.abc import Iterator
@@ -128,7 +128,7 @@ def load(out: Path, output: str, cache: Path, builder: str | None = None) -> dat
     )
 
 
-@pytest.mark.parametrize("output", ["parquet", "jsonl", "datasets"])
+@pytest.mark.parametrize("output", ["parquet", "datasets"])
 def test_pickapic_export_matches_the_database(scenario: Scenario, tmp_path: Path, output: str) -> None:
     result = export(scenario.store, "pickapic", tmp_path / "out", output)
     rows = load(tmp_path / "out", output, tmp_path / "cache")
@@ -142,9 +142,7 @@ def test_pickapic_export_matches_the_database(scenario: Scenario, tmp_path: Path
     images = scenario.store.preference_rows().images
     for row in rows:
         for side in ("0", "1"):
-            data = row[f"jpg_{side}"]
-            data = base64.b64decode(data) if output == "jsonl" else data
-            with Image.open(io.BytesIO(data)) as jpeg:
+            with Image.open(io.BytesIO(row[f"jpg_{side}"])) as jpeg:
                 assert jpeg.format == "JPEG"
                 assert_colour(jpeg, scenario.colour(row[f"image_{side}_uid"]))
             assert row[f"model_{side}"] == images[row[f"image_{side}_uid"]].model
@@ -162,6 +160,8 @@ def test_pickapic_export_matches_the_database(scenario: Scenario, tmp_path: Path
         "ties": 1,
         "both_bad_skipped": 1,
         "cross_prompt_comparisons_skipped": 1,
+        "cross_size_comparisons_skipped": 0,
+        "cross_size_vote_pairs_skipped": 0,
         "comparisons_replaced_by_later": 1,
         "vote_pairs_superseded_by_comparison": 1,
     }
@@ -266,3 +266,52 @@ def test_cli(scenario: Scenario, tmp_path: Path, capsys: pytest.CaptureFixture[s
         main(["--help"])
     assert exit_info.value.code == 0
     assert "both_bad skipped" in capsys.readouterr().out
+
+
+def test_pairs_share_a_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """9:16 against 16:9 is no pair: votes pair only images of one size, other comparisons are skipped and counted."""
+    url = f"sqlite:///{tmp_path / 'sizes.db'}"
+    with FeedbackStore(url, tmp_path / "images") as store:
+        ann, bob = store.rater("ann"), store.rater("bob")
+        ids: dict[str, str] = {}
+        for (width, height), colours in [((16, 28), ["red", "green"]), ((28, 16), ["blue", "yellow"])]:
+            images = [Image.new("RGB", (width, height), colour) for colour in colours]
+            record = store.record_generation(ann, provenance(prompt=APPLE, width=width, height=height), images)
+            ids.update(zip(colours, record.image_ids, strict=True))
+        for colour, value in [("red", 1), ("green", -1), ("blue", -1), ("yellow", 1)]:
+            store.vote(ann, ids[colour], value)
+        store.compare(bob, ids["red"], ids["yellow"], "left")  # portrait against landscape: skipped
+
+        result = export(store, "pickapic", tmp_path / "out", "parquet")
+    rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    assert {frozenset((row["image_0_uid"], row["image_1_uid"])) for row in rows} == {
+        frozenset((ids["red"], ids["green"])),
+        frozenset((ids["yellow"], ids["blue"])),
+    }
+    for row in rows:
+        with Image.open(io.BytesIO(row["jpg_0"])) as first, Image.open(io.BytesIO(row["jpg_1"])) as second:
+            assert first.size == second.size
+    counts = result.counts
+    assert (counts["rows"], counts["pairs_from_votes"], counts["pairs_from_comparisons"]) == (2, 2, 0)
+    assert (counts["cross_size_vote_pairs_skipped"], counts["cross_size_comparisons_skipped"]) == (2, 1)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "- cross_size_vote_pairs_skipped: 2" in card and "- cross_size_comparisons_skipped: 1" in card
+
+    assert (
+        main(["--format", "dpo", "--out", str(tmp_path / "cli"), "--db", url, "--image-dir", str(tmp_path / "images")])
+        == 0
+    )
+    assert "cross_size_comparisons_skipped: 1, cross_size_vote_pairs_skipped: 2" in capsys.readouterr().err
+
+
+def test_pickapic_jsonl_is_refused(scenario: Scenario, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Diffusion-DPO reads jpg_0/jpg_1 as JPEG bytes, which JSON cannot carry: Parquet or datasets instead."""
+    for fmt in ("pickapic", "dpo"):
+        with pytest.raises(ValueError, match="--as jsonl .* --as parquet or --as datasets"):
+            export(scenario.store, fmt, tmp_path / fmt, "jsonl")
+        assert not (tmp_path / fmt).exists()
+    common = ["--db", scenario.url, "--image-dir", str(scenario.image_dir)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--format", "pickapic", "--as", "jsonl", "--out", str(tmp_path / "cli"), *common])
+    assert exit_info.value.code == 2
+    assert "--as jsonl cannot carry the JPEG bytes" in capsys.readouterr().err

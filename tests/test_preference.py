@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,21 @@ import torch
 
 from feedback.export import export
 from feedback.store import FeedbackStore
-from model.pipeline.bundled import load_bundle
+from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.identity import model_name, weights_hash
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.schedule import default_scheduler
 from model.pipeline.text_encoder import encode_text
-from model.training.preference import denoising_errors, dpo_loss, kto_loss, load_preferences, main
+from model.prompts.trained_domain import TrainedDomain
+from model.training.preference import (
+    build_parser,
+    denoising_errors,
+    dpo_loss,
+    export_sha256,
+    kto_loss,
+    load_preferences,
+    main,
+)
 from model.training.train import to_tensor
 from model.unet.unet_raphael import RaphaelUNet
 from tests.test_store import provenance, solid
@@ -75,16 +87,36 @@ def feedback(tmp_path: Path) -> FeedbackStore:
         yield store
 
 
-@pytest.mark.parametrize("output", ["parquet", "jsonl", "datasets"])
-def test_reads_every_export_output(feedback: FeedbackStore, tmp_path: Path, output: str) -> None:
-    export(feedback, "pickapic", tmp_path / "pairs", output)
+@pytest.mark.parametrize("output", ["parquet", "datasets"])  # pickapic refuses jsonl
+def test_reads_every_pickapic_output(feedback: FeedbackStore, tmp_path: Path, output: str) -> None:
+    result = export(feedback, "pickapic", tmp_path / "pairs", output)
+    assert result.counts["cross_size_vote_pairs_skipped"] == 2  # bob's 64-px like against his two dislikes
     pairs = load_preferences(tmp_path / "pairs")
-    assert len(pairs.pairs) == 8 and pairs.skipped["ties"] == 2  # per rater: 2 likes x 2 dislikes
-    assert pairs.skipped["pairs_of_different_sizes"] == 2  # bob's 64-px like against his two dislikes
+    assert len(pairs.pairs) == 8 and pairs.skipped == {"ties": 2}  # per rater: 2 likes x 2 dislikes
     for winner, loser in pairs.pairs:
         assert winner.label and not loser.label and winner.caption == loser.caption == PROMPT
         assert winner.image[0, 0, 0] > 200 and loser.image[0, 0, 2] > 200  # red won, blue lost (JPEG-close)
 
+
+def test_pairs_of_other_sources_are_checked(tmp_path: Path) -> None:
+    """Pairs not made by our exporter may mix sizes (skipped) or carry base64 text (refused with a hint)."""
+
+    def jpeg(size: int) -> bytes:
+        buffer = io.BytesIO()
+        solid("red", size).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    row = {"caption": PROMPT, "jpg_0": jpeg(32), "jpg_1": jpeg(64), "label_0": 1.0, "label_1": 0.0}
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "mixed" / "train.parquet")
+    assert load_preferences(tmp_path / "mixed").skipped == {"pairs_of_different_sizes": 1}
+    (tmp_path / "text.jsonl").write_text(json.dumps({**row, "jpg_0": "aGk=", "jpg_1": "aGk="}) + "\n")
+    with pytest.raises(ValueError, match="--as parquet"):
+        load_preferences(tmp_path / "text.jsonl")
+
+
+@pytest.mark.parametrize("output", ["parquet", "jsonl", "datasets"])
+def test_reads_every_kto_output(feedback: FeedbackStore, tmp_path: Path, output: str) -> None:
     export(feedback, "kto", tmp_path / "kto", output)
     singles = load_preferences(tmp_path / "kto").singles
     assert len(singles) == 9 and sum(x.label for x in singles) == 5
@@ -140,6 +172,8 @@ def run_args(data: Path, model: Path, out: Path, steps: int) -> list[str]:
 def test_dpo_run_learns_the_preference_resumes_and_loads(
     feedback: FeedbackStore, tiny_pipeline: Path, tmp_path: Path
 ) -> None:
+    shutil.copyfile(DEFAULT_BUNDLE / "training.json", tiny_pipeline / "training.json")  # a curriculum bundle
+    base = json.loads((tiny_pipeline / "training.json").read_text())
     export(feedback, "pickapic", tmp_path / "pairs", "parquet")
     main(run_args(tmp_path / "pairs", tiny_pipeline, tmp_path / "run", 4))
     assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 4
@@ -148,9 +182,19 @@ def test_dpo_run_learns_the_preference_resumes_and_loads(
     assert [r["step"] for r in rows] == list(range(1, 13))
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
 
-    tuned = load_bundle(tmp_path / "run" / "pipeline")
-    record = json.loads((tmp_path / "run" / "pipeline" / "preference.json").read_text())
-    assert (record["loss"], record["steps"], record["examples"]) == ("dpo", 12, 8)
+    out = tmp_path / "run" / "pipeline"
+    tuned = load_bundle(out)
+    trained = json.loads((out / "training.json").read_text())
+    assert trained["name"] == model_name(out) == "tiny-dpo"  # <base name>-<loss>; the app shows it
+    assert trained["data"] == base["data"] and trained["continued_from"] == base
+    assert (trained["steps"], trained["images_seen"]) == (12, 12 * 4 * 2)  # 4 pairs of 2 images per step
+    assert TrainedDomain.from_bundle(out) == TrainedDomain.from_bundle(DEFAULT_BUNDLE)
+    record = trained["preference"]
+    assert (record["loss"], record["steps"], record["examples"], record["skipped"]) == ("dpo", 12, 8, {"ties": 2})
+    hyperparameters = {"beta": 5000.0, "lambda_d": 1.0, "lambda_u": 1.0, "lr": 3e-3, "warmup": 1, "batch_size": 4}
+    assert hyperparameters.items() <= record.items() and record["seed"] == 0
+    assert record["export"] == {"path": str(tmp_path / "pairs"), "sha256": export_sha256(tmp_path / "pairs")}
+    assert record["base_model"] == {"path": str(tiny_pipeline), "weights_hash": weights_hash(tiny_pipeline)}
     pairs = load_preferences(tmp_path / "pairs").pairs
     reward = rewards(tuned, load_bundle(tiny_pipeline).unet, [x for pair in pairs for x in pair])
     assert (reward[0::2] - reward[1::2]).mean() > 0  # winners gained on losers against the reference
@@ -182,8 +226,10 @@ def test_dpo_with_flipped_labels_moves_the_other_way(
 @pytest.mark.slow
 def test_kto_run_raises_the_reward_of_liked_images(feedback: FeedbackStore, tiny_pipeline: Path, tmp_path: Path):
     export(feedback, "kto", tmp_path / "kto", "jsonl")
-    main(run_args(tmp_path / "kto", tiny_pipeline, tmp_path / "run", 12))
-    record = json.loads((tmp_path / "run" / "pipeline" / "preference.json").read_text())
+    main([*run_args(tmp_path / "kto", tiny_pipeline, tmp_path / "run", 12), "--name", "tiny-liked"])
+    trained = json.loads((tmp_path / "run" / "pipeline" / "training.json").read_text())
+    assert trained["name"] == "tiny-liked" and trained["data"] is None and trained["continued_from"] is None
+    record = trained["preference"]
     assert (record["loss"], record["examples"], record["skipped"]) == ("kto", 8, {"not_a_bucket_of_the_model": 1})
     singles = [x for x in load_preferences(tmp_path / "kto").singles if x.image.shape == (32, 32, 3)]
     reward = rewards(load_bundle(tmp_path / "run" / "pipeline"), load_bundle(tiny_pipeline).unet, singles)
@@ -224,3 +270,11 @@ def test_a_latent_pipeline_is_tuned_on_vae_latents(feedback: FeedbackStore, tmp_
     tuned.set_progress_bar_config(disable=True)
     image = tuned(PROMPT, num_inference_steps=2, output_type="np").images
     assert image.shape == (1, 32, 32, 3) and np.isfinite(image).all()
+
+
+def test_every_flag_is_described_and_bad_values_name_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert all(action.help for action in build_parser()._actions)
+    for flag, value in [("--steps", "0"), ("--warmup", "0"), ("--name", " ")]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--data", "x", flag, value])
+        assert f"argument {flag}:" in capsys.readouterr().err

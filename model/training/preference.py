@@ -11,10 +11,18 @@ Reads what ``feedback.export`` writes and tunes a RaphaelPipeline against a froz
 
 Both read Parquet, JSONL, an HF imagefolder or a ``datasets`` folder, work in pixel space or, for a
 pipeline with a VAE, on its latents, and write a pipeline folder the app loads with ``RAPHAEL_MODEL``.
+
+The folder's ``training.json`` extends the base's the way ``model.training.bundle`` chains curriculum
+stages, so the tuned model is still known for what it is: ``name`` (``--name``, by default the base's
+name and the loss, e.g. ``raphael-tiny-dpo``) is the version the app and its dashboard show; ``data`` is
+the base's slice of the domain, which tuning on rated images of that model does not widen, so the app
+keeps its "what this model has learned" panel, warnings and examples; ``continued_from`` is the base's
+own record; ``preference`` says how it was tuned and on what (loss, hyper-parameters, steps, the export
+and its sha256, the base folder and its weights hash); ``steps`` and ``images_seen`` are the stage
+summary every record of the chain has.
 """
 
 import argparse
-import base64
 import io
 import json
 import logging
@@ -35,6 +43,7 @@ from tqdm.auto import tqdm
 
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.identity import files_sha256, model_name, weights_hash
 from model.pipeline.text_encoder import encode_text
 from model.training.checkpoint import load_state, save_state
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
@@ -43,6 +52,8 @@ from model.training.train import to_tensor
 from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.preference")
+
+HYPERPARAMETERS = ("beta", "lambda_d", "lambda_u", "lr", "warmup", "batch_size", "seed")
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,13 @@ class PreferenceData:
 
 
 def _decode(value) -> np.ndarray:
-    """RGB uint8 array from image bytes, a base64 string, an HF image dict or a PIL image."""
+    """RGB uint8 array from image bytes, an HF image dict or a PIL image."""
     if isinstance(value, dict):
         value = value.get("bytes") or Path(value["path"]).read_bytes()
-    if isinstance(value, str):
-        value = base64.b64decode(value)
+    if isinstance(value, str):  # an export made before pickapic refused --as jsonl
+        raise ValueError(
+            "jpg_0/jpg_1 hold text, not image bytes; export the pairs again with --as parquet or datasets."
+        )
     image = value if isinstance(value, Image.Image) else Image.open(io.BytesIO(value))
     return np.asarray(image.convert("RGB"))
 
@@ -202,7 +215,27 @@ def denoising_errors(
     return (pred.float() - target).pow(2).flatten(1).mean(1)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def export_sha256(path: Path) -> str:
+    """sha256 over an export: the one file, or every file of the folder (data and dataset card)."""
+    if path.is_file():
+        return files_sha256(path.parent, [path])
+    return files_sha256(path, [f for f in path.rglob("*") if f.is_file()])
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
+def _version_name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a version name must not be blank")
+    return value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -220,14 +253,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=2500.0, help="DPO/KTO inverse temperature on the error gap")
     p.add_argument("--lambda-d", type=float, default=1.0, help="KTO weight of 👍 images")
     p.add_argument("--lambda-u", type=float, default=1.0, help="KTO weight of 👎 images")
-    p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=16, help="pairs (DPO) or images (KTO) per step")
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--save-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--steps", type=_positive, default=500, help="optimiser steps in all; a resumed run goes on up to this"
+    )
+    p.add_argument("--batch-size", type=_positive, default=16, help="pairs (DPO) or images (KTO) per step")
+    p.add_argument(
+        "--lr", type=float, default=1e-5, help="AdamW learning rate, reached after the warm-up and then constant"
+    )
+    p.add_argument("--warmup", type=_positive, default=20, help="steps of linear learning-rate warm-up from zero")
+    p.add_argument(
+        "--save-every", type=_positive, default=100, help="steps between checkpoints (state.pt) and curves.png"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise, the timesteps and the batch order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--name",
+        type=_version_name,
+        help="version name the app shows for the tuned model; None means <base name>-<loss>, e.g. raphael-tiny-dpo",
+    )
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def training_record(
+    args: argparse.Namespace, loss_name: str, data: PreferenceData, examples: int, steps: int, images_seen: int
+) -> dict:
+    """The tuned folder's ``training.json``: the base's name, slice and record, then how it was tuned on what."""
+    base_file = args.model / "training.json"
+    base = json.loads(base_file.read_text()) if base_file.is_file() else None
+    return {
+        "name": args.name or f"{model_name(args.model)}-{loss_name}",
+        "steps": steps,
+        "images_seen": images_seen,
+        "data": (base or {}).get("data"),
+        "preference": {
+            "loss": loss_name,
+            **{key: getattr(args, key) for key in HYPERPARAMETERS},
+            "steps": steps,
+            "examples": examples,
+            "skipped": dict(data.skipped),
+            "export": {"path": str(args.data), "sha256": export_sha256(args.data)},
+            "base_model": {"path": str(args.model), "weights_hash": weights_hash(args.model)},
+        },
+        "continued_from": base,
+    }
 
 
 def finetune(args: argparse.Namespace) -> Path:
@@ -266,9 +338,9 @@ def finetune(args: argparse.Namespace) -> Path:
     reference.load_state_dict(unet.state_dict())
     ema = EMA(unet)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    start = 0
+    start = images_seen = 0
     if state := load_state(out / "state.pt", unet, ema, optimizer):
-        start = state["step"]
+        start, images_seen = state["step"], state.get("images_seen", 0)
         logger.info("Resumed from %s at step %d", out / "state.pt", start)
     lr_scheduler = warmup_schedule(optimizer, args.warmup, start)
     unet, optimizer = accelerator.prepare(unet, optimizer)
@@ -285,7 +357,6 @@ def finetune(args: argparse.Namespace) -> Path:
     )
     log = open(out / "log.jsonl", "a")
     batches = _batches(items, args.batch_size, random.Random(args.seed + start))
-    step = start
     for step in tqdm(range(start, args.steps), initial=start, total=args.steps, desc=loss_name):
         t0 = time.monotonic()
         batch = next(batches)
@@ -306,6 +377,7 @@ def finetune(args: argparse.Namespace) -> Path:
             labels = torch.tensor([x.label for x in examples], device=images.device)
             loss, accuracy = kto_loss(errors, ref_errors, labels, args.beta, args.lambda_d, args.lambda_u)
         optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
+        images_seen += len(examples)
 
         record = {
             "step": step + 1,
@@ -319,7 +391,9 @@ def finetune(args: argparse.Namespace) -> Path:
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             log.flush()
             model = accelerator.unwrap_model(unet)
-            save_state(out / "state.pt", step=step + 1, model=model, ema=ema, optimizer=optimizer)
+            save_state(
+                out / "state.pt", step=step + 1, model=model, ema=ema, optimizer=optimizer, images_seen=images_seen
+            )
             plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
     log.close()
 
@@ -328,18 +402,9 @@ def finetune(args: argparse.Namespace) -> Path:
     pipe.unet = tuned.to(torch.float16)
     pipe.register_modules(unet=pipe.unet)
     pipe.save_pretrained(out / "pipeline", include_text_encoder=False)
-    record = {
-        "base_model": str(args.model),
-        "data": str(args.data),
-        "loss": loss_name,
-        "steps": step + 1,
-        "examples": len(items),
-        "skipped": dict(data.skipped),
-        "beta": args.beta,
-        "lr": args.lr,
-    }
-    (out / "pipeline" / "preference.json").write_text(json.dumps(record, indent=2) + "\n")
-    logger.info("Tuned pipeline in %s", out / "pipeline")
+    record = training_record(args, loss_name, data, len(items), max(start, args.steps), images_seen)
+    (out / "pipeline" / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("Tuned pipeline %s in %s", record["name"], out / "pipeline")
     return out / "pipeline"
 
 
