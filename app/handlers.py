@@ -26,7 +26,7 @@ from app.generation import GenerationRequest, GenerationResult, GenerationServic
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
 from app.rater_cookie import rater_token
 from app.settings import Settings
-from feedback.images import PROVENANCE_KEY, image_provenance
+from feedback.images import PROVENANCE_KEY, generated_from, image_provenance
 from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import Enhancer
@@ -63,12 +63,15 @@ def user_errors(fn: F) -> F:
 
 
 def display_copy(path: Path, provenance: dict[str, Any]) -> Image.Image:
-    """The stored PNG upscaled (LANCZOS) for display, carrying ``provenance`` into the PNG it is served as."""
+    """The stored PNG upscaled for display, carrying ``provenance`` into the PNG it is served as.
+
+    Nearest-neighbour keeps the model's pixels as sharp squares: smoothing a 32-px image blurs what a rater judges.
+    """
     with Image.open(path) as stored:
         image = stored.convert("RGB")
     scale = math.ceil(DISPLAY_MIN_SIDE / max(image.size))
     if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS)
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     image.info[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, ensure_ascii=False, default=str)
     return image
 
@@ -202,27 +205,48 @@ class Handlers:
 
         return report
 
+    @staticmethod
+    def lock_cards() -> Any:
+        """Dim the shown cards and stop clicks on them while a new run generates."""
+        return gr.Column(elem_classes=["stale"])
+
+    @staticmethod
+    def unlock_cards() -> Any:
+        """A run that failed leaves the earlier cards as they were, live again."""
+        return gr.Column(elem_classes=[])
+
     def show_cards(self, summary: dict[str, Any], history: list[dict[str, Any]]) -> list[Any]:
-        """Fill the result cards (image, cleared vote, cleared comment), status, used seed and history."""
+        """Fill the result cards (image, its text and id, cleared vote and comment), status, seed and history."""
         images = summary["images"]
+        p = summary["provenance"]
+        text = html.escape(generated_from(p))
+        # The warnings stay on every card (a toast fades): a rater should not judge what the model cannot read.
+        warnings = "".join(f"\n\n⚠️ {html.escape(w)}" for w in summary["warnings"])
         updates: list[Any] = []
         for index in range(self.settings.max_images):
             if index < len(images):
-                path = self.store.image_path(images[index]["image_id"])
-                image = display_copy(path, image_provenance(summary["provenance"], index))
-                updates += [gr.Column(visible=True), image]
+                item = images[index]
+                image = display_copy(self.store.image_path(item["image_id"]), image_provenance(p, index))
+                updates += [
+                    gr.Column(visible=True),
+                    image,
+                    f"seed {item['seed']} · {text}{warnings}",
+                    item["image_id"],
+                ]
             else:
-                updates += [gr.Column(visible=False), None]
+                updates += [gr.Column(visible=False), None, "", ""]
             updates += [*vote_buttons(0), gr.Textbox(value="")]
         cards = [{"image_id": image["image_id"], "vote": 0} for image in images]
-        n, p = len(images), summary["provenance"]
+        n = len(images)
         status = (
-            f"**{n} image{'s' if n > 1 else ''}** in {summary['seconds']:.1f} s · seed {summary['seed']} · "
-            f"{p['sampler']} {p['steps']} steps · model `{summary['model_version']}` · rate each image with 👍 or 👎"
+            f"**{n} image{'s' if n > 1 else ''}** in {summary['seconds']:.1f} s from “{text}” · seed "
+            f"{summary['seed']} · {p['sampler']} {p['steps']} steps · model `{summary['model_version']}` · "
+            "rate each image with 👍 or 👎"
         )
         history = [{"summary": summary, "caption": history_caption(p)}, *history][:HISTORY_LENGTH]
         gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
-        return [*updates, cards, status, gr.Number(summary["seed"], visible=True), history, gallery]
+        seed = gr.Number(summary["seed"], visible=True)
+        return [*updates, cards, status, seed, history, gallery, self.unlock_cards()]
 
     def restore(self, history: list[dict[str, Any]], evt: gr.SelectData) -> list[Any]:
         """Put the settings of a past run back into the controls (with the seed it used)."""
@@ -250,13 +274,27 @@ class Handlers:
         record = self.store.vote(rater_id, image_id, value, note)
         return {"image_id": image_id, "value": record.value, "previous": record.previous, "comment": record.comment}
 
-    @user_errors
-    def vote_card(
-        self, index: int, value: int, cards: list[dict[str, Any]], comment: str, request: gr.Request
-    ) -> tuple[list[dict[str, Any]], Any, Any]:
-        """A 👍/👎 click on card ``index``: a second click on the chosen button takes the vote back."""
+    @staticmethod
+    def _card(index: int, cards: list[dict[str, Any]], shown_image_id: str) -> dict[str, Any]:
+        """The card a click was cast on, refused when the page showed another image there than the session holds."""
         if index >= len(cards):
             raise InvalidInput("This card has no image yet; generate first.")
+        if cards[index]["image_id"] != shown_image_id:
+            raise InvalidInput("This card has just changed to a new image; look at it and vote again.")
+        return cards[index]
+
+    @user_errors
+    def vote_card(
+        self,
+        index: int,
+        value: int,
+        cards: list[dict[str, Any]],
+        shown_image_id: str,
+        comment: str,
+        request: gr.Request,
+    ) -> tuple[list[dict[str, Any]], Any, Any]:
+        """A 👍/👎 click on card ``index``: a second click on the chosen button takes the vote back."""
+        self._card(index, cards, shown_image_id)
         new_value = 0 if cards[index]["vote"] == value else value
         result = self.vote(cards[index]["image_id"], new_value, comment, request)
         cards = [dict(card) for card in cards]
@@ -267,27 +305,32 @@ class Handlers:
         """The click handler of card ``index``'s 👍 (``value`` 1) or 👎 (-1) button."""
 
         def vote_on_card(
-            cards: list[dict[str, Any]], comment: str, request: gr.Request
+            cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
         ) -> tuple[list[dict[str, Any]], Any, Any]:
-            return self.vote_card(index, value, cards, comment, request)
+            return self.vote_card(index, value, cards, shown_image_id, comment, request)
 
         return vote_on_card
 
     def card_commenter(self, index: int) -> Callable[..., None]:
         """The submit handler of card ``index``'s comment box."""
 
-        def comment_on_card(cards: list[dict[str, Any]], comment: str, request: gr.Request) -> None:
-            self.comment_card(index, cards, comment, request)
+        def comment_on_card(
+            cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
+        ) -> None:
+            self.comment_card(index, cards, shown_image_id, comment, request)
 
         return comment_on_card
 
     @user_errors
-    def comment_card(self, index: int, cards: list[dict[str, Any]], comment: str, request: gr.Request) -> None:
+    def comment_card(
+        self, index: int, cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
+    ) -> None:
         """Attach (or change) the comment of the vote on card ``index``."""
-        if index >= len(cards) or cards[index]["vote"] == 0:
+        card = self._card(index, cards, shown_image_id)
+        if card["vote"] == 0:
             gr.Warning("Choose 👍 or 👎 first; the comment is saved with your vote.")
             return
-        self.vote(cards[index]["image_id"], cards[index]["vote"], comment, request)
+        self.vote(card["image_id"], card["vote"], comment, request)
         gr.Info("Comment saved.")
 
     # -- pairwise -------------------------------------------------------------------------------
@@ -339,7 +382,7 @@ class Handlers:
             raise InvalidInput("Make a new pair first.")
         self.compare(pair[0], pair[1], outcome, request)
         buttons = [gr.Button(interactive=False) for _ in COMPARISON_OUTCOMES]
-        return (f"Thanks! You chose **{OUTCOME_LABELS[outcome]}**. Make a new pair to go on.", *buttons)
+        return (f"Thanks! You chose **{OUTCOME_LABELS[outcome]}**. The next pair is on its way…", *buttons)
 
     # -- dashboard ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from app.handlers import Handlers
 from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
 from app.settings import Settings, from_args
-from app.ui import CSS, THEME, build_ui
+from app.ui import CSS, SHORTCUTS, THEME, build_ui
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import PromptEnhancer
 from model.prompts.trained_domain import TrainedDomain
@@ -54,6 +54,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
         "i18n": page_i18n(TrainedDomain.from_bundle(settings.model_path)),
         "theme": THEME,
         "css": CSS,
+        "js": SHORTCUTS,
         "footer_links": ["api", "settings"],
         "allowed_paths": [str(settings.image_dir.resolve())],
         "app_kwargs": {"middleware": [Middleware(RaterCookieMiddleware)]},

@@ -37,11 +37,29 @@ CSS = """
   border-radius: var(--radius-lg);
   padding: 6px;
 }
-.card img { image-rendering: auto; }
+.card img, .pair img { image-rendering: pixelated; }  /* 32-px pixel art: sharp squares, not blur */
+/* While a new run is generating, the earlier cards are dimmed and take no clicks. */
+#results.stale { opacity: 0.35; pointer-events: none; transition: opacity 0.2s; }
+.card-text { font-size: var(--text-sm); color: var(--body-text-color-subdued); overflow-wrap: anywhere; }
 .vote.selected { outline: 2px solid var(--color-accent); outline-offset: 2px; }
 #status { min-height: 3.5em; }
 """
 THEME = gr.themes.Soft()
+# Keyboard shortcuts of the Compare tab (shown there): ← left, → right, ↓ or T tie, B both bad, N new pair.
+SHORTCUTS = """
+() => {
+  const keys = {ArrowLeft: "outcome-left", ArrowRight: "outcome-right", ArrowDown: "outcome-tie",
+                t: "outcome-tie", b: "outcome-both_bad", n: "new-pair"};
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
+    const button = document.getElementById(keys[event.key]);
+    if (button && button.offsetParent !== null && !button.disabled) {
+      event.preventDefault();
+      button.click();
+    }
+  });
+}
+"""
 
 
 @dataclass
@@ -80,13 +98,21 @@ class Controls:
 class Card:
     column: gr.Column
     image: gr.Image
+    text: gr.Markdown  # the text the image was generated from, and its seed
+    image_id: gr.Textbox  # hidden: the id of the image this card shows, sent with each vote on it
     like: gr.Button
     dislike: gr.Button
     comment: gr.Textbox
 
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """In the order of the updates ``Handlers.show_cards`` gives each card."""
+        return [self.column, self.image, self.text, self.image_id, self.like, self.dislike, self.comment]
+
 
 @dataclass
 class Results:
+    container: gr.Column
     status: gr.Markdown
     cards: list[Card]
     cards_state: gr.State
@@ -191,28 +217,31 @@ def result_card(index: int) -> Card:
         image = gr.Image(
             show_label=False, format="png", interactive=False, height=256, buttons=["download", "fullscreen"]
         )
+        text = gr.Markdown(elem_classes=["card-text"], elem_id=f"card-text-{index}")
+        image_id = gr.Textbox(visible=False)
         with gr.Row():
             like = gr.Button("👍", size="sm", min_width=60, elem_id=f"like-{index}", elem_classes=["vote"])
             dislike = gr.Button("👎", size="sm", min_width=60, elem_id=f"dislike-{index}", elem_classes=["vote"])
         comment = gr.Textbox(
             show_label=False, placeholder=I18N("comment_placeholder"), max_lines=2, elem_id=f"comment-{index}"
         )
-    return Card(column, image, like, dislike, comment)
+    return Card(column, image, text, image_id, like, dislike, comment)
 
 
 def results(settings: Settings) -> Results:
     """Status line, the image cards, the native originals with provenance, and the session history."""
     status = gr.Markdown(elem_id="status")
     cards: list[Card] = []
-    for start in range(0, settings.max_images, CARDS_PER_ROW):
-        with gr.Row():
-            cards += [result_card(i) for i in range(start, min(start + CARDS_PER_ROW, settings.max_images))]
+    with gr.Column(elem_id="results") as container:
+        for start in range(0, settings.max_images, CARDS_PER_ROW):
+            with gr.Row():
+                cards += [result_card(i) for i in range(start, min(start + CARDS_PER_ROW, settings.max_images))]
     with gr.Accordion(I18N("originals"), open=False):
         originals = gr.Gallery(label=I18N("originals_gallery"), format="png", columns=8, height=160)
         details = gr.JSON(label=I18N("provenance"), elem_id="details")
     with gr.Accordion(I18N("history"), open=False):
         history_gallery = gr.Gallery(show_label=False, columns=8, height=180, allow_preview=False, elem_id="history")
-    return Results(status, cards, gr.State([]), originals, details, gr.State([]), history_gallery)
+    return Results(container, status, cards, gr.State([]), originals, details, gr.State([]), history_gallery)
 
 
 def compare_panel() -> ComparePanel:
@@ -224,13 +253,23 @@ def compare_panel() -> ComparePanel:
             )
             new_pair = gr.Button(I18N("new_pair"), variant="primary", scale=1, elem_id="new-pair")
         with gr.Row():
-            left = gr.Image(label=I18N("left"), format="png", interactive=False, height=320)
-            right = gr.Image(label=I18N("right"), format="png", interactive=False, height=320)
-        status = gr.Markdown()
+            left = gr.Image(
+                label=I18N("left"), format="png", interactive=False, height=320, elem_classes=["pair"], elem_id="left"
+            )
+            right = gr.Image(
+                label=I18N("right"),
+                format="png",
+                interactive=False,
+                height=320,
+                elem_classes=["pair"],
+                elem_id="right",
+            )
+        status = gr.Markdown(elem_id="pair-status")
         pair = gr.State([])  # inside the tab: a component directly under gr.Tabs would count as a tab
         with gr.Row():
             outcomes = {
-                outcome: gr.Button(I18N(f"outcome_{outcome}"), interactive=False) for outcome in COMPARISON_OUTCOMES
+                outcome: gr.Button(I18N(f"outcome_{outcome}"), interactive=False, elem_id=f"outcome-{outcome}")
+                for outcome in COMPARISON_OUTCOMES
             }
     return ComparePanel(tab, prompt, new_pair, left, right, pair, status, outcomes)
 
@@ -271,8 +310,8 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 r = results(settings)
                 examples = service.domain_examples(NUM_EXAMPLES) or EXAMPLES
                 gr.Examples(
-                    examples,
-                    inputs=[c.prompt, c.negative, c.seed],
+                    [[*example, ""] for example in examples],  # an example clears any earlier enhancement
+                    inputs=[c.prompt, c.negative, c.seed, c.enhanced],
                     label=I18N("examples"),
                     example_labels=[f"{prompt} · seed {seed}" for prompt, _, seed in examples],
                     api_visibility="private",
@@ -289,8 +328,15 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
         # Editing the prompt makes an earlier enhancement stale, so it is cleared (in the browser).
         c.prompt.input(fn=None, js="() => ''", outputs=[c.enhanced])
         c.enhance.click(handlers.enhance, inputs=[c.prompt, c.seed, c.style], outputs=[c.enhanced], api_name="enhance")
-        gr.on(
+        # The earlier cards are locked and dimmed from the click until the new ones are shown (or the run fails),
+        # so that no vote meant for the new images lands on the old ones.
+        generation = gr.on(
             [c.generate.click, c.prompt.submit],
+            handlers.lock_cards,
+            outputs=[r.container],
+            queue=False,
+            api_visibility="private",
+        ).then(
             handlers.generate,
             inputs=c.generation_inputs,
             outputs=[r.originals, r.details, c.used_seed],  # the seed for API clients; show_cards reveals it
@@ -298,29 +344,34 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             concurrency_id=MODEL_QUEUE,
             concurrency_limit=1,
             show_progress_on=[r.status],
-        ).success(
+        )
+        generation.success(
             handlers.show_cards,
             inputs=[r.details, r.history],
             outputs=[
-                *[x for card in r.cards for x in (card.column, card.image, card.like, card.dislike, card.comment)],
+                *[x for card in r.cards for x in card.outputs],
                 r.cards_state,
                 r.status,
                 c.used_seed,
                 r.history,
                 r.history_gallery,
+                r.container,
             ],
             api_visibility="private",
         )
+        generation.failure(handlers.unlock_cards, outputs=[r.container], queue=False, api_visibility="private")
         for index, card in enumerate(r.cards):
             for button, value in ((card.like, 1), (card.dislike, -1)):
                 button.click(
                     handlers.card_voter(index, value),
-                    inputs=[r.cards_state, card.comment],
+                    inputs=[r.cards_state, card.image_id, card.comment],
                     outputs=[r.cards_state, card.like, card.dislike],
                     api_visibility="private",
                 )
             card.comment.submit(
-                handlers.card_commenter(index), inputs=[r.cards_state, card.comment], api_visibility="private"
+                handlers.card_commenter(index),
+                inputs=[r.cards_state, card.image_id, card.comment],
+                api_visibility="private",
             )
         r.history_gallery.select(
             handlers.restore, inputs=[r.history], outputs=c.generation_inputs, api_visibility="private"
@@ -336,10 +387,18 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             api_visibility="private",
         )
         for outcome, button in p.outcomes.items():
-            button.click(
+            button.click(  # then straight on to the next pair of the same prompt
                 handlers.pair_judge(outcome),
                 inputs=[p.pair],
                 outputs=[p.status, *p.outcomes.values()],
+                api_visibility="private",
+            ).success(
+                handlers.new_pair,
+                inputs=[p.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
+                outputs=[p.left, p.right, p.pair, p.status, *p.outcomes.values()],
+                concurrency_id=MODEL_QUEUE,
+                concurrency_limit=1,
+                show_progress_on=[p.left, p.right],
                 api_visibility="private",
             )
 

@@ -71,21 +71,22 @@ class AgreementReport:
 
 
 def vote_ratings(rows: PreferenceRows) -> dict[str, dict[int, int]]:
-    """image id -> {rater: +1/-1}, from the current votes."""
+    """item -> {rater: +1/-1}, from the current votes; an item is one image shown for one text (``rows.items``)."""
     ratings: dict[str, dict[int, int]] = defaultdict(dict)
-    for vote in rows.votes:
-        ratings[vote.image_id][vote.rater_id] = vote.value
+    for vote in sorted(rows.votes, key=lambda v: v.updated_at):  # a rater's latest vote on an item counts
+        ratings[rows.items[vote.image_id]][vote.rater_id] = vote.value
     return ratings
 
 
 def comparison_ratings(rows: PreferenceRows) -> dict[tuple[str, str], dict[int, str]]:
-    """Sorted image pair -> {rater: "first" / "second" / "tie" / "both_bad"}, the latest per rater."""
+    """Sorted item pair -> {rater: "first" / "second" / "tie" / "both_bad"}, the latest per rater."""
     ratings: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
     for row in sorted(rows.comparisons, key=lambda c: (c.created_at, c.id)):
-        pair = tuple(sorted((row.left_image_id, row.right_image_id)))
+        left, right = rows.items[row.left_image_id], rows.items[row.right_image_id]
+        pair = tuple(sorted((left, right)))
         value = row.outcome
         if value in ("left", "right"):
-            winner = row.left_image_id if value == "left" else row.right_image_id
+            winner = left if value == "left" else right
             value = "first" if winner == pair[0] else "second"
         ratings[pair][row.rater_id] = value
     return ratings

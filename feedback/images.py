@@ -37,6 +37,15 @@ class StoredImage:
     height: int
 
 
+def generated_from(provenance: dict[str, Any]) -> str:
+    """The text the model generated from (``model_prompt``: the enhanced prompt or a Chinese prompt's translation).
+
+    It is what a rater saw next to the image, so it is what a preference dataset calls the caption. Records from
+    before the app stored ``model_prompt`` fall back to the enhanced prompt, then the prompt as typed.
+    """
+    return provenance.get("model_prompt") or provenance.get("enhanced_prompt") or provenance["prompt"]
+
+
 def image_provenance(batch: dict[str, Any], index: int) -> dict[str, Any]:
     """Provenance of image ``index`` of a batch alone: its own seed regenerates it with ``num_images=1``.
 

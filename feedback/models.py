@@ -102,6 +102,7 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     prompt: Mapped[str] = mapped_column(Text)
     enhanced_prompt: Mapped[str | None] = mapped_column(Text)
+    model_prompt: Mapped[str | None] = mapped_column(Text)  # what the model read; None on rows from before 0002
     negative_prompt: Mapped[str | None] = mapped_column(Text)
     seed: Mapped[int] = mapped_column(BigInteger)
     steps: Mapped[int] = mapped_column(Integer)

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from feedback import migrate
 from feedback.engine import make_engine, writer
-from feedback.images import ImageFiles, image_provenance
+from feedback.images import ImageFiles, generated_from, image_provenance
 from feedback.models import (
     COMPARISON_OUTCOMES,
     MAX_COMMENT_CHARS,
@@ -51,7 +51,7 @@ IP_SALT_ENV = "RAPHAEL_IP_SALT"
 REQUIRED_PROVENANCE = (
     "prompt", "seed", "steps", "cfg", "sampler", "width", "height", "model_name", "model_hash", "app_version",
 )  # fmt: skip
-OPTIONAL_PROVENANCE = ("enhanced_prompt", "negative_prompt", "category")
+OPTIONAL_PROVENANCE = ("enhanced_prompt", "model_prompt", "negative_prompt", "category")
 PROVENANCE_KEYS = REQUIRED_PROVENANCE + OPTIONAL_PROVENANCE
 _PROVENANCE_TYPES = {"seed": int, "steps": int, "cfg": float, "width": int, "height": int}
 _IN_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
@@ -110,8 +110,8 @@ class ImageRow:
 
     @property
     def caption(self) -> str:
-        """The prompt as the person typed it (as in Pick-a-Pic); the enhanced prompt is provenance."""
-        return self.provenance["prompt"]
+        """The text the image was generated from (the prompt as typed stays in the provenance)."""
+        return generated_from(self.provenance)
 
     @property
     def model(self) -> str:
@@ -156,6 +156,9 @@ class PreferenceRows:
     comparisons: list[ComparisonRow]
     events: list[VoteEventRow]
     images: dict[str, ImageRow]
+    # image id -> the item a rater judged: the image's bytes with the text it was generated from. Two raters who
+    # generate the same prompt, seed and settings get two image ids but see one item, so agreement counts them.
+    items: dict[str, str]
 
 
 class FeedbackStore:
@@ -457,6 +460,7 @@ class FeedbackStore:
             wanted = {row.image_id for row in vote_rows} | {row.image_id for row in event_rows}
             wanted |= {image_id for row in comparison_rows for image_id in (row.left_image_id, row.right_image_id)}
             images = self._image_rows(s, sorted(wanted)) if with_images else {}
+            items = self._item_keys(s, sorted(wanted))
         logger.info(
             "preference rows: %d votes, %d comparisons, %d events, %d images",
             len(vote_rows),
@@ -464,7 +468,9 @@ class FeedbackStore:
             len(event_rows),
             len(images),
         )
-        return PreferenceRows(votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images)
+        return PreferenceRows(
+            votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images, items=items
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -489,6 +495,18 @@ class FeedbackStore:
                     provenance=provenance,
                 )
         return rows
+
+    @staticmethod
+    def _item_keys(s: Session, image_ids: list[str]) -> dict[str, str]:
+        """Image id -> sha256 of the image's content and of the text it was generated from."""
+        keys: dict[str, str] = {}
+        texts = ("prompt", "enhanced_prompt", "model_prompt")
+        columns = (Image.id, Image.sha256, *(getattr(Generation, key) for key in texts))
+        for chunk in _chunks(image_ids):
+            for image_id, sha256, *values in s.execute(select(*columns).join(Generation).where(Image.id.in_(chunk))):
+                text = generated_from(dict(zip(texts, values)))
+                keys[image_id] = hashlib.sha256(f"{sha256}\n{text}".encode()).hexdigest()
+        return keys
 
     def _find_rater(self, anon_id: str) -> int | None:
         with self._read() as s:

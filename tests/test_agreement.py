@@ -88,9 +88,10 @@ def test_comparisons_agree_across_sides(store: FeedbackStore) -> None:
     store.compare(first, a, b, "left")
     store.compare(second, b, a, "right")
     store.compare(second, a, b, "tie")  # a rater's latest judgement of a pair replaces the earlier one
-    ratings = comparison_ratings(store.preference_rows(with_images=False))
-    pair = tuple(sorted((a, b)))
-    assert ratings == {pair: {first: "first" if a == pair[0] else "second", second: "tie"}}
+    rows = store.preference_rows(with_images=False)
+    ratings = comparison_ratings(rows)
+    pair = tuple(sorted((rows.items[a], rows.items[b])))  # the items the images show
+    assert ratings == {pair: {first: "first" if rows.items[a] == pair[0] else "second", second: "tie"}}
 
 
 def consistent_store(store: FeedbackStore) -> tuple[list[int], int]:
@@ -146,7 +147,28 @@ def test_export_can_leave_out_flagged_raters(store: FeedbackStore, tmp_path: Pat
 
 
 def test_no_feedback_yet() -> None:
-    report = agreement(PreferenceRows(votes=[], comparisons=[], events=[], images={}))
+    report = agreement(PreferenceRows(votes=[], comparisons=[], events=[], images={}, items={}))
     nothing = {"alpha": None, "low": None, "high": None, "items": 0, "ratings": 0, "raters": 0}
     assert report.to_dict()["votes"] == report.to_dict()["comparisons"] == nothing
     assert report.raters.empty and list(report.raters.columns) == RATER_COLUMNS
+
+
+def test_raters_who_generate_the_same_image_share_one_item(store: FeedbackStore) -> None:
+    """Each browser gets its own image ids; the same bytes for the same text are still one item to agree on."""
+    raters = [store.rater(f"rater-{i}", None) for i in range(3)]
+    copies = [
+        store.record_generation(rater, provenance(), [solid("red"), solid("blue")]).image_ids for rater in raters
+    ]
+    other_text = store.record_generation(
+        raters[0], provenance(enhanced_prompt="an apple, in pixel art"), [solid("red")]
+    )
+    for rater, (red, blue) in zip(raters, copies):
+        store.vote(rater, red, 1)
+        store.vote(rater, blue, -1 if rater != raters[2] else 1)
+    store.vote(raters[1], other_text.image_ids[0], -1)  # same bytes, another text: a different item
+
+    rows = store.preference_rows(with_images=False, with_events=False)
+    assert len({rows.items[copy[0]] for copy in copies}) == 1
+    assert rows.items[other_text.image_ids[0]] != rows.items[copies[0][0]]
+    report = agreement(rows, n_boot=0)
+    assert (report.votes.items, report.votes.raters, report.votes.ratings) == (2, 3, 6)

@@ -131,7 +131,9 @@ def test_empty_prompt_shows_a_clear_message(page: Page, app_server: AppServer, a
     page.screenshot(path=artifacts_dir / "browser-empty-prompt.png")
 
 
-def test_pairwise_comparison(page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path) -> None:
+def test_pairwise_comparison_moves_on_and_takes_shortcuts(
+    page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
+) -> None:
     open_demo(page, app_server)
     page.locator("#prompt textarea").fill("two cats at the top")
     page.get_by_role("tab", name="Compare").click()
@@ -140,11 +142,96 @@ def test_pairwise_comparison(page: Page, app_server: AppServer, store: FeedbackS
     page.locator("#new-pair").click()
     left_better = page.get_by_role("button", name="Left is better")
     expect(left_better).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
+    first_pair = page.locator("#left img").get_attribute("src")
     left_better.click()
-    expect(page.get_by_text("You chose the left image")).to_be_visible()
-    expect(left_better).to_be_disabled()
-    assert store.dashboard().totals["n_comparisons"] == before + 1
+    # The judgement is stored and the next pair of the same prompt comes by itself.
+    expect(page.locator("#left img")).not_to_have_attribute("src", first_pair, timeout=GENERATION_TIMEOUT_MS)
+    expect(left_better).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#pair-status")).to_contain_text("which fits the prompt better")
     page.screenshot(path=artifacts_dir / "browser-compare.png", full_page=True)
+
+    second_pair = page.locator("#left img").get_attribute("src")
+    page.locator("body").press("ArrowRight")  # the keyboard judges too: → is "right is better"
+    expect(page.locator("#left img")).not_to_have_attribute("src", second_pair, timeout=GENERATION_TIMEOUT_MS)
+    expect(left_better).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
+    rows = store.preference_rows(with_images=False, with_events=False).comparisons
+    assert store.dashboard().totals["n_comparisons"] == before + 2
+    assert [row.outcome for row in rows[-2:]] == ["left", "right"]
+
+
+def test_an_example_clears_the_earlier_enhancement(page: Page, app_server: AppServer, store: FeedbackStore) -> None:
+    """The model generates from the example's text, not from an enhancement of the prompt typed before."""
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("a frog on a purple background")
+    page.locator("#enhance").click()
+    expect(page.locator("#enhanced textarea")).not_to_have_value("")
+    page.get_by_text("a cat on a blue background · seed 7").click()
+    expect(page.locator("#prompt textarea")).to_have_value("a cat on a blue background")
+    expect(page.locator("#enhanced textarea")).to_have_value("")
+    page.locator("#generate").click()
+    expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("from “a cat on a blue background”")
+    expect(page.locator("#card-text-0")).to_contain_text("a cat on a blue background")
+    page.locator("#like-0").click()
+    expect(page.locator("#like-0")).to_have_class(SELECTED)
+    rows = store.preference_rows()
+    (image,) = [
+        rows.images[v.image_id] for v in rows.votes if rows.images[v.image_id].caption.startswith("a cat on a b")
+    ]
+    assert image.caption == "a cat on a blue background" and image.provenance["enhanced_prompt"] is None
+
+
+def test_earlier_cards_are_locked_while_a_new_run_generates(
+    page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
+) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("a heart on the left")
+    page.locator("#generate").click()
+    expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    first = page.locator("#card-0 img").get_attribute("src")
+    results = page.locator("#results")
+    expect(results).not_to_have_class(re.compile(r"\bstale\b"))
+
+    page.locator("#prompt textarea").fill("a rocket on the right")
+    page.locator("#steps input[type=number]").fill("150")  # long enough to look at the page meanwhile
+    page.locator("#steps input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(results).to_have_class(re.compile(r"\bstale\b"))
+    expect(results).to_have_css("pointer-events", "none")
+    page.screenshot(path=artifacts_dir / "browser-locked-cards.png", full_page=True)
+    expect(page.locator("#card-0 img")).not_to_have_attribute("src", first, timeout=GENERATION_TIMEOUT_MS)
+    expect(results).not_to_have_class(re.compile(r"\bstale\b"))
+    page.locator("#dislike-0").click()
+    expect(page.locator("#dislike-0")).to_have_class(SELECTED)
+    assert votes_on_prompt(store, "a rocket on the right") == [-1]
+    assert votes_on_prompt(store, "a heart on the left") == []
+
+
+def test_a_chinese_prompt_is_drawn_from_its_translation(page: Page, app_server: AppServer) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("蓝色背景上左边有一只猫")
+    page.locator("#generate").click()
+    expect(page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("from “a cat on the left on a blue background”")
+    expect(page.locator("#card-text-0")).to_contain_text("a cat on the left on a blue background")
+    expect(page.locator("#card-text-0")).not_to_contain_text("⚠️")
+    page.locator("#enhance").click()  # Enhance keeps the prompt's own background
+    expect(page.locator("#enhanced textarea")).to_have_value(re.compile(r"^a cat on the left on a blue background"))
+    assert not re.search(
+        r"\b(red|green|yellow|purple|pink|orange|black|white|grey)\b", page.locator("#enhanced textarea").input_value()
+    )
+
+
+def test_a_prompt_the_model_cannot_read_is_flagged_on_every_card(
+    page: Page, app_server: AppServer, artifacts_dir: Path
+) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("кошка на синем фоне")
+    page.locator("#generate").click()
+    expect(page.locator("#card-1 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    for index in (0, 1):
+        expect(page.locator(f"#card-text-{index}")).to_contain_text("reads English, not the Cyrillic script")
+    page.screenshot(path=artifacts_dir / "browser-unreadable-prompt.png", full_page=True)
 
 
 def test_chinese_locale(chinese_page: Page, app_server: AppServer, artifacts_dir: Path) -> None:

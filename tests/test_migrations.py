@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from feedback import migrate
 from feedback.engine import make_engine
@@ -15,6 +15,7 @@ from feedback.models import Base
 from feedback.store import FeedbackStore
 
 TABLES = {"raters", "generations", "images", "votes", "vote_events", "comparisons", "alembic_version"}
+HEAD = "0002"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -43,11 +44,11 @@ def current_revision(url: str) -> str | None:
 
 def test_upgrade_downgrade_upgrade(db_url: str) -> None:
     migrate.upgrade(db_url)
-    assert tables(db_url) == TABLES and current_revision(db_url) == "0001"
+    assert tables(db_url) == TABLES and current_revision(db_url) == HEAD
     migrate.downgrade(db_url, "base")
     assert tables(db_url) == {"alembic_version"} and current_revision(db_url) is None
     migrate.upgrade(db_url)
-    assert tables(db_url) == TABLES and current_revision(db_url) == "0001"
+    assert tables(db_url) == TABLES and current_revision(db_url) == HEAD
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
@@ -68,6 +69,35 @@ def test_store_starts_on_a_migrated_database_and_keeps_data(db_url: str, tmp_pat
     migrate.upgrade(db_url)  # already at head: nothing to do
     with FeedbackStore(db_url, tmp_path / "images") as store:
         assert store.rater("kept") == rater
+
+
+def test_rows_from_before_model_prompt_keep_their_caption(db_url: str, tmp_path: Path) -> None:
+    """0002 adds generations.model_prompt; a generation stored at 0001 still exports what it was generated from."""
+    migrate.upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO raters (id, anon_id) VALUES (1, 'old')"))
+            connection.execute(
+                text(
+                    "INSERT INTO generations (id, rater_id, prompt, enhanced_prompt, seed, steps, cfg, sampler, "
+                    "width, height, model_name, model_hash, app_version, extra) VALUES ('g', 1, 'a cat', "
+                    "'a cat, pixel art', 1, 2, 3.0, 'ddim', 32, 32, 'm', 'h', '0', '{}')"
+                )
+            )
+            connection.execute(
+                text("INSERT INTO images (id, generation_id, batch_index, sha256, path, width, height) "
+                     "VALUES ('i', 'g', 0, 's', 'p.png', 32, 32)")
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    migrate.upgrade(db_url)
+    assert current_revision(db_url) == HEAD
+    with FeedbackStore(db_url, tmp_path / "images") as store:
+        store.vote(1, "i", 1)
+        rows = store.preference_rows()
+    assert rows.images["i"].provenance["model_prompt"] is None
+    assert rows.images["i"].caption == "a cat, pixel art"
 
 
 def test_cli_upgrade_and_downgrade(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def provenance(**overrides: Any) -> dict[str, Any]:
     return {
         "prompt": "a red apple on a table",
         "enhanced_prompt": None,
+        "model_prompt": None,
         "negative_prompt": "blurry",
         "seed": 1234,
         "steps": 25,
@@ -192,7 +193,8 @@ def test_provenance_columns_and_extra(store: FeedbackStore) -> None:
     record = store.record_generation(rater, prov, [solid("red")])
     store.vote(rater, record.image_ids[0], 1)
     image = store.preference_rows().images[record.image_ids[0]]
-    assert image.caption == "a red apple on a table"
+    assert image.caption == "a shiny red apple"  # what the model generated from, as the rater saw it
+    assert image.provenance["prompt"] == "a red apple on a table"
     assert image.provenance["enhanced_prompt"] == "a shiny red apple"
     assert image.provenance["seed"] == 2**40
     assert image.provenance["extra"] == {"lora": "none", "guidance_rescale": 0.7}
