@@ -12,14 +12,16 @@ from typing import Any
 
 import pandas as pd
 
+from app.messages import DEFAULT_LANGUAGE, plural, say_in
 from feedback.agreement import AgreementReport, Alpha, agreement
+from feedback.campaigns import RATER_COLUMNS, CampaignReport, campaign_report
 from feedback.store import DashboardData, FeedbackStore
 
-TOTALS = {"n_votes": "vote", "n_comparisons": "comparison", "n_images": "image", "n_raters": "rater"}
 DASHBOARD_BOOTSTRAP = 200  # resamples for α's interval: enough for two decimals, fast on every refresh
 
-# per day (long: day, vote, count), per model, per category, totals line, agreement line, rater table
-DashboardView = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str, pd.DataFrame]
+# per day (long: day, vote, count), per model, per category, totals line, agreement line, rater table,
+# campaigns summary, campaign rater table
+DashboardView = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, str, pd.DataFrame, str, pd.DataFrame]
 
 
 class DashboardService:
@@ -38,19 +40,45 @@ class DashboardService:
             "by_model": data.by_model.to_dict("records"),
             "by_category": data.by_category.to_dict("records"),
             "agreement": report.to_dict(),
+            "campaigns": [campaign.to_dict() for campaign in self._campaigns()],
         }
 
-    def view(self) -> DashboardView:
+    def view(self, lang: str = DEFAULT_LANGUAGE) -> DashboardView:
         """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
         data, report = self._read()
         per_day = data.votes_per_day.melt(
             id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
         )
-        by_model = data.by_model.assign(model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12])
-        totals = " · ".join(
-            f"**{data.totals[key]}** {noun}{'' if data.totals[key] == 1 else 's'}" for key, noun in TOTALS.items()
+        # Each bar says how many votes it rests on: one 👍 is a like-rate of 100%.
+        by_model = data.by_model.assign(
+            model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12] + votes(data.by_model)
         )
-        return per_day, by_model, data.by_category, totals, agreement_summary(report), report.raters.round(3)
+        by_category = data.by_category.assign(category=data.by_category["category"] + votes(data.by_category))
+        counts = {
+            "votes": data.totals["n_votes"],
+            "comparisons": data.totals["n_comparisons"],
+            "images": data.totals["n_images"],
+            "raters": data.totals["n_raters"],
+        }
+        totals = say_in(lang, "totals", **counts, **{f"{key}_s": plural(n) for key, n in counts.items()})
+        campaigns = self._campaigns()
+        raters = [c.raters.assign(campaign=c.campaign.name) for c in campaigns]
+        campaign_raters = pd.concat(raters)[["campaign", *RATER_COLUMNS]].round(3) if raters else pd.DataFrame()
+        summary = "\n".join(f"- {campaign_summary(c)}" for c in campaigns)
+        return (
+            per_day,
+            by_model,
+            by_category,
+            totals,
+            agreement_summary(report),
+            report.raters.round(3),
+            summary,
+            campaign_raters,
+        )
+
+    def _campaigns(self) -> list[CampaignReport]:
+        """The reports of the open campaigns."""
+        return [campaign_report(self.store, c.name, self.n_boot) for c in self.store.campaigns()]
 
     def _read(self) -> tuple[DashboardData, AgreementReport]:
         """The store's tables with each day as ``YYYY-MM-DD`` (JSON and plot axes alike), and rater agreement."""
@@ -58,6 +86,27 @@ class DashboardService:
         days = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d"))
         rows = self.store.preference_rows(with_images=False, with_events=False)
         return dataclasses.replace(data, votes_per_day=days), agreement(rows, n_boot=self.n_boot)
+
+
+def votes(frame: pd.DataFrame) -> pd.Series:
+    """`` · n votes`` for each row of a frame with likes and dislikes, to put under its bar."""
+    n = frame["likes"] + frame["dislikes"]
+    return " · " + n.astype(str) + n.map(lambda k: " vote" if k == 1 else " votes")
+
+
+def campaign_summary(report: CampaignReport) -> str:
+    """One markdown line: a campaign's progress, its answers' α and how many raters its checks flag."""
+    c, alpha = report.campaign, report.alpha
+    agreement = (
+        f"α = {alpha.alpha:.2f} (95% interval {alpha.low:.2f} to {alpha.high:.2f})"
+        if not math.isnan(alpha.alpha)
+        else "α not measurable yet"
+    )
+    flagged = int(report.raters["flagged"].sum()) if len(report.raters) else 0
+    return (
+        f"**{c.name}** ({c.kind}): {c.items_complete} of {c.n_items - c.n_gold} items have {c.answers_wanted} "
+        f"answers · {c.n_answers} answers · {agreement} · {flagged} rater{plural(flagged)} flagged"
+    )
 
 
 def agreement_summary(report: AgreementReport) -> str:

@@ -21,12 +21,14 @@ from typing import Any, TypeVar
 import gradio as gr
 from PIL import Image
 
+from app.campaigns import CampaignService, ShownItem
 from app.dashboard import DashboardService, DashboardView
 from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
+from app.messages import language, plural, say
 from app.rater_cookie import rater_token
 from app.settings import Settings
-from feedback.images import PROVENANCE_KEY, generated_from, image_provenance
+from feedback.images import PROVENANCE_KEY, generated_from, image_provenance, read_provenance
 from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import Enhancer
@@ -36,12 +38,6 @@ log = logging.getLogger(__name__)
 AUTO_STYLE = "auto"
 DISPLAY_MIN_SIDE = 256  # tiny native images are shown upscaled; the stored file stays native
 HISTORY_LENGTH = 24
-OUTCOME_LABELS = {  # how the thanks line names each of COMPARISON_OUTCOMES
-    "left": "the left image",
-    "tie": "a tie",
-    "both_bad": "both bad",
-    "right": "the right image",
-}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -110,6 +106,7 @@ class Handlers:
         enhancer: Enhancer,
         guard: Guard,
         dashboard_service: DashboardService,
+        campaigns: CampaignService,
     ) -> None:
         self.settings = settings
         self.generation = generation
@@ -117,6 +114,7 @@ class Handlers:
         self.enhancer = enhancer
         self.guard = guard
         self.dashboard_service = dashboard_service
+        self.campaigns = campaigns
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -215,7 +213,7 @@ class Handlers:
         """A run that failed leaves the earlier cards as they were, live again."""
         return gr.Column(elem_classes=[])
 
-    def show_cards(self, summary: dict[str, Any], history: list[dict[str, Any]]) -> list[Any]:
+    def show_cards(self, summary: dict[str, Any], history: list[dict[str, Any]], request: gr.Request) -> list[Any]:
         """Fill the result cards (image, its text and id, cleared vote and comment), status, seed and history."""
         images = summary["images"]
         p = summary["provenance"]
@@ -237,11 +235,17 @@ class Handlers:
                 updates += [gr.Column(visible=False), None, "", ""]
             updates += [*vote_buttons(0), gr.Textbox(value="")]
         cards = [{"image_id": image["image_id"], "vote": 0} for image in images]
-        n = len(images)
-        status = (
-            f"**{n} image{'s' if n > 1 else ''}** in {summary['seconds']:.1f} s from “{text}” · seed "
-            f"{summary['seed']} · {p['sampler']} {p['steps']} steps · model `{summary['model_version']}` · "
-            "rate each image with 👍 or 👎"
+        status = say(
+            request,
+            "status",
+            n=len(images),
+            s=plural(len(images)),
+            seconds=summary["seconds"],
+            text=text,
+            seed=summary["seed"],
+            sampler=p["sampler"],
+            steps=p["steps"],
+            model=summary["model_version"],
         )
         history = [{"summary": summary, "caption": history_caption(p)}, *history][:HISTORY_LENGTH]
         gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
@@ -328,10 +332,10 @@ class Handlers:
         """Attach (or change) the comment of the vote on card ``index``."""
         card = self._card(index, cards, shown_image_id)
         if card["vote"] == 0:
-            gr.Warning("Choose 👍 or 👎 first; the comment is saved with your vote.")
+            gr.Warning(say(request, "vote_first"))
             return
         self.vote(card["image_id"], card["vote"], comment, request)
-        gr.Info("Comment saved.")
+        gr.Info(say(request, "comment_saved"))
 
     # -- pairwise -------------------------------------------------------------------------------
 
@@ -356,7 +360,7 @@ class Handlers:
             for index, item in enumerate((left, right))
         ]
         buttons = [gr.Button(interactive=True) for _ in COMPARISON_OUTCOMES]
-        status = f"Seeds {left['seed']} (left) and {right['seed']} (right): which fits the prompt better?"
+        status = say(request, "pair_status", left=left["seed"], right=right["seed"])
         return (*images, [left["image_id"], right["image_id"]], status, *buttons)
 
     @user_errors
@@ -382,7 +386,66 @@ class Handlers:
             raise InvalidInput("Make a new pair first.")
         self.compare(pair[0], pair[1], outcome, request)
         buttons = [gr.Button(interactive=False) for _ in COMPARISON_OUTCOMES]
-        return (f"Thanks! You chose **{OUTCOME_LABELS[outcome]}**. The next pair is on its way…", *buttons)
+        return (say(request, "pair_thanks", choice=say(request, f"choice_{outcome}")), *buttons)
+
+    # -- campaigns ------------------------------------------------------------------------------
+
+    def rate_campaigns(self) -> Any:
+        """The open campaigns, read when the Rate tab opens (campaigns are created while the app runs)."""
+        names = self.campaigns.open_campaigns()
+        return gr.Dropdown(choices=names, value=names[0] if names else None)
+
+    @user_errors
+    def rate_open(self, name: str | None, request: gr.Request) -> list[Any]:
+        """Show a campaign's guidelines, the rater's progress and their next item."""
+        return self.rate_view(name, request)
+
+    def rate_answerer(self, answer: str) -> Callable[..., list[Any]]:
+        """The click handler of one answer button of the Rate tab."""
+
+        def answer_item(name: str | None, item: ShownItem | None, request: gr.Request) -> list[Any]:
+            return self.rate_answer(answer, name, item, request)
+
+        return answer_item
+
+    @user_errors
+    def rate_answer(self, answer: str, name: str | None, item: ShownItem | None, request: gr.Request) -> list[Any]:
+        """Store the answer on the item shown, then show the next one."""
+        if item is None:
+            raise InvalidInput("Choose a campaign first; its next item appears here.")
+        rater_id = self._rater(request)
+        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        self.campaigns.answer(item, rater_id, answer)
+        return self.rate_view(name, request)
+
+    def rate_view(self, name: str | None, request: gr.Request) -> list[Any]:
+        """Guidelines, progress, the item's images and text, which answer buttons show, and the item itself."""
+        hidden = [gr.Button(visible=False)] * (2 + len(COMPARISON_OUTCOMES))
+        if not name:
+            return ["", say(request, "rate_none"), *[gr.Image(None, visible=False)] * 2, "", *hidden, None]
+        campaign = self.campaigns.campaign(name)
+        rater_id = self._rater(request)
+        item = self.campaigns.next_item(campaign, rater_id)
+        answered, campaign = self.campaigns.progress(campaign, rater_id)
+        items = campaign.n_items - campaign.n_gold
+        progress = say(
+            request,
+            "rate_progress",
+            answered=answered,
+            items=campaign.n_items,
+            complete=campaign.items_complete,
+            wanted_items=items,
+            k=campaign.answers_wanted,
+        )
+        if item is None:
+            done = say(request, "rate_done")
+            return [campaign.guidelines, progress, *[gr.Image(None, visible=False)] * 2, done, *hidden, None]
+        pair = item.kind == "pair"
+        images = [display_copy(path, read_provenance(path)) for path in item.paths]
+        buttons = [gr.Button(visible=not pair)] * 2 + [gr.Button(visible=pair)] * len(COMPARISON_OUTCOMES)
+        text = say(request, "rate_pair_text" if pair else "rate_text", text=html.escape(item.text))
+        left, right = gr.Image(images[0], visible=True), gr.Image(images[1] if pair else None, visible=pair)
+        return [campaign.guidelines, progress, left, right, text, *buttons, item]
 
     # -- dashboard ------------------------------------------------------------------------------
 
@@ -390,6 +453,6 @@ class Handlers:
         """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON."""
         return self.dashboard_service.json()
 
-    def dashboard_view(self) -> DashboardView:
+    def dashboard_view(self, request: gr.Request) -> DashboardView:
         """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
-        return self.dashboard_service.view()
+        return self.dashboard_service.view(language(request))

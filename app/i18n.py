@@ -1,7 +1,7 @@
 """UI text in English and Chinese (the original RAPHAEL demo, Miaohua, served Chinese users).
 
-``gr.I18n`` translates static text in the browser by its locale; messages computed by handlers
-(errors, status lines) stay in English.
+``gr.I18n`` translates static text in the browser by its locale; messages handlers compute (status lines,
+thanks, toasts, progress, totals) follow the same locale through ``app.messages``; error messages stay English.
 """
 
 from __future__ import annotations
@@ -16,6 +16,15 @@ EN: dict[str, str] = {
     "Your ratings train the next model version.",
     "tab_generate": "Generate",
     "tab_compare": "Compare",
+    "tab_rate": "Rate",
+    "campaigns": "Rating campaigns",
+    "campaign_raters": "Raters of each campaign: gold accuracy, speed, same-button share and why one is flagged",
+    "campaign": "Campaign",
+    "guidelines": "Guidelines",
+    "rate_intro": "Judge the images of a rating campaign, one item after another. Keys: ↑ 👍, ↓ 👎 "
+    "(pairs: ← left, → right, T tie, B both bad).",
+    "rate_like": "👍 Fits the text",
+    "rate_dislike": "👎 Does not fit",
     "tab_dashboard": "Dashboard",
     "tab_about": "About / consent",
     "prompt": "Prompt",
@@ -45,7 +54,8 @@ EN: dict[str, str] = {
     "history": "Session history (click a run to restore its settings)",
     "examples": "Examples",
     "model_knows": "What this model has learned so far",
-    "pair_intro": "Two images of one prompt, side by side. Which fits the prompt better?",
+    "pair_intro": "Two images of one prompt, side by side. Which fits the prompt better? "
+    "Keys: ← left, → right, ↓ or T tie, B both bad, N new pair.",
     "new_pair": "🎲 New pair",
     "left": "Left",
     "right": "Right",
@@ -88,6 +98,14 @@ ZH: dict[str, str] = {
     "subtitle": "描述一个表情符号场景，生成图像，并为**每张**图像点 👍 或 👎。你的评价将用于训练下一个模型版本。",
     "tab_generate": "生成",
     "tab_compare": "对比",
+    "tab_rate": "评分任务",
+    "campaigns": "评分任务",
+    "campaign_raters": "各评分任务的评价者：金标准准确率、速度、同一按钮占比及被标记的原因",
+    "campaign": "评分任务",
+    "guidelines": "评分说明",
+    "rate_intro": "逐项评价评分任务中的图像。快捷键：↑ 👍，↓ 👎（成对：← 左，→ 右，T 一样好，B 都不好）。",
+    "rate_like": "👍 符合描述",
+    "rate_dislike": "👎 不符合",
     "tab_dashboard": "数据面板",
     "tab_about": "关于 / 知情同意",
     "prompt": "提示词",
@@ -117,7 +135,8 @@ ZH: dict[str, str] = {
     "history": "本次会话历史（点击恢复参数）",
     "examples": "示例",
     "model_knows": "这个模型目前学会了什么",
-    "pair_intro": "同一提示词的两张图像并排展示。哪一张更符合提示词？",
+    "pair_intro": "同一提示词的两张图像并排展示。哪一张更符合提示词？"
+    "快捷键：← 左，→ 右，↓ 或 T 一样好，B 都不好，N 换一对。",
     "new_pair": "🎲 换一组",
     "left": "左",
     "right": "右",

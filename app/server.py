@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
+from app.campaigns import CampaignService
 from app.dashboard import DashboardService
 from app.generation import GenerationService
 from app.guard import Guard
@@ -40,6 +41,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
         domain.enhancer() if domain else PromptEnhancer(),
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
         DashboardService(store),
+        CampaignService(store),
     )
     demo = build_ui(handlers, settings)
     return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)

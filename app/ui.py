@@ -45,15 +45,21 @@ CSS = """
 #status { min-height: 3.5em; }
 """
 THEME = gr.themes.Soft()
-# Keyboard shortcuts of the Compare tab (shown there): ← left, → right, ↓ or T tie, B both bad, N new pair.
+SCROLL_TO_RESULTS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
+# Keyboard shortcuts of the Compare and Rate tabs (each says its own): the first visible, enabled button of a key's
+# list is clicked. Compare: ← left, → right, ↓ or T tie, B both bad, N new pair. Rate: ↑ 👍, ↓ 👎, and the pair keys.
 SHORTCUTS = """
 () => {
-  const keys = {ArrowLeft: "outcome-left", ArrowRight: "outcome-right", ArrowDown: "outcome-tie",
-                t: "outcome-tie", b: "outcome-both_bad", n: "new-pair"};
+  const keys = {
+    ArrowLeft: ["outcome-left", "rate-outcome-left"], ArrowRight: ["outcome-right", "rate-outcome-right"],
+    ArrowDown: ["outcome-tie", "rate-dislike"], ArrowUp: ["rate-like"], t: ["outcome-tie", "rate-outcome-tie"],
+    b: ["outcome-both_bad", "rate-outcome-both_bad"], n: ["new-pair"],
+  };
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
-    const button = document.getElementById(keys[event.key]);
-    if (button && button.offsetParent !== null && !button.disabled) {
+    const button = (keys[event.key] || []).map((id) => document.getElementById(id))
+      .find((b) => b && b.offsetParent !== null && !b.disabled);
+    if (button) {
       event.preventDefault();
       button.click();
     }
@@ -135,6 +141,36 @@ class ComparePanel:
 
 
 @dataclass
+class RatePanel:
+    tab: gr.Tab
+    campaign: gr.Dropdown
+    guidelines: gr.Markdown
+    progress: gr.Markdown
+    left: gr.Image
+    right: gr.Image
+    text: gr.Markdown
+    like: gr.Button
+    dislike: gr.Button
+    outcomes: dict[str, gr.Button]
+    item: gr.State
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """In the order of ``Handlers.rate_view``'s updates."""
+        return [
+            self.guidelines,
+            self.progress,
+            self.left,
+            self.right,
+            self.text,
+            self.like,
+            self.dislike,
+            *self.outcomes.values(),
+            self.item,
+        ]
+
+
+@dataclass
 class Dashboard:
     tab: gr.Tab
     refresh: gr.Button
@@ -144,6 +180,8 @@ class Dashboard:
     by_category: gr.BarPlot
     agreement: gr.Markdown
     raters: gr.Dataframe
+    campaigns: gr.Markdown
+    campaign_raters: gr.Dataframe
 
 
 def controls(settings: Settings, service: GenerationService, styles: tuple[str, ...]) -> Controls:
@@ -274,6 +312,29 @@ def compare_panel() -> ComparePanel:
     return ComparePanel(tab, prompt, new_pair, left, right, pair, status, outcomes)
 
 
+def rate_panel() -> RatePanel:
+    """A campaign's items one at a time: guidelines, progress, the images and the answer buttons."""
+    with gr.Tab(I18N("tab_rate"), id="rate") as tab:
+        gr.Markdown(I18N("rate_intro"))
+        campaign = gr.Dropdown(choices=[], label=I18N("campaign"), elem_id="campaign")
+        with gr.Accordion(I18N("guidelines"), open=True):
+            guidelines = gr.Markdown(elem_id="guidelines")
+        progress = gr.Markdown(elem_id="rate-progress")
+        with gr.Row():
+            image = dict(format="png", interactive=False, height=320, elem_classes=["pair"], show_label=False)
+            left = gr.Image(elem_id="rate-left", **image)
+            right = gr.Image(visible=False, elem_id="rate-right", **image)
+        text = gr.Markdown(elem_id="rate-text")
+        with gr.Row():
+            like = gr.Button(I18N("rate_like"), visible=False, elem_id="rate-like")
+            dislike = gr.Button(I18N("rate_dislike"), visible=False, elem_id="rate-dislike")
+            outcomes = {
+                outcome: gr.Button(I18N(f"outcome_{outcome}"), visible=False, elem_id=f"rate-outcome-{outcome}")
+                for outcome in COMPARISON_OUTCOMES
+            }
+    return RatePanel(tab, campaign, guidelines, progress, left, right, text, like, dislike, outcomes, gr.State(None))
+
+
 def dashboard() -> Dashboard:
     with gr.Tab(I18N("tab_dashboard"), id="dashboard") as tab:
         with gr.Row(equal_height=True):
@@ -287,15 +348,19 @@ def dashboard() -> Dashboard:
             label=I18N("votes_over_time"),
         )
         with gr.Row():
-            by_model = gr.BarPlot(x="model", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_model"), height=260)
-            by_category = gr.BarPlot(
-                x="category", y="like_rate", y_lim=[0, 1], label=I18N("like_rate_category"), height=260
-            )
+            bars = dict(y="like_rate", y_lim=[0, 1], height=300, x_label_angle=-30)  # long labels stay whole
+            by_model = gr.BarPlot(x="model", label=I18N("like_rate_model"), **bars)
+            by_category = gr.BarPlot(x="category", label=I18N("like_rate_category"), **bars)
         with gr.Accordion(I18N("rater_agreement"), open=False, elem_id="rater-agreement"):
             gr.Markdown(I18N("agreement_help"))
             agreement = gr.Markdown(elem_id="agreement")
             raters = gr.Dataframe(interactive=False, max_height=320, label=I18N("raters"))
-    return Dashboard(tab, refresh, totals, per_day, by_model, by_category, agreement, raters)
+        with gr.Accordion(I18N("campaigns"), open=True):
+            campaigns = gr.Markdown(elem_id="campaigns")
+            campaign_raters = gr.Dataframe(interactive=False, max_height=320, label=I18N("campaign_raters"))
+    return Dashboard(
+        tab, refresh, totals, per_day, by_model, by_category, agreement, raters, campaigns, campaign_raters
+    )
 
 
 def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
@@ -320,6 +385,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                     with gr.Accordion(I18N("model_knows"), open=False, elem_id="model-knows"):
                         gr.Markdown(I18N("domain"))  # app.i18n.page_i18n adds it for this bundle
             p = compare_panel()
+            rate = rate_panel()
             d = dashboard()
             with gr.Tab(I18N("tab_about"), id="about"):
                 gr.Markdown(I18N("about"))
@@ -358,7 +424,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 r.container,
             ],
             api_visibility="private",
-        )
+        ).then(fn=None, js=SCROLL_TO_RESULTS)  # the cards open below the settings: bring them into view
         generation.failure(handlers.unlock_cards, outputs=[r.container], queue=False, api_visibility="private")
         for index, card in enumerate(r.cards):
             for button, value in ((card.like, 1), (card.dislike, -1)):
@@ -402,10 +468,37 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 api_visibility="private",
             )
 
+        rate.tab.select(handlers.rate_campaigns, outputs=[rate.campaign], api_visibility="private")
+        rate.campaign.change(  # items come in a blink: no progress overlay over the text being read
+            handlers.rate_open,
+            inputs=[rate.campaign],
+            outputs=rate.outputs,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        answers = {rate.like: "1", rate.dislike: "-1", **{button: o for o, button in rate.outcomes.items()}}
+        for button, answer in answers.items():
+            button.click(
+                handlers.rate_answerer(answer),
+                inputs=[rate.campaign, rate.item],
+                outputs=rate.outputs,
+                show_progress="hidden",
+                api_visibility="private",
+            )
+
         gr.on(
             [d.tab.select, d.refresh.click],
             handlers.dashboard_view,
-            outputs=[d.per_day, d.by_model, d.by_category, d.totals, d.agreement, d.raters],
+            outputs=[
+                d.per_day,
+                d.by_model,
+                d.by_category,
+                d.totals,
+                d.agreement,
+                d.raters,
+                d.campaigns,
+                d.campaign_raters,
+            ],  # fmt: skip
             api_visibility="private",
         )
 

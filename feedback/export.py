@@ -60,7 +60,10 @@ comparison made or an event happened (naive times are UTC). ``--min-votes N`` ke
 judged at least N times (current votes plus comparisons, after the other filters).
 ``--exclude-flagged`` then leaves out every vote, comparison and vote event of the raters that
 :mod:`feedback.agreement` flags (they match the other raters on fewer than half of at least 5
-shared items, measured on the feedback the other filters kept).
+shared items, measured on the feedback the other filters kept). ``--campaign NAME`` keeps the
+votes and comparisons on that rating campaign's normal items (not its gold items) and leaves out
+every rater :mod:`feedback.campaigns` flags there (failed gold items, too fast, always the same
+answer); the card counts them by reason.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from PIL import Image as PILImage
 from sqlalchemy.engine import make_url
 
 from feedback.agreement import agreement
+from feedback.campaigns import FLAG_REASONS, campaign_report, flag_counts
 from feedback.cli import add_filter_arguments, add_store_arguments, open_store
 from feedback.store import ComparisonRow, FeedbackStore, ImageRow, PreferenceRows
 
@@ -212,15 +216,25 @@ class ExportFilters:
     until: datetime | None = None
     min_votes: int = 0
     exclude_flagged: bool = False
+    campaign: str | None = None
 
     def describe(self) -> list[str]:
-        return [
+        lines = [
             f"model: {self.model or 'all'}",
             f"since: {self.since.isoformat() if self.since else 'the beginning'} (inclusive)",
             f"until: {self.until.isoformat() if self.until else 'now'} (exclusive)",
             f"min votes per image: {self.min_votes}",
             "raters flagged by `feedback.agreement`: "
             + ("left out (see the counts)" if self.exclude_flagged else "kept"),
+        ]
+        if self.campaign is None:
+            return [*lines, "campaign: none (all feedback)"]
+        return [
+            *lines,
+            f"campaign: `{self.campaign}`, its normal items only (gold items check raters and are not data)",
+            "raters flagged by `feedback.campaigns` in that campaign: left out (see the counts "
+            "`campaign_raters_flagged_*`); a rater is flagged who "
+            + "; or who ".join(f"{text} (`{code}`)" for code, text in FLAG_REASONS.items()),
         ]
 
 
@@ -352,6 +366,28 @@ def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[s
     return kept, dropped
 
 
+def without_campaign_flagged_raters(
+    store: FeedbackStore, rows: PreferenceRows, campaign: str
+) -> tuple[PreferenceRows, dict[str, int]]:
+    """``rows`` less the feedback of the raters :func:`feedback.campaigns.campaign_report` flags, and what went."""
+    raters = campaign_report(store, campaign, n_boot=0).raters
+    flagged = set(raters.loc[raters["flagged"], "rater_id"].astype(int))
+    kept = dataclasses.replace(
+        rows,
+        votes=[row for row in rows.votes if row.rater_id not in flagged],
+        comparisons=[row for row in rows.comparisons if row.rater_id not in flagged],
+        events=[row for row in rows.events if row.rater_id not in flagged],
+    )
+    dropped = {
+        "campaign_flagged_raters_left_out": len(flagged),
+        **{f"campaign_raters_flagged_{code}": n for code, n in flag_counts(raters).items()},
+        "votes_of_campaign_flagged_raters": len(rows.votes) - len(kept.votes),
+        "comparisons_of_campaign_flagged_raters": len(rows.comparisons) - len(kept.comparisons),
+    }
+    logger.info("left out %d raters flagged in campaign %r: %s", len(flagged), campaign, dropped)
+    return kept, dropped
+
+
 def export(
     store: FeedbackStore,
     fmt: str,
@@ -381,10 +417,14 @@ def export(
         until=filters.until,
         min_votes=filters.min_votes,
         with_events=fmt == "jsonl",  # only the vote log reads the history
+        campaign=filters.campaign,
     )
     dropped = {}
+    if filters.campaign is not None:
+        rows, dropped = without_campaign_flagged_raters(store, rows, filters.campaign)
     if filters.exclude_flagged:
-        rows, dropped = without_flagged_raters(rows)
+        rows, flagged = without_flagged_raters(rows)
+        dropped.update(flagged)
     builders = {"pickapic": pickapic_rows, "kto": kto_rows, "jsonl": log_rows}
     records, counts = builders[fmt](rows)
     counts.update(dropped)
@@ -614,6 +654,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the raters that `python -m feedback.agreement` flags (they mostly disagree with the others)",
     )
+    parser.add_argument(
+        "--campaign",
+        metavar="NAME",
+        help="only the rating campaign's normal items, without the raters `python -m feedback.campaigns show` flags",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -626,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         until=args.until,
         min_votes=args.min_votes,
         exclude_flagged=args.exclude_flagged,
+        campaign=args.campaign,
     )
     with open_store(parser, args) as store:
         try:

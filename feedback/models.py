@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 ORM for raters, generations, images, votes and pairwise comparisons.
+"""SQLAlchemy 2.0 ORM for raters, generations, images, votes, pairwise comparisons and rating campaigns.
 
 Timestamps are stored as UTC and come back timezone-aware on every backend, so filters and
 dashboards never mix naive and aware datetimes. Constraint names follow one naming convention so
@@ -42,6 +42,13 @@ NAMING_CONVENTION = {
 COMPARISON_OUTCOMES = ("left", "tie", "both_bad", "right")
 VOTE_VALUES = (1, -1)  # 👍, 👎; an undo (0) deletes the vote and lives on in the vote history only
 MAX_COMMENT_CHARS = 500
+
+# Rating campaigns: a vote item is one image (👍 "1" / 👎 "-1"), a pair item two images judged side by side.
+CAMPAIGN_KINDS = ("vote", "pair")
+VOTE_ANSWERS = tuple(str(value) for value in VOTE_VALUES)  # a campaign stores every answer as text
+CAMPAIGN_ANSWERS = {"vote": VOTE_ANSWERS, "pair": COMPARISON_OUTCOMES}
+MAX_CAMPAIGN_NAME_CHARS = 128
+MAX_ANSWERS_WANTED = 50  # k, the answers wanted per item
 
 
 def _one_of(column: str, values: tuple[object, ...]) -> str:
@@ -192,4 +199,68 @@ class Comparison(Base):
     left_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     right_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Campaign(Base):
+    """A named set of pre-generated items that raters answer under one set of guidelines, k answers per item."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", CAMPAIGN_KINDS), name="kind"),
+        CheckConstraint(f"answers_wanted BETWEEN 1 AND {MAX_ANSWERS_WANTED}", name="answers_wanted"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate < 1", name="gold_rate"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_CAMPAIGN_NAME_CHARS), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    guidelines: Mapped[str] = mapped_column(Text)  # markdown shown to raters
+    answers_wanted: Mapped[int] = mapped_column(Integer)
+    gold_rate: Mapped[float] = mapped_column(Float)  # chance that the next item served is a gold item
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+
+class CampaignItem(Base):
+    """One image (vote campaign) or two images (pair campaign); a gold item carries its known answer."""
+
+    __tablename__ = "campaign_items"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "position"),
+        CheckConstraint(
+            "(image_id IS NOT NULL AND left_image_id IS NULL AND right_image_id IS NULL) OR "
+            "(image_id IS NULL AND left_image_id IS NOT NULL AND right_image_id IS NOT NULL "
+            "AND left_image_id <> right_image_id)",
+            name="images",
+        ),
+        CheckConstraint(_one_of("gold_answer", (*VOTE_ANSWERS, *COMPARISON_OUTCOMES)), name="gold_answer"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    left_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    right_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    gold_answer: Mapped[str | None] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class CampaignAnswer(Base):
+    """A rater's one answer to a campaign item, with the time they took; it is also stored as a vote or comparison."""
+
+    __tablename__ = "campaign_answers"
+    __table_args__ = (
+        UniqueConstraint("item_id", "rater_id"),
+        CheckConstraint(_one_of("answer", (*VOTE_ANSWERS, *COMPARISON_OUTCOMES)), name="answer"),
+        CheckConstraint("seconds >= 0", name="seconds"),
+        Index("ix_campaign_answers_campaign_rater", "campaign_id", "rater_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    answer: Mapped[str] = mapped_column(String(16))
+    seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -4,6 +4,9 @@ The app records each generation with its provenance, then votes (👍 +1, 👎 -
 and side-by-side comparisons. A rater has at most one current vote per image (``votes``); every
 change to it is also appended to ``vote_events``, so nothing a rater ever said is lost.
 Exports read through :meth:`FeedbackStore.preference_rows`.
+
+Rating campaigns (:mod:`feedback.campaigns`) serve pre-generated items to raters, fewest answers
+first, with gold items mixed in; each answer is also stored as the vote or comparison it is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
+import random
 import secrets
 import tempfile
 import uuid
@@ -21,11 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image as PILImage
-from sqlalchemy import Select, case, func, or_, select, union
+from sqlalchemy import Select, and_, case, func, or_, select, union
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -34,8 +39,15 @@ from feedback import migrate
 from feedback.engine import make_engine, writer
 from feedback.images import ImageFiles, generated_from, image_provenance
 from feedback.models import (
+    CAMPAIGN_ANSWERS,
+    CAMPAIGN_KINDS,
     COMPARISON_OUTCOMES,
+    MAX_ANSWERS_WANTED,
+    MAX_CAMPAIGN_NAME_CHARS,
     MAX_COMMENT_CHARS,
+    Campaign,
+    CampaignAnswer,
+    CampaignItem,
     Comparison,
     Generation,
     Image,
@@ -43,6 +55,9 @@ from feedback.models import (
     Vote,
     VoteEvent,
 )
+
+if TYPE_CHECKING:
+    from feedback.campaigns import CampaignItemSpec
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +174,50 @@ class PreferenceRows:
     # image id -> the item a rater judged: the image's bytes with the text it was generated from. Two raters who
     # generate the same prompt, seed and settings get two image ids but see one item, so agreement counts them.
     items: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """A campaign with its progress; ``items_complete`` counts non-gold items with k answers or more."""
+
+    id: int
+    name: str
+    kind: str
+    guidelines: str
+    answers_wanted: int
+    gold_rate: float
+    created_at: datetime
+    closed_at: datetime | None
+    n_items: int
+    n_gold: int
+    n_answers: int
+    items_complete: int
+
+
+@dataclass(frozen=True)
+class CampaignItemRow:
+    """An item to show a rater. It has no gold answer: the page must not be able to give it away."""
+
+    id: int
+    campaign_id: int
+    kind: str
+    image_id: str | None
+    left_image_id: str | None
+    right_image_id: str | None
+    is_gold: bool  # for the app's bookkeeping only; never shown to the rater
+
+
+@dataclass(frozen=True)
+class CampaignAnswerRow:
+    """One answer with the item's gold answer (None for a normal item), for the admins' reports."""
+
+    item_id: int
+    rater_id: int
+    answer: str
+    seconds: float
+    created_at: datetime
+    gold_answer: str | None
+    image_ids: tuple[str, ...]  # the vote item's image, or the pair item's left and right images
 
 
 class FeedbackStore:
@@ -280,25 +339,31 @@ class FeedbackStore:
         with self._session.begin() as s:
             self._require_rater(s, rater_id)
             self._require_images(s, [image_id])
-            current = s.scalars(
-                select(Vote).where(Vote.rater_id == rater_id, Vote.image_id == image_id).with_for_update()
-            ).one_or_none()
-            previous = current.value if current else 0
-            if current is None and value == 0:
-                changed = False
-            elif current is not None and current.value == value and current.comment == comment:
-                changed = False
+            record = self._set_vote(s, rater_id, image_id, value, comment)
+        if record.changed:
+            logger.info("rater %d voted %+d on %s (was %+d)", rater_id, value, image_id, record.previous)
+        return record
+
+    @staticmethod
+    def _set_vote(s: Session, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
+        """Set the vote inside the caller's transaction (checked rater and image), appending to the history."""
+        current = s.scalars(
+            select(Vote).where(Vote.rater_id == rater_id, Vote.image_id == image_id).with_for_update()
+        ).one_or_none()
+        previous = current.value if current else 0
+        if current is None and value == 0:
+            changed = False
+        elif current is not None and current.value == value and current.comment == comment:
+            changed = False
+        else:
+            changed = True
+            if value == 0:
+                s.delete(current)
+            elif current is None:
+                s.add(Vote(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
             else:
-                changed = True
-                if value == 0:
-                    s.delete(current)
-                elif current is None:
-                    s.add(Vote(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
-                else:
-                    current.value, current.comment, current.updated_at = value, comment, func.now()
-                s.add(VoteEvent(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
-        if changed:
-            logger.info("rater %d voted %+d on %s (was %+d)", rater_id, value, image_id, previous)
+                current.value, current.comment, current.updated_at = value, comment, func.now()
+            s.add(VoteEvent(rater_id=rater_id, image_id=image_id, value=value, comment=comment))
         return VoteRecord(rater_id, image_id, value, previous, comment if value else None, changed)
 
     def compare(self, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
@@ -310,13 +375,237 @@ class FeedbackStore:
         with self._session.begin() as s:
             self._require_rater(s, rater_id)
             self._require_images(s, [left_image_id, right_image_id])
-            comparison = Comparison(
-                rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id, outcome=outcome
+            comparison_id = self._add_comparison(s, rater_id, left_image_id, right_image_id, outcome)
+        logger.info("rater %d compared %s vs %s: %s", rater_id, left_image_id, right_image_id, outcome)
+        return comparison_id
+
+    @staticmethod
+    def _add_comparison(s: Session, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
+        """Add a comparison inside the caller's transaction (checked rater, images and outcome)."""
+        comparison = Comparison(
+            rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id, outcome=outcome
+        )
+        s.add(comparison)
+        s.flush()
+        return comparison.id
+
+    # -- campaigns ----------------------------------------------------------------------------
+
+    def create_campaign(
+        self,
+        name: str,
+        kind: str,
+        guidelines: str,
+        answers_wanted: int,
+        gold_rate: float,
+        items: list[CampaignItemSpec],
+    ) -> int:
+        """Create a campaign of pre-generated items (served in this order among equals); returns its id.
+
+        Everything is checked before anything is written, so a refused campaign leaves nothing behind.
+        """
+        name = name.strip() if isinstance(name, str) else ""
+        if not name:
+            raise FeedbackError("The campaign name must not be empty.")
+        if len(name) > MAX_CAMPAIGN_NAME_CHARS:
+            raise FeedbackError(
+                f"The campaign name can be at most {MAX_CAMPAIGN_NAME_CHARS} characters (yours has {len(name)})."
             )
-            s.add(comparison)
+        if kind not in CAMPAIGN_KINDS:
+            raise FeedbackError(f"The campaign kind must be one of {', '.join(CAMPAIGN_KINDS)}, not {kind!r}.")
+        wanted = _number(answers_wanted)
+        if wanted is None or not wanted.is_integer() or not 1 <= wanted <= MAX_ANSWERS_WANTED:
+            raise FeedbackError(
+                f"answers_wanted must be a whole number from 1 to {MAX_ANSWERS_WANTED}, not {answers_wanted!r}."
+            )
+        rate = _number(gold_rate)
+        if rate is None or not 0 <= rate < 1:
+            raise FeedbackError(f"gold_rate must be at least 0 and below 1, not {gold_rate!r}.")
+        image_ids = _check_campaign_items(kind, items)
+        with self._session.begin() as s:
+            found: set[str] = set()
+            for chunk in _chunks(sorted(image_ids)):
+                found.update(s.scalars(select(Image.id).where(Image.id.in_(chunk))))
+            if missing := [image_id for image_id in image_ids if image_id not in found]:
+                raise FeedbackError(f"The items name {len(missing)} image(s) that do not exist, {missing[0]!r} first.")
+            if s.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
+                raise FeedbackError(f"A campaign named {name!r} exists already; choose another name.")
+            campaign = Campaign(
+                name=name, kind=kind, guidelines=guidelines or "", answers_wanted=int(wanted), gold_rate=rate
+            )
+            s.add(campaign)
+            try:
+                s.flush()
+            except IntegrityError:  # created by someone else since the check above
+                raise FeedbackError(f"A campaign named {name!r} exists already; choose another name.") from None
+            s.add_all(
+                CampaignItem(
+                    campaign_id=campaign.id,
+                    image_id=spec.image_id,
+                    left_image_id=spec.left_image_id,
+                    right_image_id=spec.right_image_id,
+                    gold_answer=spec.gold_answer,
+                    position=position,
+                )
+                for position, spec in enumerate(items)
+            )
+        n_gold = sum(spec.gold_answer is not None for spec in items)
+        logger.info("campaign %d %r: %d %s items (%d gold)", campaign.id, name, len(items), kind, n_gold)
+        return campaign.id
+
+    def campaigns(self, include_closed: bool = False) -> list[CampaignInfo]:
+        """The campaigns with their progress, oldest first; closed ones only when asked for."""
+        query = select(Campaign).order_by(Campaign.id)
+        if not include_closed:
+            query = query.where(Campaign.closed_at.is_(None))
+        with self._read() as s:
+            return self._campaign_infos(s, list(s.scalars(query)))
+
+    def campaign(self, name: str) -> CampaignInfo:
+        """One campaign by name, open or closed."""
+        with self._read() as s:
+            return self._campaign_infos(s, [self._campaign_named(s, name)])[0]
+
+    def close_campaign(self, name: str) -> None:
+        """Stop serving a campaign and refuse further answers; closing a closed campaign changes nothing."""
+        with self._session.begin() as s:
+            campaign = self._campaign_named(s, name)
+            if campaign.closed_at is None:
+                campaign.closed_at = func.now()
+                logger.info("campaign %d %r closed", campaign.id, campaign.name)
+
+    def next_campaign_item(self, campaign_id: int, rater_id: int, rng: random.Random) -> CampaignItemRow | None:
+        """The next item for this rater, or None when they answered every item or the campaign is closed.
+
+        With probability ``gold_rate`` a gold item the rater has not answered; otherwise the unanswered normal item
+        with the fewest answers (ties by position), items with k answers already only once the rater has answered
+        every item that still needs answers, so nobody sits idle while the campaign is open.
+        """
+        with self._read() as s:
+            campaign = s.get(Campaign, campaign_id)
+            if campaign is None:
+                raise FeedbackError("That campaign does not exist (any more).")
+            if campaign.closed_at is not None:
+                return None
+            wants_gold = rng.random() < campaign.gold_rate
+            answered = select(CampaignAnswer.item_id).where(
+                CampaignAnswer.campaign_id == campaign_id, CampaignAnswer.rater_id == rater_id
+            )
+            unanswered = (CampaignItem.campaign_id == campaign_id, CampaignItem.id.not_in(answered))
+            gold = list(
+                s.scalars(
+                    select(CampaignItem.id)
+                    .where(*unanswered, CampaignItem.gold_answer.is_not(None))
+                    .order_by(CampaignItem.position)
+                )
+            )
+            counts = (
+                select(CampaignAnswer.item_id, func.count().label("n"))
+                .where(CampaignAnswer.campaign_id == campaign_id)
+                .group_by(CampaignAnswer.item_id)
+                .subquery()
+            )
+            n = func.coalesce(counts.c.n, 0)
+            item = s.scalars(
+                select(CampaignItem)
+                .outerjoin(counts, counts.c.item_id == CampaignItem.id)
+                .where(*unanswered, CampaignItem.gold_answer.is_(None))
+                .order_by(case((n >= campaign.answers_wanted, 1), else_=0), n, CampaignItem.position)
+                .limit(1)
+            ).first()
+            if gold and (wants_gold or item is None):
+                item = s.get_one(CampaignItem, rng.choice(gold))
+            if item is None:
+                return None
+            return _campaign_item_row(item, campaign.kind)
+
+    def answer_campaign_item(self, item_id: int, rater_id: int, answer: str, seconds: float) -> None:
+        """Store a rater's one answer to an item and, in the same transaction, the vote or comparison it is.
+
+        ``answer`` is "1" / "-1" for a vote item and a comparison outcome for a pair item; ``seconds`` is the
+        time the rater spent on the item.
+        """
+        if isinstance(answer, int) and not isinstance(answer, bool):  # a vote value, as the gallery sends it
+            answer = str(answer)
+        spent = _number(seconds)
+        if spent is None or spent < 0:
+            raise FeedbackError(f"seconds must be the time spent on the item, 0 or more, not {seconds!r}.")
+        for attempt in range(_VOTE_ATTEMPTS):
+            try:
+                return self._answer_once(item_id, rater_id, answer, spent)
+            except IntegrityError:
+                # Postgres: this rater's answer (a double click) or vote on the image landed first.
+                if self._has_answered(item_id, rater_id):
+                    raise FeedbackError("You have already answered this item.") from None
+                if attempt == _VOTE_ATTEMPTS - 1:
+                    raise
+                logger.warning("answer by rater %d on item %d raced; retrying", rater_id, item_id)
+
+    def _answer_once(self, item_id: int, rater_id: int, answer: str, seconds: float) -> None:
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            found = s.execute(select(CampaignItem, Campaign).join(Campaign).where(CampaignItem.id == item_id)).first()
+            if found is None:
+                raise FeedbackError("That campaign item does not exist (any more).")
+            item, campaign = found
+            if campaign.closed_at is not None:
+                raise FeedbackError(f"The campaign {campaign.name!r} is closed and takes no more answers.")
+            if answer not in (allowed := CAMPAIGN_ANSWERS[campaign.kind]):
+                raise FeedbackError(f"The answer to a {campaign.kind} item must be one of {', '.join(allowed)}.")
+            if s.scalar(
+                select(CampaignAnswer.id).where(CampaignAnswer.item_id == item_id, CampaignAnswer.rater_id == rater_id)
+            ):
+                raise FeedbackError("You have already answered this item.")
+            s.add(
+                CampaignAnswer(
+                    campaign_id=campaign.id, item_id=item_id, rater_id=rater_id, answer=answer, seconds=seconds
+                )
+            )
+            if campaign.kind == "vote":
+                self._set_vote(s, rater_id, item.image_id, int(answer), None)
+            else:
+                self._add_comparison(s, rater_id, item.left_image_id, item.right_image_id, answer)
             s.flush()
-            logger.info("rater %d compared %s vs %s: %s", rater_id, left_image_id, right_image_id, outcome)
-            return comparison.id
+        logger.info("rater %d answered item %d of campaign %d: %s", rater_id, item_id, campaign.id, answer)
+
+    def campaign_items(self, campaign_id: int) -> list[CampaignItemRow]:
+        """Every item of a campaign in position order, for reports (gold items marked, their answers not shown)."""
+        with self._read() as s:
+            campaign = s.get(Campaign, campaign_id)
+            if campaign is None:
+                raise FeedbackError("That campaign does not exist (any more).")
+            items = s.scalars(
+                select(CampaignItem).where(CampaignItem.campaign_id == campaign_id).order_by(CampaignItem.position)
+            )
+            return [_campaign_item_row(item, campaign.kind) for item in items]
+
+    def campaign_answers(self, campaign_id: int) -> list[CampaignAnswerRow]:
+        """Every answer of a campaign, oldest first, with the item's gold answer and images: for admins' reports."""
+        with self._read() as s:
+            if s.get(Campaign, campaign_id) is None:
+                raise FeedbackError("That campaign does not exist (any more).")
+            rows = s.execute(
+                select(
+                    CampaignAnswer.item_id,
+                    CampaignAnswer.rater_id,
+                    CampaignAnswer.answer,
+                    CampaignAnswer.seconds,
+                    CampaignAnswer.created_at,
+                    CampaignItem.gold_answer,
+                    CampaignItem.image_id,
+                    CampaignItem.left_image_id,
+                    CampaignItem.right_image_id,
+                )
+                .join(CampaignItem, CampaignItem.id == CampaignAnswer.item_id)
+                .where(CampaignAnswer.campaign_id == campaign_id)
+                .order_by(CampaignAnswer.id)
+            ).all()
+        return [
+            CampaignAnswerRow(
+                item_id, rater_id, answer, seconds, created_at, gold, (image,) if image else (left, right)
+            )
+            for item_id, rater_id, answer, seconds, created_at, gold, image, left, right in rows
+        ]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -395,6 +684,7 @@ class FeedbackStore:
         min_votes: int = 0,
         with_images: bool = True,
         with_events: bool = True,
+        campaign: str | None = None,
     ) -> PreferenceRows:
         """Current votes, comparisons and vote events for export, with the images they refer to.
 
@@ -405,7 +695,8 @@ class FeedbackStore:
         vote and each comparison the image appears in (0 keeps everything, including the history
         of votes that were taken back). ``with_images=False`` skips the images' provenance and
         ``with_events=False`` the vote history, for readers that need only current judgements:
-        both grow with every click, so a dashboard refresh should not pay for them.
+        both grow with every click, so a dashboard refresh should not pay for them. ``campaign`` keeps
+        votes and comparisons on the images of that campaign's normal items (gold items are checks, not data).
         """
 
         def filtered(query: Select, when: Any, *generations: Any) -> Select:
@@ -438,6 +729,24 @@ class FeedbackStore:
             .join(Generation)
         )
         with self._read() as s:
+            if campaign is not None:
+                campaign_id = self._campaign_named(s, campaign).id
+                data_items = (CampaignItem.campaign_id == campaign_id, CampaignItem.gold_answer.is_(None))
+                item_images = select(CampaignItem.image_id).where(*data_items, CampaignItem.image_id.is_not(None))
+                vote_query = vote_query.where(Vote.image_id.in_(item_images))
+                event_query = event_query.where(VoteEvent.image_id.in_(item_images))
+                left_id, right_id = Comparison.left_image_id, Comparison.right_image_id
+                comparison_query = comparison_query.where(
+                    select(CampaignItem.id)
+                    .where(
+                        *data_items,
+                        or_(
+                            and_(CampaignItem.left_image_id == left_id, CampaignItem.right_image_id == right_id),
+                            and_(CampaignItem.left_image_id == right_id, CampaignItem.right_image_id == left_id),
+                        ),
+                    )
+                    .exists()
+                )
             votes = s.execute(filtered(vote_query, Vote.updated_at, Generation).order_by(Vote.id)).all()
             comparisons = s.execute(
                 filtered(comparison_query, Comparison.created_at, left_gen, right_gen).order_by(Comparison.id)
@@ -508,6 +817,56 @@ class FeedbackStore:
                 keys[image_id] = hashlib.sha256(f"{sha256}\n{text}".encode()).hexdigest()
         return keys
 
+    @staticmethod
+    def _campaign_named(s: Session, name: str) -> Campaign:
+        campaign = s.scalars(select(Campaign).where(Campaign.name == name)).one_or_none()
+        if campaign is None:
+            raise FeedbackError(f"There is no campaign named {name!r}.")
+        return campaign
+
+    @staticmethod
+    def _campaign_infos(s: Session, campaigns: list[Campaign]) -> list[CampaignInfo]:
+        """Each campaign with its item, gold, answer and complete-item counts, in one query for all of them."""
+        ids = [campaign.id for campaign in campaigns]
+        counts = (
+            select(CampaignAnswer.item_id, func.count().label("n"))
+            .where(CampaignAnswer.campaign_id.in_(ids))
+            .group_by(CampaignAnswer.item_id)
+            .subquery()
+        )
+        n = func.coalesce(counts.c.n, 0)
+        is_gold = CampaignItem.gold_answer.is_not(None)
+        stats = {
+            campaign_id: [int(value or 0) for value in values]
+            for campaign_id, *values in s.execute(
+                select(
+                    CampaignItem.campaign_id,
+                    func.count(),
+                    func.sum(case((is_gold, 1), else_=0)),
+                    func.sum(n),
+                    func.sum(case((and_(~is_gold, n >= Campaign.answers_wanted), 1), else_=0)),
+                )
+                .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+                .outerjoin(counts, counts.c.item_id == CampaignItem.id)
+                .where(CampaignItem.campaign_id.in_(ids))
+                .group_by(CampaignItem.campaign_id)
+            )
+        }
+        return [
+            CampaignInfo(
+                c.id, c.name, c.kind, c.guidelines, c.answers_wanted, c.gold_rate, c.created_at, c.closed_at,
+                *stats.get(c.id, [0, 0, 0, 0]),
+            )
+            for c in campaigns
+        ]  # fmt: skip
+
+    def _has_answered(self, item_id: int, rater_id: int) -> bool:
+        with self._read() as s:
+            query = select(CampaignAnswer.id).where(
+                CampaignAnswer.item_id == item_id, CampaignAnswer.rater_id == rater_id
+            )
+            return s.scalar(query) is not None
+
     def _find_rater(self, anon_id: str) -> int | None:
         with self._read() as s:
             return s.scalar(select(Rater.id).where(Rater.anon_id == anon_id))
@@ -527,6 +886,65 @@ class FeedbackStore:
         if not ip:
             return None
         return hmac.new(self._ip_salt, ip.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_campaign_items(kind: str, items: list[CampaignItemSpec]) -> list[str]:
+    """Refuse items of the wrong shape, bad gold answers, repeats, or no normal item; returns the images named."""
+    if not items:
+        raise FeedbackError("A campaign needs at least one item in items.")
+    seen: dict[frozenset[str], int] = {}
+    image_ids: dict[str, None] = {}  # in order, once each
+    for number, spec in enumerate(items, start=1):
+        if kind == "vote":
+            if not spec.image_id or spec.left_image_id or spec.right_image_id:
+                raise FeedbackError(
+                    f"Item {number} of a vote campaign needs an image_id and no left_image_id or right_image_id."
+                )
+            images = (spec.image_id,)
+        else:
+            if spec.image_id or not spec.left_image_id or not spec.right_image_id:
+                raise FeedbackError(
+                    f"Item {number} of a pair campaign needs a left_image_id and a right_image_id and no image_id."
+                )
+            if spec.left_image_id == spec.right_image_id:
+                raise FeedbackError(f"Item {number} needs two different images in left_image_id and right_image_id.")
+            images = (spec.left_image_id, spec.right_image_id)
+        if spec.gold_answer is not None and spec.gold_answer not in CAMPAIGN_ANSWERS[kind]:
+            raise FeedbackError(
+                f"Item {number}'s gold_answer must be one of {', '.join(CAMPAIGN_ANSWERS[kind])} or None, "
+                f"not {spec.gold_answer!r}."
+            )
+        key = frozenset(images)
+        if key in seen:
+            raise FeedbackError(f"Item {number} shows the same image(s) as item {seen[key]}; each item must differ.")
+        seen[key] = number
+        image_ids.update(dict.fromkeys(images))
+    if all(spec.gold_answer is not None for spec in items):
+        raise FeedbackError("A campaign needs at least one item without a gold_answer: gold items only check raters.")
+    return list(image_ids)
+
+
+def _campaign_item_row(item: CampaignItem, kind: str) -> CampaignItemRow:
+    return CampaignItemRow(
+        id=item.id,
+        campaign_id=item.campaign_id,
+        kind=kind,
+        image_id=item.image_id,
+        left_image_id=item.left_image_id,
+        right_image_id=item.right_image_id,
+        is_gold=item.gold_answer is not None,
+    )
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, or None for anything else (bools included: True is not a count)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _with_like_rate(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from app.rater_cookie import COOKIE
+from feedback.campaigns import CampaignItemSpec
 from feedback.store import FeedbackStore
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.prompts.trained_domain import TrainedDomain
 from tests.fixtures.app_server import AppServer
+from tests.test_store import provenance, solid
 
 pytestmark = pytest.mark.browser
 
@@ -238,6 +240,14 @@ def test_chinese_locale(chinese_page: Page, app_server: AppServer, artifacts_dir
     open_demo(chinese_page, app_server)
     expect(chinese_page.get_by_role("tab", name="数据面板")).to_be_visible()
     expect(chinese_page.locator("#generate")).to_contain_text("生成")
+    chinese_page.locator("#prompt textarea").fill("两个苹果在右边，黄色背景")
+    chinese_page.locator("#generate").click()
+    expect(chinese_page.locator("#card-0 img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+    status = chinese_page.locator("#status")  # the status line speaks the page's language too
+    expect(status).to_contain_text("2 张图像")
+    expect(status).to_contain_text("生成自“two apples on the right on a yellow background”")
+    chinese_page.get_by_role("tab", name="数据面板").click()
+    expect(chinese_page.locator("#totals")).to_contain_text("个投票")
     chinese_page.screenshot(path=artifacts_dir / "browser-zh.png")
 
 
@@ -292,3 +302,47 @@ def test_the_chinese_page_says_what_the_model_has_learned(
     expect(knows).to_contain_text(f"{len(domain.emoji)} 个表情符号")
     expect(knows).to_contain_text("请用英文写提示词")
     knows.screenshot(path=artifacts_dir / "browser-zh-trained-domain.png")
+
+
+def test_a_campaign_reaches_k_answers_from_three_browser_raters(
+    browser: Browser, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
+) -> None:
+    """Three raters work through a campaign in the Rate tab; every item gets k = 3 answers and α shows."""
+    admin = store.rater("campaign-admin")
+    texts = {"red": "1", "green": "1", "blue": "-1", "yellow": "-1"}  # what every rater answers for each text
+    items = [
+        CampaignItemSpec(
+            image_id=store.record_generation(admin, provenance(prompt=f"a {c} square"), [solid(c)]).image_ids[0]
+        )
+        for c in texts
+    ]
+    gold = store.record_generation(admin, provenance(prompt="a white square"), [solid("white")]).image_ids[0]
+    store.create_campaign("squares", "vote", "Say 👍 when the square is **red or green**.", 3, 0.2, [
+        *items, CampaignItemSpec(image_id=gold, gold_answer="1")
+    ])  # fmt: skip
+    texts["white"] = "1"
+
+    for rater in range(3):
+        context = browser.new_context(viewport={"width": 1360, "height": 1000})
+        page = context.new_page()
+        open_demo(page, app_server)
+        page.get_by_role("tab", name="Rate", exact=True).click()
+        expect(page.locator("#guidelines")).to_contain_text("red or green")
+        for _ in range(len(texts)):
+            expect(page.locator("#rate-left img")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
+            shown = page.locator("#rate-text").inner_text()
+            (colour,) = [c for c in texts if f"a {c} square" in shown]
+            page.locator("body").press("ArrowUp" if texts[colour] == "1" else "ArrowDown")
+            expect(page.locator("#rate-text")).not_to_contain_text(f"a {colour} square")  # items never repeat
+        expect(page.locator("#rate-text")).to_contain_text("You have judged every item")
+        expect(page.locator("#rate-progress")).to_contain_text(f"You have judged {len(texts)} of {len(texts)} items")
+        if rater == 2:
+            page.screenshot(path=artifacts_dir / "browser-campaign-done.png", full_page=True)
+            page.get_by_role("tab", name="Dashboard").click()
+            expect(page.locator("#campaigns")).to_contain_text("squares")
+            expect(page.locator("#campaigns")).to_contain_text("α = 1.00")
+            page.screenshot(path=artifacts_dir / "browser-campaign-dashboard.png", full_page=True)
+        context.close()
+
+    campaign = store.campaign("squares")
+    assert (campaign.items_complete, campaign.n_answers) == (4, 15)

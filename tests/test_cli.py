@@ -19,6 +19,8 @@ CLIS = [
     "feedback.export",
     "feedback.agreement",
     "feedback.migrate",
+    "feedback.campaigns",
+    "app.campaigns",
     "bench.moe_overhead",
     "bench.data_throughput",
 ]

@@ -14,8 +14,11 @@ from feedback.engine import make_engine
 from feedback.models import Base
 from feedback.store import FeedbackStore
 
-TABLES = {"raters", "generations", "images", "votes", "vote_events", "comparisons", "alembic_version"}
-HEAD = "0002"
+TABLES = {
+    "raters", "generations", "images", "votes", "vote_events", "comparisons",
+    "campaigns", "campaign_items", "campaign_answers", "alembic_version",
+}  # fmt: skip
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,0 +1,78 @@
+"""Messages the handlers compute (status lines, thanks, toasts, progress), in the rater's language.
+
+``gr.I18n`` translates the page's static text by the browser's locale; text a handler builds at run time is
+chosen here from the same locale, read from the request's ``Accept-Language`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "status": "**{n} image{s}** in {seconds:.1f} s from “{text}” · seed {seed} · {sampler} {steps} steps · "
+        "model `{model}` · rate each image with 👍 or 👎",
+        "pair_status": "Seeds {left} (left) and {right} (right): which fits the prompt better?",
+        "pair_thanks": "Thanks! You chose **{choice}**. The next pair is on its way…",
+        "choice_left": "the left image",
+        "choice_tie": "a tie",
+        "choice_both_bad": "both bad",
+        "choice_right": "the right image",
+        "comment_saved": "Comment saved.",
+        "vote_first": "Choose 👍 or 👎 first; the comment is saved with your vote.",
+        "rate_progress": "You have judged **{answered}** of {items} items · the campaign has **{complete}** of "
+        "{wanted_items} items with {k} answers",
+        "rate_done": "**You have judged every item of this campaign. Thank you!**",
+        "rate_none": "No campaign is open right now.",
+        "rate_text": "Text: “{text}”",
+        "rate_pair_text": "Text: “{text}” · which image fits it better?",
+        "totals": "**{votes}** vote{votes_s} · **{comparisons}** comparison{comparisons_s} · **{images}** "
+        "image{images_s} · **{raters}** rater{raters_s}",
+    },
+    "zh": {
+        "status": "**{n} 张图像**，用时 {seconds:.1f} 秒，生成自“{text}” · 种子 {seed} · {sampler} {steps} 步 · "
+        "模型 `{model}` · 请为每张图像点 👍 或 👎",
+        "pair_status": "种子 {left}（左）和 {right}（右）：哪一张更符合提示词？",
+        "pair_thanks": "谢谢！你选择了**{choice}**。下一组马上就来…",
+        "choice_left": "左边的图像",
+        "choice_tie": "一样好",
+        "choice_both_bad": "都不好",
+        "choice_right": "右边的图像",
+        "comment_saved": "评论已保存。",
+        "vote_first": "请先点 👍 或 👎，评论会随投票一起保存。",
+        "rate_progress": "你已评价 **{answered}** / {items} 项 · 本任务已有 **{complete}** / {wanted_items} "
+        "项收到 {k} 个评价",
+        "rate_done": "**你已评价完本任务的全部条目，谢谢！**",
+        "rate_none": "目前没有进行中的评分任务。",
+        "rate_text": "描述：“{text}”",
+        "rate_pair_text": "描述：“{text}” · 哪一张更符合？",
+        "totals": "**{votes}** 个投票 · **{comparisons}** 次对比 · **{images}** 张图像 · **{raters}** 位评价者",
+    },
+}
+DEFAULT_LANGUAGE = "en"
+
+
+def language(request: gr.Request | None) -> str:
+    """The first language of the browser's ``Accept-Language`` that the demo speaks, else English."""
+    header = (getattr(request, "headers", None) or {}).get("accept-language", "") if request is not None else ""
+    for part in header.split(","):
+        code = part.split(";")[0].strip().lower().split("-")[0]
+        if code in MESSAGES:
+            return code
+    return DEFAULT_LANGUAGE
+
+
+def say(request: gr.Request | None, key: str, **values: Any) -> str:
+    """Message ``key`` in the request's language, filled with ``values``."""
+    return say_in(language(request), key, **values)
+
+
+def say_in(lang: str, key: str, **values: Any) -> str:
+    """Message ``key`` in ``lang``, filled with ``values``; ``plural(n)`` gives English its plural ``s``."""
+    return MESSAGES[lang][key].format(**values)
+
+
+def plural(n: int) -> str:
+    return "" if n == 1 else "s"
