@@ -103,9 +103,11 @@ def campaign_summary(report: CampaignReport) -> str:
         else "α not measurable yet"
     )
     flagged = int(report.raters["flagged"].sum()) if len(report.raters) else 0
+    per_item = report.items["answers"]
     return (
         f"**{c.name}** ({c.kind}): {c.items_complete} of {c.n_items - c.n_gold} items have {c.answers_wanted} "
-        f"answers · {c.n_answers} answers · {agreement} · {flagged} rater{plural(flagged)} flagged"
+        f"answers · {per_item.min()} to {per_item.max()} answers per item (median {per_item.median():g}) · "
+        f"{agreement} · {flagged} rater{plural(flagged)} flagged"
     )
 
 

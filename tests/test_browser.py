@@ -340,6 +340,7 @@ def test_a_campaign_reaches_k_answers_from_three_browser_raters(
             page.screenshot(path=artifacts_dir / "browser-campaign-done.png", full_page=True)
             page.get_by_role("tab", name="Dashboard").click()
             expect(page.locator("#campaigns")).to_contain_text("squares")
+            expect(page.locator("#campaigns")).to_contain_text("3 to 3 answers per item")
             expect(page.locator("#campaigns")).to_contain_text("α = 1.00")
             page.screenshot(path=artifacts_dir / "browser-campaign-dashboard.png", full_page=True)
         context.close()
