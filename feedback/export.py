@@ -347,16 +347,21 @@ def log_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
 # -- writing ----------------------------------------------------------------------------------------
 
 
+def without_raters(rows: PreferenceRows, raters: set[int]) -> PreferenceRows:
+    """``rows`` less every vote, comparison and vote event of ``raters``."""
+    return dataclasses.replace(
+        rows,
+        votes=[row for row in rows.votes if row.rater_id not in raters],
+        comparisons=[row for row in rows.comparisons if row.rater_id not in raters],
+        events=[row for row in rows.events if row.rater_id not in raters],
+    )
+
+
 def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[str, int]]:
     """``rows`` less the feedback of the raters :func:`feedback.agreement.agreement` flags, and what went."""
     report = agreement(rows, n_boot=0)
     flagged = set(report.raters.loc[report.raters["flagged"], "rater_id"].astype(int))
-    kept = dataclasses.replace(
-        rows,
-        votes=[row for row in rows.votes if row.rater_id not in flagged],
-        comparisons=[row for row in rows.comparisons if row.rater_id not in flagged],
-        events=[row for row in rows.events if row.rater_id not in flagged],
-    )
+    kept = without_raters(rows, flagged)
     dropped = {
         "flagged_raters_left_out": len(flagged),
         "votes_of_flagged_raters": len(rows.votes) - len(kept.votes),
@@ -372,12 +377,7 @@ def without_campaign_flagged_raters(
     """``rows`` less the feedback of the raters :func:`feedback.campaigns.campaign_report` flags, and what went."""
     raters = campaign_report(store, campaign, n_boot=0).raters
     flagged = set(raters.loc[raters["flagged"], "rater_id"].astype(int))
-    kept = dataclasses.replace(
-        rows,
-        votes=[row for row in rows.votes if row.rater_id not in flagged],
-        comparisons=[row for row in rows.comparisons if row.rater_id not in flagged],
-        events=[row for row in rows.events if row.rater_id not in flagged],
-    )
+    kept = without_raters(rows, flagged)
     dropped = {
         "campaign_flagged_raters_left_out": len(flagged),
         **{f"campaign_raters_flagged_{code}": n for code, n in flag_counts(raters).items()},

@@ -10,6 +10,7 @@ apply_offline_defaults()
 
 pytest_plugins = [
     "tests.fixtures.postgres",
+    "tests.fixtures.stores",
     "tests.fixtures.browser",
     "tests.fixtures.app_server",
 ]

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import math
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,6 @@ from feedback.export import main as export_main
 from feedback.models import MAX_ANSWERS_WANTED
 from feedback.store import CampaignItemRow, FeedbackError, FeedbackStore
 from tests.test_store import provenance, solid
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'feedback.db'}"
-    return request.getfixturevalue("fresh_postgres_url")
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[FeedbackStore]:
-    with FeedbackStore(db_url, tmp_path / "images") as store:
-        yield store
 
 
 def new_images(store: FeedbackStore, n: int, prompt: str = "a red apple") -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -19,13 +18,6 @@ TABLES = {
     "campaigns", "campaign_items", "campaign_answers", "alembic_version",
 }  # fmt: skip
 HEAD = "0003"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'feedback.db'}"
-    return request.getfixturevalue("fresh_postgres_url")
 
 
 def tables(url: str) -> set[str]:

@@ -50,20 +50,6 @@ def solid(colour: str, size: int = 16) -> Image.Image:
     return Image.new("RGB", (size, size), colour)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'feedback.db'}"
-    return request.getfixturevalue("fresh_postgres_url")
-
-
-@pytest.fixture
-def store(db_url: str, tmp_path: Path) -> Iterator[FeedbackStore]:
-    with FeedbackStore(db_url, tmp_path / "images") as store:
-        yield store
-
-
 @pytest.fixture
 def images(store: FeedbackStore) -> tuple[int, list[str]]:
     """A rater and the four images of one generation."""
