@@ -21,10 +21,13 @@ from typing import Any
 
 from PIL import Image
 
+from app.generation import GenerationRequest, GenerationService
 from app.settings import Settings, from_env
 from feedback.campaigns import CampaignItemSpec
 from feedback.images import generated_from, read_provenance
 from feedback.store import CampaignInfo, CampaignItemRow, FeedbackStore
+from model.data.config import SceneConfig
+from model.data.dataset import EmojiScenes
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +80,6 @@ class CampaignService:
 
 def ground_truth_scenes(prompts: int, seed: int) -> list[tuple[Image.Image, str]]:
     """Real rendered scenes with their captions, from the held-out split of the whole domain."""
-    from model.data.config import SceneConfig
-    from model.data.dataset import EmojiScenes
-
     scenes = EmojiScenes(SceneConfig(max_objects=2, max_count=2, styles=("flat",), split="heldout"), seed=seed)
     images, captions, _ = scenes.batch(0, prompts)
     return [(Image.fromarray(image), caption) for image, caption in zip(images, captions)]
@@ -98,8 +98,6 @@ def build_campaign(
     seed: int = 0,
 ) -> int:
     """Generate the campaign's images with the served model, add gold items from real scenes, and store it."""
-    from app.generation import GenerationRequest, GenerationService
-
     service = GenerationService(settings.model_path, settings.device, settings.torch_threads)
     rater = store.rater(ADMIN_RATER)
     per_prompt = 1 if kind == "vote" else 2
