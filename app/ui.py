@@ -325,6 +325,7 @@ def rate_panel() -> RatePanel:
             left = gr.Image(elem_id="rate-left", **image)
             right = gr.Image(visible=False, elem_id="rate-right", **image)
         text = gr.Markdown(elem_id="rate-text")
+        item = gr.State(None)  # inside the tab: a component directly under gr.Tabs would count as a tab
         with gr.Row():
             like = gr.Button(I18N("rate_like"), visible=False, elem_id="rate-like")
             dislike = gr.Button(I18N("rate_dislike"), visible=False, elem_id="rate-dislike")
@@ -332,7 +333,7 @@ def rate_panel() -> RatePanel:
                 outcome: gr.Button(I18N(f"outcome_{outcome}"), visible=False, elem_id=f"rate-outcome-{outcome}")
                 for outcome in COMPARISON_OUTCOMES
             }
-    return RatePanel(tab, campaign, guidelines, progress, left, right, text, like, dislike, outcomes, gr.State(None))
+    return RatePanel(tab, campaign, guidelines, progress, left, right, text, like, dislike, outcomes, item)
 
 
 def dashboard() -> Dashboard:

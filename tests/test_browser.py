@@ -96,6 +96,8 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     assert votes_on_prompt(store, prompt) == [-1]
 
     page.get_by_role("tab", name="Dashboard").click()
+    # Every tab keeps its own label (a component placed directly under gr.Tabs would show up as one more tab).
+    expect(page.get_by_role("tab")).to_have_text(["Generate", "Compare", "Rate", "Dashboard", "About / consent"])
     n_votes = store.dashboard().totals["n_votes"]
     expect(page.locator("#totals")).to_contain_text(f"{n_votes} vote")
     expect(page.get_by_text("Like-rate per category")).to_be_visible()
