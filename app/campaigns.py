@@ -37,13 +37,18 @@ GROUND_TRUTH = {"model_name": "emoji-scenes ground truth", "model_hash": "ground
 
 @dataclass(frozen=True)
 class ShownItem:
-    """What the Rate tab shows for one item: its images, the text they answer to, and when it was shown."""
+    """What the Rate tab shows for one item: its images with their provenance, and when it was shown."""
 
     item_id: int
     kind: str
     paths: tuple[Path, ...]
-    text: str
+    provenances: tuple[dict[str, Any], ...]  # read once from the PNGs: the display copies carry them too
     shown_at: float
+
+    @property
+    def text(self) -> str:
+        """The text the item's images were generated from, which the rater judges them against."""
+        return generated_from(self.provenances[0])
 
 
 class CampaignService:
@@ -67,21 +72,21 @@ class CampaignService:
     def answer(self, item: ShownItem, rater_id: int, answer: str) -> None:
         self.store.answer_campaign_item(item.item_id, rater_id, answer, time.monotonic() - item.shown_at)
 
-    def progress(self, campaign: CampaignInfo, rater_id: int) -> tuple[int, CampaignInfo]:
-        """How many items this rater has answered, and the campaign as it stands now."""
-        answered = sum(1 for row in self.store.campaign_answers(campaign.id) if row.rater_id == rater_id)
-        return answered, self.store.campaign(campaign.name)
+    def progress(self, campaign: CampaignInfo, rater_id: int) -> int:
+        """How many items of ``campaign`` this rater has answered."""
+        return self.store.campaign_answer_count(campaign.id, rater_id)
 
     def _shown(self, item: CampaignItemRow) -> ShownItem:
         ids = (item.image_id,) if item.kind == "vote" else (item.left_image_id, item.right_image_id)
         paths = tuple(self.store.image_path(image_id) for image_id in ids if image_id)
-        return ShownItem(item.id, item.kind, paths, generated_from(read_provenance(paths[0])), time.monotonic())
+        provenances = tuple(read_provenance(path) for path in paths)
+        return ShownItem(item.id, item.kind, paths, provenances, time.monotonic())
 
 
-def ground_truth_scenes(prompts: int, seed: int) -> list[tuple[Image.Image, str]]:
-    """Real rendered scenes with their captions, from the held-out split of the whole domain."""
+def ground_truth_scenes(n: int, seed: int) -> list[tuple[Image.Image, str]]:
+    """``n`` real rendered scenes with their captions, from the held-out split of the whole domain."""
     scenes = EmojiScenes(SceneConfig(max_objects=2, max_count=2, styles=("flat",), split="heldout"), seed=seed)
-    images, captions, _ = scenes.batch(0, prompts)
+    images, captions, _ = scenes.batch(0, n)
     return [(Image.fromarray(image), caption) for image, caption in zip(images, captions)]
 
 
@@ -106,8 +111,10 @@ def build_campaign(
         request = GenerationRequest(prompt=prompt, seed=seed + 100 * index, num_images=per_prompt)
         result = service.run(request)
         ids = store.record_generation(rater, result.provenance, result.images).image_ids
-        spec = CampaignItemSpec(image_id=ids[0]) if kind == "vote" else CampaignItemSpec(None, ids[0], ids[1])
-        items.append(spec)
+        if kind == "vote":
+            items.append(CampaignItemSpec(image_id=ids[0]))
+        else:
+            items.append(CampaignItemSpec(left_image_id=ids[0], right_image_id=ids[1]))
     items += gold(store, rater, kind, gold_items, seed)
     return store.create_campaign(name, kind, guidelines, answers_wanted, gold_rate, items)
 

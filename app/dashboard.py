@@ -91,7 +91,7 @@ class DashboardService:
 def votes(frame: pd.DataFrame) -> pd.Series:
     """`` · n votes`` for each row of a frame with likes and dislikes, to put under its bar."""
     n = frame["likes"] + frame["dislikes"]
-    return " · " + n.astype(str) + n.map(lambda k: " vote" if k == 1 else " votes")
+    return " · " + n.astype(str) + " vote" + n.map(plural)
 
 
 def campaign_summary(report: CampaignReport) -> str:
@@ -129,6 +129,6 @@ def agreement_summary(report: AgreementReport) -> str:
         [
             line("Votes", report.votes, "images"),
             line("Comparisons", report.comparisons, "pairs"),
-            f"**{flagged}** rater{'' if flagged == 1 else 's'} flagged for review",
+            f"**{flagged}** rater{plural(flagged)} flagged for review",
         ]
     )

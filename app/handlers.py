@@ -28,7 +28,7 @@ from app.guard import Guard, InvalidInput, RaterIdentity, choice
 from app.messages import language, plural, say
 from app.rater_cookie import rater_token
 from app.settings import Settings
-from feedback.images import PROVENANCE_KEY, generated_from, image_provenance, read_provenance
+from feedback.images import PROVENANCE_KEY, generated_from, image_provenance
 from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import Enhancer
@@ -423,10 +423,10 @@ class Handlers:
         hidden = [gr.Button(visible=False)] * (2 + len(COMPARISON_OUTCOMES))
         if not name:
             return ["", say(request, "rate_none"), *[gr.Image(None, visible=False)] * 2, "", *hidden, None]
-        campaign = self.campaigns.campaign(name)
+        campaign = self.campaigns.campaign(name)  # read after any answer, so its progress is current
         rater_id = self._rater(request)
         item = self.campaigns.next_item(campaign, rater_id)
-        answered, campaign = self.campaigns.progress(campaign, rater_id)
+        answered = self.campaigns.progress(campaign, rater_id)
         items = campaign.n_items - campaign.n_gold
         progress = say(
             request,
@@ -441,7 +441,7 @@ class Handlers:
             done = say(request, "rate_done")
             return [campaign.guidelines, progress, *[gr.Image(None, visible=False)] * 2, done, *hidden, None]
         pair = item.kind == "pair"
-        images = [display_copy(path, read_provenance(path)) for path in item.paths]
+        images = [display_copy(path, provenance) for path, provenance in zip(item.paths, item.provenances)]
         buttons = [gr.Button(visible=not pair)] * 2 + [gr.Button(visible=pair)] * len(COMPARISON_OUTCOMES)
         text = say(request, "rate_pair_text" if pair else "rate_text", text=html.escape(item.text))
         left, right = gr.Image(images[0], visible=True), gr.Image(images[1] if pair else None, visible=pair)

@@ -579,6 +579,14 @@ class FeedbackStore:
             )
             return [_campaign_item_row(item, campaign.kind) for item in items]
 
+    def campaign_answer_count(self, campaign_id: int, rater_id: int) -> int:
+        """How many items of a campaign this rater has answered: the Rate tab's progress, read on every answer."""
+        with self._read() as s:
+            query = select(func.count()).where(
+                CampaignAnswer.campaign_id == campaign_id, CampaignAnswer.rater_id == rater_id
+            )
+            return s.scalar(query) or 0
+
     def campaign_answers(self, campaign_id: int) -> list[CampaignAnswerRow]:
         """Every answer of a campaign, oldest first, with the item's gold answer and images: for admins' reports."""
         with self._read() as s:

@@ -40,7 +40,7 @@ def test_a_campaign_is_built_from_prompts_with_gold_from_real_scenes(
         assert item.text == generated_from(provenance)  # the rater judges the text the image was made from
         shown.append((provenance["model_name"], item.text))
         service.answer(item, rater, "1" if kind == "vote" else "left")
-    answered, campaign = service.progress(campaign, rater)
+    answered = service.progress(campaign, rater)
     assert answered == 4 and len(shown) == 4
     model_texts = sorted(text for model, text in shown if model != GROUND_TRUTH["model_name"])
     assert model_texts == sorted(PROMPTS)  # each prompt once, as the model read it
