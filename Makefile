@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement finetune
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement leaderboard finetune next-version
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,5 +71,12 @@ export: venv ## export preference data, e.g. ARGS="--format pickapic --as parque
 agreement: venv ## rater agreement of the collected feedback as JSON, e.g. ARGS="--model raphael-tiny"
 	$(PY) -m feedback.agreement $(ARGS)
 
+leaderboard: venv ## the arena's ratings with 95% intervals and win rates, e.g. ARGS="--json"
+	$(PY) -m feedback.leaderboard $(ARGS)
+
 finetune: venv ## DPO/KTO fine-tuning on an export, e.g. ARGS="--data exports/pairs --out runs/dpo"
 	$(PY) -m model.training.preference $(ARGS)
+
+ROUND ?= $(shell date -u +%Y%m%d-%H%M)
+next-version: venv ## feedback → export (flagged raters out) → tuning → comparison → data/versions if not worse
+	$(PY) -m app.next_version --out runs/next-version/$(ROUND) $(ARGS)

@@ -15,6 +15,7 @@ import pandas as pd
 from app.messages import DEFAULT_LANGUAGE, plural, say_in
 from feedback.agreement import AgreementReport, Alpha, agreement
 from feedback.campaigns import RATER_COLUMNS, CampaignReport, campaign_report
+from feedback.images import model_version
 from feedback.store import DashboardData, FeedbackStore
 
 DASHBOARD_BOOTSTRAP = 200  # resamples for α's interval: enough for two decimals, fast on every refresh
@@ -51,7 +52,12 @@ class DashboardService:
         )
         # Each bar says how many votes it rests on: one 👍 is a like-rate of 100%.
         by_model = data.by_model.assign(
-            model=data.by_model["model_name"] + "@" + data.by_model["model_hash"].str[:12] + votes(data.by_model)
+            model=pd.Series(
+                map(model_version, data.by_model["model_name"], data.by_model["model_hash"]),
+                index=data.by_model.index,
+                dtype=object,
+            )
+            + votes(data.by_model)
         )
         by_category = data.by_category.assign(category=data.by_category["category"] + votes(data.by_category))
         counts = {

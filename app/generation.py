@@ -27,6 +27,7 @@ from PIL import Image
 
 from app.categories import PromptCategorizer
 from app.settings import APP_VERSION, Settings
+from feedback.images import model_version
 from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
 from model.pipeline.identity import model_name, weights_hash
 from model.pipeline.limits import MAX_IMAGES, MAX_SEED
@@ -131,7 +132,7 @@ class GenerationService:
     @property
     def model_version(self) -> str:
         """Name and short weights hash: what the dashboard compares."""
-        return f"{self.model_name}@{self.model_hash[:12]}"
+        return model_version(self.model_name, self.model_hash)
 
     @property
     def samplers(self) -> tuple[str, ...]:

@@ -21,10 +21,12 @@ from typing import Any, TypeVar
 import gradio as gr
 from PIL import Image
 
+from app.arena import ArenaService
 from app.campaigns import CampaignService, ShownItem
 from app.dashboard import DashboardService, DashboardView
 from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice
+from app.leaderboard_view import LeaderboardView, leaderboard_view
 from app.messages import language, plural, say
 from app.rater_cookie import rater_token
 from app.settings import Settings
@@ -58,8 +60,9 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def display_copy(path: Path, provenance: dict[str, Any]) -> Image.Image:
-    """The stored PNG upscaled for display, carrying ``provenance`` into the PNG it is served as.
+def display_copy(path: Path, provenance: dict[str, Any] | None) -> Image.Image:
+    """The stored PNG upscaled for display, carrying ``provenance`` into the PNG it is served as (None: nothing,
+    as in the arena, where the file must not name the model before the vote).
 
     Nearest-neighbour keeps the model's pixels as sharp squares: smoothing a 32-px image blurs what a rater judges.
     """
@@ -68,7 +71,10 @@ def display_copy(path: Path, provenance: dict[str, Any]) -> Image.Image:
     scale = math.ceil(DISPLAY_MIN_SIDE / max(image.size))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
-    image.info[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, ensure_ascii=False, default=str)
+    # The stored file's own text chunk comes along with its pixels; the served copy carries ``provenance`` only.
+    image.info = {}
+    if provenance is not None:
+        image.info[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True, ensure_ascii=False, default=str)
     return image
 
 
@@ -107,6 +113,7 @@ class Handlers:
         guard: Guard,
         dashboard_service: DashboardService,
         campaigns: CampaignService,
+        arena: ArenaService,
     ) -> None:
         self.settings = settings
         self.generation = generation
@@ -115,6 +122,7 @@ class Handlers:
         self.guard = guard
         self.dashboard_service = dashboard_service
         self.campaigns = campaigns
+        self.arena = arena
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -446,6 +454,74 @@ class Handlers:
         text = say(request, "rate_pair_text" if pair else "rate_text", text=html.escape(item.text))
         left, right = gr.Image(images[0], visible=True), gr.Image(images[1] if pair else None, visible=pair)
         return [campaign.guidelines, progress, left, right, text, *buttons, item]
+
+    # -- arena ----------------------------------------------------------------------------------
+
+    @user_errors
+    def arena_battle(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        steps: float,
+        cfg: float,
+        aspect: str,
+        sampler: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Image.Image, Image.Image, dict[str, Any]]:
+        """Two anonymous versions draw the prompt with one random seed; returns model A's and model B's images and
+        the battle (id, seed, text, warnings) that ``/arena_vote`` judges."""
+        gen_request = self.guard.generation(prompt, negative_prompt, "", steps, cfg, -1, 1, aspect, sampler)
+        rater_id = self._rater(request)
+        self.guard.generation_limiter.hit(str(rater_id), "generations")
+        shown = self.arena.start(gen_request, rater_id, progress=self._progress_reporter(progress))
+        for warning in shown.warnings:
+            gr.Warning(warning)
+        battle = {"battle_id": shown.battle_id, "seed": shown.seed, "text": shown.text, "warnings": shown.warnings}
+        return display_copy(shown.left_path, None), display_copy(shown.right_path, None), battle
+
+    def show_battle(self, battle: dict[str, Any], request: gr.Request) -> tuple[Any, ...]:
+        """The battle's status line, its id for the buttons, and the answer buttons opened."""
+        warnings = "".join(f"\n\n⚠️ {html.escape(w)}" for w in battle["warnings"])
+        status = say(request, "arena_status", seed=battle["seed"], text=html.escape(battle["text"])) + warnings
+        return (status, battle["battle_id"], *[gr.Button(interactive=True) for _ in COMPARISON_OUTCOMES])
+
+    @user_errors
+    def arena_vote(self, battle_id: int, outcome: str, request: gr.Request = None) -> dict[str, Any]:
+        """Judge a battle from /arena: left (model A), right (model B), tie or both_bad. Returns both versions."""
+        if isinstance(battle_id, bool) or not isinstance(battle_id, int | float) or not float(battle_id).is_integer():
+            raise InvalidInput("The battle id must be the whole number /arena returned.")
+        outcome = choice(outcome, "outcome", COMPARISON_OUTCOMES)
+        rater_id = self._rater(request)
+        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        battle = self.arena.judge(int(battle_id), rater_id, outcome)
+        return {"battle_id": battle.id, "outcome": outcome, "model_a": battle.model_a, "model_b": battle.model_b}
+
+    def arena_judge(self, outcome: str) -> Callable[..., tuple[Any, ...]]:
+        """The click handler of one arena button."""
+
+        def judge(battle_id: int | None, request: gr.Request) -> tuple[Any, ...]:
+            return self.judge_battle(outcome, battle_id, request)
+
+        return judge
+
+    @user_errors
+    def judge_battle(self, outcome: str, battle_id: int | None, request: gr.Request) -> tuple[Any, ...]:
+        """A click on one arena button: store it, reveal both versions, close the buttons until the next battle."""
+        if battle_id is None:
+            raise InvalidInput("Start a battle first.")
+        battle = self.arena_vote(battle_id, outcome, request)
+        key = f"arena_choice_{outcome}" if outcome in ("left", "right") else f"choice_{outcome}"
+        reveal = say(request, "arena_reveal", choice=say(request, key), a=battle["model_a"], b=battle["model_b"])
+        return (reveal, None, *[gr.Button(interactive=False) for _ in COMPARISON_OUTCOMES])
+
+    def leaderboard(self) -> dict[str, Any]:
+        """Versions with their lineage, Bradley-Terry ratings with 95% intervals, like-rates, win rates, battles."""
+        return self.arena.board()
+
+    def leaderboard_view(self, request: gr.Request) -> LeaderboardView:
+        """The Leaderboard tab: summary line, ratings plot and table, win-rate matrix, versions."""
+        return leaderboard_view(self.arena, language(request))
 
     # -- dashboard ------------------------------------------------------------------------------
 

@@ -17,6 +17,24 @@ EN: dict[str, str] = {
     "tab_generate": "Generate",
     "tab_compare": "Compare",
     "tab_rate": "Rate",
+    "tab_arena": "Arena",
+    "arena_intro": "Two model versions, drawn at random and kept anonymous, draw your prompt with the same seed "
+    "and settings (those of the Generate tab). Judge which image fits the prompt better; the names are shown after "
+    "your vote. Keys: ← A, → B, T tie, B both bad.",
+    "arena_closed": "The arena needs at least two model versions; this server serves one. Start it with more "
+    "(`--model` twice, or `--versions DIR`).",
+    "battle": "⚔️ Battle",
+    "model_a": "Model A",
+    "model_b": "Model B",
+    "arena_outcome_left": "👈 A is better",
+    "arena_outcome_right": "B is better 👉",
+    "tab_leaderboard": "Leaderboard",
+    "leaderboard_help": "Bradley-Terry ratings from the arena's judged battles, on an Elo-like scale (400 points: "
+    "10-to-1 odds), with 95% bootstrap intervals; a tie or 'both bad' counts half a win to each side. "
+    "The like-rate is the share of 👍 on the version's images from the Generate tab.",
+    "ratings": "Ratings",
+    "win_rates": "Win rate of the row's version against the column's (ties count half)",
+    "versions": "Versions and their lineage",
     "campaigns": "Rating campaigns",
     "campaign_raters": "Raters of each campaign: gold accuracy, speed, same-button share and why one is flagged",
     "campaign": "Campaign",
@@ -98,6 +116,23 @@ ZH: dict[str, str] = {
     "subtitle": "描述一个表情符号场景，生成图像，并为**每张**图像点 👍 或 👎。你的评价将用于训练下一个模型版本。",
     "tab_generate": "生成",
     "tab_compare": "对比",
+    "tab_arena": "竞技场",
+    "arena_intro": "随机抽取两个模型版本并隐去名称，用相同的种子和参数（即“生成”页的参数）绘制你的提示词。"
+    "请判断哪一张更符合提示词；投票后会显示模型名称。快捷键：← A，→ B，T 一样好，B 都不好。",
+    "arena_closed": "竞技场至少需要两个模型版本，本服务只提供一个。"
+    "请用更多版本启动（两次 `--model`，或 `--versions 目录`）。",
+    "battle": "⚔️ 对战",
+    "model_a": "模型 A",
+    "model_b": "模型 B",
+    "arena_outcome_left": "👈 A 更好",
+    "arena_outcome_right": "B 更好 👉",
+    "tab_leaderboard": "排行榜",
+    "leaderboard_help": "根据竞技场已评判的对战计算的 Bradley-Terry 评分，"
+    "采用类 Elo 刻度（相差 400 分即 10 比 1 的胜率比），附 95% bootstrap 置信区间；平局或“都不好”各计半场胜利。"
+    "点赞率为该版本在“生成”页图像上获得 👍 的比例。",
+    "ratings": "评分",
+    "win_rates": "行版本对列版本的胜率（平局计一半）",
+    "versions": "各版本及其来源",
     "tab_rate": "评分任务",
     "campaigns": "评分任务",
     "campaign_raters": "各评分任务的评价者：金标准准确率、速度、同一按钮占比及被标记的原因",

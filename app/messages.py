@@ -20,6 +20,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "choice_tie": "a tie",
         "choice_both_bad": "both bad",
         "choice_right": "the right image",
+        "arena_status": "Seed {seed} · “{text}” · which image fits the prompt better?",
+        "arena_reveal": "You chose **{choice}**. Model A was `{a}`, model B was `{b}`. "
+        "Battle again for the next pair.",
+        "arena_choice_left": "model A",
+        "arena_choice_right": "model B",
+        "leaderboard_summary": "**{battles}** judged battle{battles_s} between **{models}** version{models_s}",
         "comment_saved": "Comment saved.",
         "vote_first": "Choose 👍 or 👎 first; the comment is saved with your vote.",
         "rate_progress": "You have judged **{answered}** of {items} items · the campaign has **{complete}** of "
@@ -40,6 +46,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "choice_tie": "一样好",
         "choice_both_bad": "都不好",
         "choice_right": "右边的图像",
+        "arena_status": "种子 {seed} · “{text}” · 哪一张更符合提示词？",
+        "arena_reveal": "你选择了**{choice}**。模型 A 是 `{a}`，模型 B 是 `{b}`。再点“对战”开始下一组。",
+        "arena_choice_left": "模型 A",
+        "arena_choice_right": "模型 B",
+        "leaderboard_summary": "**{models}** 个版本之间已评判 **{battles}** 场对战",
         "comment_saved": "评论已保存。",
         "vote_first": "请先点 👍 或 👎，评论会随投票一起保存。",
         "rate_progress": "你已评价 **{answered}** / {items} 项 · 本任务已有 **{complete}** / {wanted_items} "

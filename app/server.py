@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 from starlette.middleware import Middleware
 
+from app.arena import ArenaService
 from app.campaigns import CampaignService
 from app.dashboard import DashboardService
 from app.generation import GenerationService
@@ -22,6 +23,7 @@ from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
 from app.settings import Settings, from_args
 from app.ui import CSS, SHORTCUTS, THEME, build_ui
+from app.versions import ModelVersions, version_folders
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import PromptEnhancer
 from model.prompts.trained_domain import TrainedDomain
@@ -32,6 +34,12 @@ log = logging.getLogger(__name__)
 def build_demo(settings: Settings) -> gr.Blocks:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
     generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
+    folders = version_folders(
+        [settings.model_path, *settings.more_models],
+        settings.versions_dir,
+        missing_ok=settings.versions_dir == Settings.versions_dir,
+    )
+    versions = ModelVersions.load(folders, settings.device, settings.torch_threads, primary=generation)
     store = FeedbackStore(settings.db_url, settings.image_dir)
     domain = generation.domain  # None for pipelines we did not train: no style or word limits then
     handlers = Handlers(
@@ -42,6 +50,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
         Guard(settings, generation.samplers, generation.aspects, key=store.install_secret),
         DashboardService(store),
         CampaignService(store),
+        ArenaService(versions, store),
     )
     demo = build_ui(handlers, settings)
     return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)

@@ -32,7 +32,9 @@ APP_VERSION = _app_version()
 class Settings:
     """Everything the demo needs to start; defaults suit a laptop run from the repository root."""
 
-    model_path: Path = ROOT / "model" / "checkpoints" / "raphael-tiny"
+    model_path: Path = ROOT / "model" / "checkpoints" / "raphael-tiny"  # the Generate tab's model, version 1
+    more_models: tuple[Path, ...] = ()  # further versions for the arena
+    versions_dir: Path = ROOT / "data" / "versions"  # every pipeline folder in it is a version (make next-version)
     db_url: str = f"sqlite:///{ROOT / 'data' / 'feedback.db'}"
     image_dir: Path = ROOT / "data" / "images"
     host: str = "127.0.0.1"
@@ -73,6 +75,7 @@ class Settings:
 # Environment variable -> Settings field. CLI flags override these.
 ENV_VARS: dict[str, str] = {
     "RAPHAEL_MODEL": "model_path",
+    "RAPHAEL_VERSIONS": "versions_dir",
     "RAPHAEL_DB": "db_url",
     "RAPHAEL_IMAGE_DIR": "image_dir",
     "RAPHAEL_HOST": "host",
@@ -90,7 +93,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 def _convert(name: str, raw: str) -> object:
     """Turn an environment string into the type of field ``name``; raise ValueError with the variable's meaning."""
-    if name in {"model_path", "image_dir"}:
+    if name in {"model_path", "image_dir", "versions_dir"}:
         return Path(raw).expanduser()
     if name in {"port", "queue_size", "concurrency", "torch_threads"}:
         return int(raw)
@@ -126,9 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         type=Path,
-        default=env.model_path,
+        action="append",
         help="local diffusers pipeline directory: the bundled RAPHAEL checkpoint or any other "
-        "(e.g. a Stable Diffusion folder) [RAPHAEL_MODEL; default: %(default)s]",
+        "(e.g. a Stable Diffusion folder); repeat it to serve more versions in the arena, the first one also "
+        f"serves the Generate tab [RAPHAEL_MODEL; default: {env.model_path}]",
+    )
+    parser.add_argument(
+        "--versions",
+        type=Path,
+        default=env.versions_dir,
+        help="a folder of model versions for the arena: each pipeline folder in it (or <run>/pipeline, as "
+        "make finetune writes) is one; make next-version registers new ones there [RAPHAEL_VERSIONS; default: "
+        "%(default)s, when it exists]",
     )
     parser.add_argument(
         "--db",
@@ -165,8 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
 def from_args(argv: Sequence[str] | None = None) -> Settings:
     """Build settings from the command line over the environment."""
     args = build_parser().parse_args(argv)
+    models = args.model or [from_env().model_path]
     overrides = {
-        "model_path": args.model,
+        "model_path": models[0],
+        "more_models": tuple(models[1:]),
+        "versions_dir": args.versions,
         "db_url": args.db,
         "image_dir": args.image_dir,
         "host": args.host,

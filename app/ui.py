@@ -1,7 +1,8 @@
 """The Gradio layout: functions that build and return components, then every listener in one place.
 
 No logic lives here; each listener calls a method of ``app.handlers.Handlers``. Public events
-carry an ``api_name`` (``/enhance``, ``/generate``, ``/vote``, ``/compare``, ``/dashboard``);
+carry an ``api_name`` (``/enhance``, ``/generate``, ``/vote``, ``/compare``, ``/dashboard``, ``/arena``,
+``/arena_vote``, ``/leaderboard``);
 the ones that only make sense in a browser are private.
 """
 
@@ -46,14 +47,18 @@ CSS = """
 """
 THEME = gr.themes.Soft()
 SCROLL_TO_RESULTS = "() => document.getElementById('status')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
-# Keyboard shortcuts of the Compare and Rate tabs (each says its own): the first visible, enabled button of a key's
-# list is clicked. Compare: ← left, → right, ↓ or T tie, B both bad, N new pair. Rate: ↑ 👍, ↓ 👎, and the pair keys.
+# Keyboard shortcuts of the Compare, Rate and Arena tabs (each says its own): the first visible, enabled button of a
+# key's list is clicked. Compare: ← left, → right, ↓ or T tie, B both bad, N new pair. Rate: ↑ 👍, ↓ 👎, and the pair
+# keys. Arena: the pair keys.
 SHORTCUTS = """
 () => {
   const keys = {
-    ArrowLeft: ["outcome-left", "rate-outcome-left"], ArrowRight: ["outcome-right", "rate-outcome-right"],
-    ArrowDown: ["outcome-tie", "rate-dislike"], ArrowUp: ["rate-like"], t: ["outcome-tie", "rate-outcome-tie"],
-    b: ["outcome-both_bad", "rate-outcome-both_bad"], n: ["new-pair"],
+    ArrowLeft: ["outcome-left", "rate-outcome-left", "arena-left"],
+    ArrowRight: ["outcome-right", "rate-outcome-right", "arena-right"],
+    ArrowDown: ["outcome-tie", "rate-dislike"], ArrowUp: ["rate-like"],
+    t: ["outcome-tie", "rate-outcome-tie", "arena-tie"],
+    b: ["outcome-both_bad", "rate-outcome-both_bad", "arena-both_bad"],
+    n: ["new-pair"],
   };
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("input, textarea, select")) return;
@@ -168,6 +173,35 @@ class RatePanel:
             *self.outcomes.values(),
             self.item,
         ]
+
+
+@dataclass
+class ArenaPanel:
+    tab: gr.Tab
+    prompt: gr.Textbox
+    battle: gr.Button
+    left: gr.Image
+    right: gr.Image
+    details: gr.JSON  # hidden: the battle (id, seed, text, warnings), what /arena returns beside the images
+    status: gr.Markdown
+    battle_id: gr.State
+    outcomes: dict[str, gr.Button]
+
+
+@dataclass
+class LeaderboardPanel:
+    tab: gr.Tab
+    refresh: gr.Button
+    summary: gr.Markdown
+    plot: gr.Plot
+    ratings: gr.Dataframe
+    win_rates: gr.Dataframe
+    versions: gr.Dataframe
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        """In the order of ``Handlers.leaderboard_view``'s answer."""
+        return [self.summary, self.plot, self.ratings, self.win_rates, self.versions]
 
 
 @dataclass
@@ -336,6 +370,47 @@ def rate_panel() -> RatePanel:
     return RatePanel(tab, campaign, guidelines, progress, left, right, text, like, dislike, outcomes, item)
 
 
+def arena_panel(is_open: bool) -> ArenaPanel:
+    """The prompt, model A and model B side by side, and the four answers; names appear only after the vote."""
+    with gr.Tab(I18N("tab_arena"), id="arena") as tab:
+        gr.Markdown(I18N("arena_intro") if is_open else I18N("arena_closed"))
+        with gr.Row(equal_height=True):
+            prompt = gr.Textbox(
+                show_label=False, placeholder=I18N("prompt_placeholder"), scale=4, elem_id="arena-prompt"
+            )
+            battle = gr.Button(I18N("battle"), variant="primary", scale=1, interactive=is_open, elem_id="battle")
+        with gr.Row():
+            image = dict(format="png", interactive=False, height=320, elem_classes=["pair"])
+            left = gr.Image(label=I18N("model_a"), elem_id="arena-image-a", **image)
+            right = gr.Image(label=I18N("model_b"), elem_id="arena-image-b", **image)
+        details = gr.JSON(visible=False)
+        status = gr.Markdown(elem_id="arena-status")
+        battle_id = gr.State(None)  # inside the tab: a component directly under gr.Tabs would count as a tab
+        with gr.Row():
+            labels = {"left": "arena_outcome_left", "right": "arena_outcome_right"}
+            outcomes = {
+                outcome: gr.Button(
+                    I18N(labels.get(outcome, f"outcome_{outcome}")), interactive=False, elem_id=f"arena-{outcome}"
+                )
+                for outcome in COMPARISON_OUTCOMES
+            }
+    return ArenaPanel(tab, prompt, battle, left, right, details, status, battle_id, outcomes)
+
+
+def leaderboard_panel() -> LeaderboardPanel:
+    with gr.Tab(I18N("tab_leaderboard"), id="leaderboard") as tab:
+        gr.Markdown(I18N("leaderboard_help"))
+        with gr.Row(equal_height=True):
+            summary = gr.Markdown(elem_id="leaderboard-summary")
+            refresh = gr.Button(I18N("refresh"), scale=0, elem_id="leaderboard-refresh")
+        plot = gr.Plot(show_label=False, elem_id="ratings-plot")
+        ratings = gr.Dataframe(interactive=False, label=I18N("ratings"), elem_id="ratings")
+        win_rates = gr.Dataframe(interactive=False, label=I18N("win_rates"), elem_id="win-rates")
+        with gr.Accordion(I18N("versions"), open=False):
+            versions = gr.Dataframe(interactive=False, show_label=False, elem_id="versions")
+    return LeaderboardPanel(tab, refresh, summary, plot, ratings, win_rates, versions)
+
+
 def dashboard() -> Dashboard:
     with gr.Tab(I18N("tab_dashboard"), id="dashboard") as tab:
         with gr.Row(equal_height=True):
@@ -387,6 +462,8 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                         gr.Markdown(I18N("domain"))  # app.i18n.page_i18n adds it for this bundle
             p = compare_panel()
             rate = rate_panel()
+            a = arena_panel(handlers.arena.is_open)
+            board = leaderboard_panel()
             d = dashboard()
             with gr.Tab(I18N("tab_about"), id="about"):
                 gr.Markdown(I18N("about"))
@@ -487,6 +564,37 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 api_visibility="private",
             )
 
+        a.tab.select(fn=None, js="(main, arena) => arena || main", inputs=[c.prompt, a.prompt], outputs=[a.prompt])
+        battle = gr.on(
+            [a.battle.click, a.prompt.submit],
+            handlers.arena_battle,
+            inputs=[a.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
+            outputs=[a.left, a.right, a.details],
+            api_name="arena",
+            concurrency_id=MODEL_QUEUE,
+            concurrency_limit=1,
+            show_progress_on=[a.left, a.right],
+        )
+        battle.success(
+            handlers.show_battle,
+            inputs=[a.details],
+            outputs=[a.status, a.battle_id, *a.outcomes.values()],
+            api_visibility="private",
+        )
+        for outcome, button in a.outcomes.items():
+            button.click(
+                handlers.arena_judge(outcome),
+                inputs=[a.battle_id],
+                outputs=[a.status, a.battle_id, *a.outcomes.values()],
+                api_visibility="private",
+            )
+        gr.on(
+            [board.tab.select, board.refresh.click],
+            handlers.leaderboard_view,
+            outputs=board.outputs,
+            api_visibility="private",
+        )
+
         gr.on(
             [d.tab.select, d.refresh.click],
             handlers.dashboard_view,
@@ -506,4 +614,6 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
         gr.api(handlers.vote, api_name="vote")
         gr.api(handlers.compare, api_name="compare")
         gr.api(handlers.dashboard, api_name="dashboard")
+        gr.api(handlers.arena_vote, api_name="arena_vote")
+        gr.api(handlers.leaderboard, api_name="leaderboard")
     return demo

@@ -37,6 +37,14 @@ class StoredImage:
     height: int
 
 
+def model_version(model_name: str, model_hash: str) -> str:
+    """A model version's label: its name, ``@`` and the first 12 hex digits of its weights hash.
+
+    Dashboards, exports and the arena name versions by it: two tunings may share a name, never weights.
+    """
+    return f"{model_name}@{model_hash[:12]}"
+
+
 def generated_from(provenance: dict[str, Any]) -> str:
     """The text the model generated from (``model_prompt``: the enhanced prompt or a Chinese prompt's translation).
 

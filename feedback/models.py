@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.0 ORM for raters, generations, images, votes, pairwise comparisons and rating campaigns.
+"""SQLAlchemy 2.0 ORM for raters, generations, images, votes, pairwise comparisons, rating campaigns and arena
+battles.
 
 Timestamps are stored as UTC and come back timezone-aware on every backend, so filters and
 dashboards never mix naive and aware datetimes. Constraint names follow one naming convention so
@@ -263,4 +264,25 @@ class CampaignAnswer(Base):
     rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
     answer: Mapped[str] = mapped_column(String(16))
     seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ArenaBattle(Base):
+    """Two model versions' images of one prompt, seed and settings, shown anonymously; judged once by its rater.
+
+    The battle is stored when it is shown (so a judgement can name what was on screen) and judged later; the
+    judgement is also a comparison, so exports and agreement see it with each image's model version.
+    """
+
+    __tablename__ = "arena_battles"
+    __table_args__ = (
+        CheckConstraint("left_image_id <> right_image_id", name="distinct_images"),
+        Index("ix_arena_battles_rater_id", "rater_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    left_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    right_image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id", ondelete="SET NULL"), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

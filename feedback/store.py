@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image as PILImage
-from sqlalchemy import Select, and_, case, func, or_, select, union
+from sqlalchemy import Select, and_, case, func, or_, select, union, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from feedback import migrate
 from feedback.engine import make_engine, writer
-from feedback.images import ImageFiles, generated_from, image_provenance
+from feedback.images import ImageFiles, generated_from, image_provenance, model_version
 from feedback.models import (
     CAMPAIGN_ANSWERS,
     CAMPAIGN_KINDS,
@@ -45,6 +45,7 @@ from feedback.models import (
     MAX_ANSWERS_WANTED,
     MAX_CAMPAIGN_NAME_CHARS,
     MAX_COMMENT_CHARS,
+    ArenaBattle,
     Campaign,
     CampaignAnswer,
     CampaignItem,
@@ -131,7 +132,7 @@ class ImageRow:
     @property
     def model(self) -> str:
         """A model version label: ``name@`` and the first 12 characters of the weights hash."""
-        return f"{self.provenance['model_name']}@{self.provenance['model_hash'][:12]}"
+        return model_version(self.provenance["model_name"], self.provenance["model_hash"])
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,20 @@ class CampaignAnswerRow:
     created_at: datetime
     gold_answer: str | None
     image_ids: tuple[str, ...]  # the vote item's image, or the pair item's left and right images
+
+
+@dataclass(frozen=True)
+class ArenaBattleRow:
+    """A battle with the model version behind each side; ``outcome`` is None until its rater judged it."""
+
+    id: int
+    rater_id: int
+    left_image_id: str
+    right_image_id: str
+    model_a: str  # the left image's model version (feedback.images.model_version)
+    model_b: str  # the right image's
+    outcome: str | None
+    created_at: datetime
 
 
 class FeedbackStore:
@@ -616,6 +631,111 @@ class FeedbackStore:
         ]
 
     # -- reads --------------------------------------------------------------------------------
+
+    # -- arena --------------------------------------------------------------------------------
+
+    def start_battle(self, rater_id: int, left_image_id: str, right_image_id: str) -> int:
+        """Store a battle as it is shown to ``rater_id``: images of two model versions, one prompt, seed and
+        settings. Returns its id, which the judgement must name."""
+        if left_image_id == right_image_id:
+            raise FeedbackError("An arena battle needs two different images.")
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            versions = s.execute(
+                select(Generation.model_name, Generation.model_hash)
+                .join(Image)
+                .where(Image.id.in_([left_image_id, right_image_id]))
+            ).all()
+            if len(versions) != 2:
+                raise FeedbackError("That image does not exist (any more); start a new battle.")
+            if versions[0] == versions[1]:
+                raise FeedbackError("An arena battle needs images of two different model versions.")
+            battle = ArenaBattle(rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id)
+            s.add(battle)
+            s.flush()
+            return battle.id
+
+    def judge_battle(self, battle_id: int, rater_id: int, outcome: str) -> ArenaBattleRow:
+        """Record the rater's one judgement of a battle shown to them (also as a comparison); returns the battle
+        with both model versions, which the page reveals only now."""
+        if outcome not in COMPARISON_OUTCOMES:
+            raise FeedbackError("Pick model A, model B, a tie, or 'both bad'.")
+        with self._session.begin() as s:
+            self._require_rater(s, rater_id)
+            battle = s.get(ArenaBattle, battle_id)
+            if battle is None:
+                raise FeedbackError("That arena battle does not exist; start a new battle.")
+            if battle.rater_id != rater_id:
+                raise FeedbackError("That arena battle was shown to another rater; start your own.")
+            comparison_id = self._add_comparison(s, rater_id, battle.left_image_id, battle.right_image_id, outcome)
+            # Guarded on "not judged yet", so two racing clicks cannot both count (the loser's comparison rolls back).
+            claimed = s.execute(
+                update(ArenaBattle)
+                .where(ArenaBattle.id == battle_id, ArenaBattle.comparison_id.is_(None))
+                .values(comparison_id=comparison_id)
+            ).rowcount
+            if not claimed:
+                raise FeedbackError("You have already judged this battle; start a new one.")
+        logger.info("rater %d judged arena battle %d: %s", rater_id, battle_id, outcome)
+        return self.arena_battles(battle_id=battle_id, judged_only=False)[0]
+
+    def arena_battles(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        judged_only: bool = True,
+        battle_id: int | None = None,
+    ) -> list[ArenaBattleRow]:
+        """Battles in the order they were shown, with each side's model version and the outcome when judged.
+
+        ``since`` (inclusive) and ``until`` (exclusive) apply to when the battle was shown.
+        """
+        left_image, right_image = aliased(Image), aliased(Image)
+        left_gen, right_gen = aliased(Generation), aliased(Generation)
+        query = (
+            select(
+                ArenaBattle.id,
+                ArenaBattle.rater_id,
+                ArenaBattle.left_image_id,
+                ArenaBattle.right_image_id,
+                left_gen.model_name,
+                left_gen.model_hash,
+                right_gen.model_name,
+                right_gen.model_hash,
+                Comparison.outcome,
+                ArenaBattle.created_at,
+            )
+            .join(left_image, left_image.id == ArenaBattle.left_image_id)
+            .join(left_gen, left_gen.id == left_image.generation_id)
+            .join(right_image, right_image.id == ArenaBattle.right_image_id)
+            .join(right_gen, right_gen.id == right_image.generation_id)
+            .outerjoin(Comparison, Comparison.id == ArenaBattle.comparison_id)
+            .order_by(ArenaBattle.id)
+        )
+        if judged_only:
+            query = query.where(ArenaBattle.comparison_id.is_not(None))
+        if battle_id is not None:
+            query = query.where(ArenaBattle.id == battle_id)
+        if since is not None:
+            query = query.where(ArenaBattle.created_at >= since)
+        if until is not None:
+            query = query.where(ArenaBattle.created_at < until)
+        with self._read() as s:
+            rows = s.execute(query).all()
+        return [
+            ArenaBattleRow(
+                id=row[0],
+                rater_id=row[1],
+                left_image_id=row[2],
+                right_image_id=row[3],
+                model_a=model_version(row[4], row[5]),
+                model_b=model_version(row[6], row[7]),
+                outcome=row[8],
+                created_at=row[9],
+            )
+            for row in rows
+        ]
 
     def image_path(self, image_id: str) -> Path:
         """The file of an image."""

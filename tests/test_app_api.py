@@ -53,7 +53,9 @@ def rater_of(store: FeedbackStore, image_id: str) -> int:
 
 def test_the_public_endpoints(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/enhance", "/generate", "/vote", "/compare", "/dashboard"}
+    assert set(endpoints) == {
+        "/enhance", "/generate", "/vote", "/compare", "/dashboard", "/arena", "/arena_vote", "/leaderboard",
+    }  # fmt: skip
 
 
 def test_enhance_is_reproducible(client: Client) -> None:
@@ -168,3 +170,27 @@ def test_one_browser_cookie_is_one_rater_across_sessions(app_server: AppServer, 
         image_ids.append(image_id)
     raters = [rater_of(store, image_id) for image_id in image_ids]
     assert raters[0] == raters[1] != raters[2]
+
+
+def test_the_arena_names_the_versions_only_after_the_vote(client: Client, app_server: AppServer) -> None:
+    left, right, battle = client.predict("two cats", "", 3, 5, "1:1", "DDIM", api_name="/arena")
+    for path in (left, right):
+        with Image.open(path) as image:
+            assert "parameters" not in image.text  # the served file must not name its model
+    assert set(battle) == {"battle_id", "seed", "text", "warnings"} and battle["text"] == "two cats"
+
+    other = Client(app_server.url, verbose=False)
+    with pytest.raises(AppError, match="shown to another rater"):
+        other.predict(battle["battle_id"], "left", api_name="/arena_vote")
+    with pytest.raises(AppError, match="Unknown outcome"):
+        client.predict(battle["battle_id"], "A", api_name="/arena_vote")
+    judged = client.predict(battle["battle_id"], "left", api_name="/arena_vote")
+    names = {judged["model_a"].split("@")[0], judged["model_b"].split("@")[0]}
+    assert names == {app_server.model_dir.name, "tiny-sd-b"} and judged["outcome"] == "left"
+    with pytest.raises(AppError, match="already judged"):
+        client.predict(battle["battle_id"], "right", api_name="/arena_vote")
+
+    board = client.predict(api_name="/leaderboard")
+    assert [v["name"] for v in board["versions"]] == [app_server.model_dir.name, "tiny-sd-b"]
+    winner = next(r for r in board["ratings"] if r["model"] == judged["model_a"])
+    assert winner["rank"] == 1 and winner["wins"] >= 1 and winner["lower"] <= winner["rating"] <= winner["upper"]

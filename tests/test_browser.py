@@ -273,6 +273,38 @@ def test_history_restores_settings(page: Page, app_server: AppServer) -> None:
 
 
 @pytest.mark.parametrize("app_server", [DEFAULT_BUNDLE], indirect=True)
+def test_an_arena_battle_reveals_the_versions_and_reaches_the_leaderboard(
+    page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
+) -> None:
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("a frog on a green background")
+    page.get_by_role("tab", name="Arena").click()
+    expect(page.locator("#arena-prompt textarea")).to_have_value("a frog on a green background")
+    a_better = page.get_by_role("button", name="A is better")
+    expect(a_better).to_be_disabled()
+    page.locator("#battle").click()
+    expect(a_better).to_be_enabled(timeout=GENERATION_TIMEOUT_MS)
+    expect(page.locator("#arena-status")).to_contain_text("which image fits the prompt better")
+    expect(page.locator("#arena-status")).not_to_contain_text("tiny-sd")  # anonymous until the vote
+    expect(page.locator("#arena-image-a img")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "browser-arena-battle.png", full_page=True)
+
+    before = len(store.arena_battles())
+    page.locator("body").press("b")  # the keyboard judges too: B is "both bad"
+    expect(page.locator("#arena-status")).to_contain_text("Model A was")
+    expect(a_better).to_be_disabled()
+    (battle,) = store.arena_battles()[before:]
+    shown = re.search(r"Model A was (\S+), model B was (\S+)\.", page.locator("#arena-status").inner_text())
+    assert battle.outcome == "both_bad" and shown.groups() == (battle.model_a, battle.model_b)
+    page.screenshot(path=artifacts_dir / "browser-arena-revealed.png", full_page=True)
+
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.locator("#leaderboard-summary")).to_contain_text("judged battle", timeout=30_000)
+    expect(page.locator("#ratings")).to_contain_text("tiny-sd-b")
+    expect(page.locator("#ratings-plot")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "browser-leaderboard.png", full_page=True)
+
+
 def test_the_bundled_model_says_what_it_has_learned(page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
     domain = TrainedDomain.from_bundle(DEFAULT_BUNDLE)
     open_demo(page, app_server)

@@ -15,12 +15,15 @@ CLIS = [
     "model.evaluation.evaluate",
     "model.evaluation.recognizer",
     "model.evaluation.learning_curve",
+    "model.evaluation.reward",
     "model.data.build_atlas",
     "feedback.export",
     "feedback.agreement",
+    "feedback.leaderboard",
     "feedback.migrate",
     "feedback.campaigns",
     "app.campaigns",
+    "app.next_version",
     "bench.moe_overhead",
     "bench.data_throughput",
 ]
@@ -36,5 +39,5 @@ def test_cli_answers_help(module: str):
 
 def test_every_module_the_makefile_runs_is_listed():
     makefile = (ROOT / "Makefile").read_text()
-    called = {word for word in makefile.split() if word.startswith(("model.", "feedback.", "bench."))}
+    called = {word for word in makefile.split() if word.startswith(("model.", "feedback.", "bench.", "app."))}
     assert called <= set(CLIS), called - set(CLIS)

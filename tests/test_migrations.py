@@ -15,9 +15,9 @@ from feedback.store import FeedbackStore
 
 TABLES = {
     "raters", "generations", "images", "votes", "vote_events", "comparisons",
-    "campaigns", "campaign_items", "campaign_answers", "alembic_version",
+    "campaigns", "campaign_items", "campaign_answers", "arena_battles", "alembic_version",
 }  # fmt: skip
-HEAD = "0003"
+HEAD = "0004"
 
 
 def tables(url: str) -> set[str]:
