@@ -23,11 +23,12 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP) ## create or refresh .venv (torch CPU first, then requirements.txt)
 
-sysdeps: ## install Chromium, PostgreSQL and the emoji font with apt-get where missing
+sysdeps: ## install Chromium, PostgreSQL, the emoji font and a Chinese font with apt-get where missing
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf || missing="$$missing fonts-noto-color-emoji"; \
+	test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
