@@ -130,7 +130,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--model", default=None, help="bundled pipeline folder whose trained UNet to measure")
     parser.add_argument("--device", default="cpu", help="torch device to measure on, e.g. cuda")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     raphael = RaphaelUNet.from_pretrained(f"{args.model}/unet").float() if args.model else raphael_tiny()
     models = {"raphael": raphael.eval().to(args.device), "dense": raphael_tiny_dense().eval().to(args.device)}

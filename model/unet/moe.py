@@ -97,11 +97,31 @@ def region_masks(attn_map: torch.Tensor, text_mask: torch.Tensor, threshold: flo
     return (masks & text_mask.bool()[:, None, :]).to(attn_map.dtype)
 
 
+def mix_experts(experts: nn.ModuleList, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``out[r] = sum_e weights[r, e] * experts[e](x[r])``, running each expert only where its weight is nonzero.
+
+    ``x`` (R, C) rows, ``weights`` (R, E). The (row, expert) pairs are gathered once, grouped by
+    expert and without padding, so each used expert is one matmul pair over a contiguous slice,
+    and the weighted outputs go back to their rows with a single ``index_add_``: a loop with a
+    mask, a gather and an ``index_add_`` per expert spent about as long in ``index_add_`` as in
+    the experts' matmuls on a busy CPU (see ``bench/moe_overhead.py``'s profiles). A row that no
+    expert covers gets zero.
+    """
+    hit = weights.t() != 0  # (E, R)
+    expert, rows = hit.nonzero(as_tuple=True)  # (P,), (P,): the pairs, grouped by expert
+    grouped = x.index_select(0, rows).split(hit.sum(dim=1).tolist())  # per expert: (P_e, C)
+    outputs = [experts[e](chunk) for e, chunk in enumerate(grouped) if len(chunk)]
+    if not outputs:  # no row is covered, e.g. no real text token
+        return torch.zeros_like(x)
+    y = torch.cat(outputs) * weights[rows, expert, None].to(x.dtype)  # (P, C)
+    return torch.zeros_like(x).index_add_(0, rows, y.to(x.dtype))  # (R, C)
+
+
 class SpaceMoE(nn.Module):
     """Space-MoE: each text token picks one expert, applied to that token's image region.
 
     ``h_out = (1 / n_y) * sum_i p_i * e_route(i)(h ∘ M̂_i)`` over the n_y real tokens, computed
-    as ``sum_e e(h) ∘ W_e`` where ``W_e`` sums ``p_i * M̂_i`` of the tokens routed to expert e.
+    as ``sum_e e(h) ∘ W_e`` where ``W_e`` sums ``p_i / n_y * M̂_i`` of the tokens routed to expert e.
     """
 
     def __init__(
@@ -127,24 +147,14 @@ class SpaceMoE(nn.Module):
         route = self.router(text)  # per token: (B, L, E), (B, L)
         masks = region_masks(attn_map.detach(), text_mask, self.threshold)  # (B, N, L)
         real = text_mask.to(masks.dtype)  # (B, L)
-        n_y = real.sum(dim=1).clamp(min=1.0)  # (B,)
         one_hot = F.one_hot(route.expert_index, self.num_experts).to(masks.dtype) * real[..., None]  # (B, L, E)
-        token_weight = masks * route.expert_prob.to(masks.dtype)[:, None, :]  # (B, N, L)
-        weights = torch.einsum("bnl,ble->bne", token_weight, one_hot) / n_y[:, None, None]  # (B, N, E)
-
-        flat_h = hidden_states.reshape(b * n, c)  # (B*N, C)
-        flat_w = weights.reshape(b * n, self.num_experts)  # (B*N, E)
-        out = torch.zeros_like(flat_h)
-        counts = one_hot.sum(dim=(0, 1))  # (E,)
-        for e in torch.nonzero(counts).flatten().tolist():
-            rows = torch.nonzero(flat_w[:, e]).flatten()  # positions covered by tokens routed to e
-            if rows.numel() == 0:
-                continue
-            expert_out = self.experts[e](flat_h[rows]) * flat_w[rows, e, None].to(flat_h.dtype)  # (R, C)
-            out.index_add_(0, rows, expert_out.to(out.dtype))
+        share = route.expert_prob.to(masks.dtype) / real.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, L): p_i / n_y
+        weights = torch.bmm(masks, one_hot * share[..., None])  # (B, N, E): W_e at every position
+        out = mix_experts(self.experts, hidden_states.reshape(b * n, c), weights.reshape(b * n, self.num_experts))
         balance = load_balancing_loss(
             route.probs.reshape(-1, self.num_experts), route.expert_index.reshape(-1), text_mask.reshape(-1).bool()
         )
+        counts = one_hot.sum(dim=(0, 1))  # (E,) real tokens routed to each expert
         return MoEOutput(out.view(b, n, c), route, balance, counts.detach(), masks)
 
 
@@ -158,13 +168,16 @@ class TimeMoE(nn.Module):
         self.experts = nn.ModuleList([FeedForward(dim, hidden_dim) for _ in range(num_experts)])
 
     def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor) -> MoEOutput:
+        b, n, c = hidden_states.shape
         route = self.router(temb)  # per sample: (B, E), (B,)
-        out = torch.zeros_like(hidden_states)  # (B, N, C)
-        one_hot = F.one_hot(route.expert_index, self.num_experts)  # (B, E)
-        counts = one_hot.sum(dim=0)  # (E,)
-        for e in torch.nonzero(counts).flatten().tolist():
-            rows = torch.nonzero(route.expert_index == e).flatten()  # samples routed to e
-            scale = route.expert_prob[rows].to(hidden_states.dtype)[:, None, None]  # (R, 1, 1)
-            out.index_add_(0, rows, (self.experts[e](hidden_states[rows]) * scale).to(out.dtype))
+        counts = torch.bincount(route.expert_index, minlength=self.num_experts)  # (E,)
+        sizes = counts.tolist()
+        if max(sizes) == b:  # one expert for the whole batch, as in sampling, where the batch shares t
+            scale = route.expert_prob.to(hidden_states.dtype)[:, None, None]  # (B, 1, 1)
+            out = self.experts[sizes.index(b)](hidden_states) * scale  # (B, N, C)
+        else:
+            one_hot = F.one_hot(route.expert_index, self.num_experts)  # (B, E)
+            weights = (one_hot * route.expert_prob[:, None]).repeat_interleave(n, dim=0)  # (B*N, E): p_b per position
+            out = mix_experts(self.experts, hidden_states.reshape(b * n, c), weights).view(b, n, c)
         balance = load_balancing_loss(route.probs, route.expert_index)
         return MoEOutput(out, route, balance, counts.detach().float())
