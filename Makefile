@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement leaderboard finetune next-version
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement leaderboard finetune next-version loop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,3 +81,6 @@ finetune: venv ## DPO/KTO fine-tuning on an export, e.g. ARGS="--data exports/pa
 ROUND ?= $(shell date -u +%Y%m%d-%H%M)
 next-version: venv ## feedback → export (flagged raters out) → tuning → comparison → data/versions if not worse
 	$(PY) -m app.next_version --out runs/next-version/$(ROUND) $(ARGS)
+
+loop: venv ## simulated raters through the real app: rounds of feedback → next-version, then an arena; ARGS="--taste size"
+	$(PY) -m app.loop --out runs/loop/$(ROUND) $(ARGS)
