@@ -195,6 +195,9 @@ def test_dpo_run_learns_the_preference_resumes_and_loads(
     assert hyperparameters.items() <= record.items() and record["seed"] == 0
     assert record["export"] == {"path": str(tmp_path / "pairs"), "sha256": export_sha256(tmp_path / "pairs")}
     assert record["base_model"] == {"path": str(tiny_pipeline), "weights_hash": weights_hash(tiny_pipeline)}
+    card = (out / "README.md").read_text()  # the model card says what it was tuned on
+    assert card.startswith("# tiny-dpo") and weights_hash(tiny_pipeline) in card and record["export"]["sha256"] in card
+    assert "12 steps" in card and "lr 0.003" in card and "2 ties" in card
     pairs = load_preferences(tmp_path / "pairs").pairs
     reward = rewards(tuned, load_bundle(tiny_pipeline).unet, [x for pair in pairs for x in pair])
     assert (reward[0::2] - reward[1::2]).mean() > 0  # winners gained on losers against the reference

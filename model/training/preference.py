@@ -302,6 +302,25 @@ def training_record(
     }
 
 
+def model_card(record: dict) -> str:
+    """The tuned folder's README: what it was tuned from, on which export, and how; the numbers are training.json's."""
+    tuning = record["preference"]
+    base, export = tuning["base_model"], tuning["export"]
+    settings = ", ".join(f"{key} {tuning[key]}" for key in HYPERPARAMETERS if key in tuning)
+    skipped = ", ".join(f"{n} {why}" for why, n in tuning["skipped"].items()) or "none"
+    return (
+        f"# {record['name']}\n\n"
+        f"A RAPHAEL-tiny version tuned with Diffusion-{tuning['loss'].upper()} on raters' feedback.\n\n"
+        f"- Tuned from: `{base['path']}` (weights sha256 `{base['weights_hash']}`)\n"
+        f"- Tuned on: the export `{export['path']}` (sha256 `{export['sha256']}`), {tuning['examples']} examples; "
+        f"skipped: {skipped}\n"
+        f"- Tuning: {tuning['steps']} steps, {record['images_seen']} images seen; {settings}\n"
+        f"- Trained slice: the base's (`data` in training.json), so the app's notes on what it has learned stay\n\n"
+        "`training.json` holds the full record, the base's own under `continued_from`. Serve it beside its base with "
+        "`python app.py --model BASE --model THIS` and compare them in the Arena tab.\n"
+    )
+
+
 def finetune(args: argparse.Namespace) -> Path:
     """Tune ``args.model`` on ``args.data``; resumes from ``<out>/state.pt``; returns the pipeline folder."""
     apply_offline_defaults()
@@ -404,6 +423,7 @@ def finetune(args: argparse.Namespace) -> Path:
     pipe.save_pretrained(out / "pipeline", include_text_encoder=False)
     record = training_record(args, loss_name, data, len(items), max(start, args.steps), images_seen)
     (out / "pipeline" / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "pipeline" / "README.md").write_text(model_card(record))
     logger.info("Tuned pipeline %s in %s", record["name"], out / "pipeline")
     return out / "pipeline"
 
