@@ -38,15 +38,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import resource
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -62,7 +57,8 @@ from tqdm.auto import tqdm
 from app.guard import Guard
 from app.next_version import build_parser as next_version_parser
 from app.next_version import evaluation_config, next_version
-from app.settings import ROOT, Settings, from_env
+from app.served import ServedApp, ServerError
+from app.settings import Settings, from_env
 from app.simulated_raters import TASTES, Battle, Judge, Page, SimulatedRater, Taste, accuracies, make_taste
 from feedback.agreement import agreement
 from feedback.images import model_version
@@ -80,15 +76,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 300.0  # loading the model and Gradio on a busy 2-core machine
 ARENA_PROMPT_SEED = 515_151  # held-out prompts for the arena, not next-version's evaluation prompts (424242)
 MAX_DRAWS_PER_PROMPT = 20  # a taste that refuses most prompts of a slice is a usage error, not an endless loop
 BOOTSTRAP_RESAMPLES = 2000
 Prompt = tuple[str, Scene]
-
-
-class ServerError(RuntimeError):
-    """The app did not start serving."""
 
 
 @dataclass(frozen=True)
@@ -161,77 +152,25 @@ class LoopPaths:
 # -- the server -----------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class AppServer:
-    """``python app.py`` serving ``models`` on a free loopback port for the length of a ``with`` block."""
+    """``python app.py`` serving ``models`` (and no versions folder) for the length of a ``with`` block."""
 
     def __init__(self, models: Sequence[Path], paths: LoopPaths, log_path: Path, config: LoopConfig) -> None:
         self.models = list(models)
-        self.paths = paths
-        self.log_path = log_path
-        self.config = config
-        self.url = ""
-        self._process: subprocess.Popen[bytes] | None = None
+        args = [arg for model in self.models for arg in ("--model", str(model))]
+        args += ["--versions", str(paths.no_versions), "--db", paths.db_url, "--image-dir", str(paths.image_dir)]
+        env = {"GRADIO_TEMP_DIR": str(paths.out / "gradio")}
+        if config.threads:
+            env["RAPHAEL_TORCH_THREADS"] = str(config.threads)
+        self._served = ServedApp([*args, "--device", config.device], log_path, env)
 
     def __enter__(self) -> str:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, str(ROOT / "app.py")]
-        for model in self.models:
-            command += ["--model", str(model)]
-        command += ["--versions", str(self.paths.no_versions), "--db", self.paths.db_url]
-        command += ["--image-dir", str(self.paths.image_dir), "--host", "127.0.0.1", "--port", str(port)]
-        command += ["--device", self.config.device]
-        env = {**os.environ, "GRADIO_TEMP_DIR": str(self.paths.out / "gradio")}
-        if self.config.threads:
-            env["RAPHAEL_TORCH_THREADS"] = str(self.config.threads)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as server_log:
-            self._process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT)
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self._stop()
-            raise
-        log.info("The app serves %s at %s", ", ".join(model_name(m) for m in self.models), self.url)
-        return self.url
+        url = self._served.__enter__()
+        log.info("The app serves %s at %s", ", ".join(model_name(m) for m in self.models), url)
+        return url
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop()
-
-    def _wait_until_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise ServerError(
-                    f"The app exited with code {self._process.returncode} before serving; see {self.log_path}."
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/gradio_api/info", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise ServerError(f"The app did not answer within {STARTUP_TIMEOUT_S:.0f} s; see {self.log_path}.")
-
-    def _stop(self) -> None:
-        """Stop the server and reap it, so its CPU time reaches ``RUSAGE_CHILDREN``."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        self._served.stop()
 
 
 # -- measuring --------------------------------------------------------------------------------------------------------
