@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from app.dashboard import version_labels
 from app.generation import GenerationRequest, ProgressCallback
 from app.versions import ModelVersions
-from feedback.images import model_version
 from feedback.leaderboard import Leaderboard, Pair, leaderboard, least_compared_pair, pair_key
 from feedback.store import ArenaBattleRow, FeedbackStore
 from model.pipeline.limits import MAX_IMAGES, MAX_SEED
@@ -110,9 +110,7 @@ class ArenaService:
     def like_rates(self) -> pd.DataFrame:
         """👍 share per version label (model, likes, dislikes, like_rate), for beside the ratings."""
         by_model = self.store.dashboard().by_model
-        labels = map(model_version, by_model["model_name"], by_model["model_hash"])
-        model = pd.Series(list(labels), index=by_model.index, dtype=object)
-        return by_model.assign(model=model)[["model", "likes", "dislikes", "like_rate"]]
+        return by_model.assign(model=version_labels(by_model))[["model", "likes", "dislikes", "like_rate"]]
 
     def board(self) -> dict[str, Any]:
         """The ``/leaderboard`` answer: versions with lineage, ratings with like-rates, win rates, battle counts."""

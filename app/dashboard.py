@@ -51,14 +51,7 @@ class DashboardService:
             id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
         )
         # Each bar says how many votes it rests on: one 👍 is a like-rate of 100%.
-        by_model = data.by_model.assign(
-            model=pd.Series(
-                map(model_version, data.by_model["model_name"], data.by_model["model_hash"]),
-                index=data.by_model.index,
-                dtype=object,
-            )
-            + votes(data.by_model)
-        )
+        by_model = data.by_model.assign(model=version_labels(data.by_model) + votes(data.by_model))
         by_category = data.by_category.assign(category=data.by_category["category"] + votes(data.by_category))
         counts = {
             "votes": data.totals["n_votes"],
@@ -92,6 +85,12 @@ class DashboardService:
         days = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d"))
         rows = self.store.preference_rows(with_images=False, with_events=False)
         return dataclasses.replace(data, votes_per_day=days), agreement(rows, n_boot=self.n_boot)
+
+
+def version_labels(by_model: pd.DataFrame) -> pd.Series:
+    """The version label (``name@hash``) of each row of a frame with model_name and model_hash."""
+    labels = map(model_version, by_model["model_name"], by_model["model_hash"])
+    return pd.Series(list(labels), index=by_model.index, dtype=object)
 
 
 def votes(frame: pd.DataFrame) -> pd.Series:

@@ -25,7 +25,7 @@ from app.arena import ArenaService
 from app.campaigns import CampaignService, ShownItem
 from app.dashboard import DashboardService, DashboardView
 from app.generation import GenerationRequest, GenerationResult, GenerationService
-from app.guard import Guard, InvalidInput, RaterIdentity, choice
+from app.guard import Guard, InvalidInput, RaterIdentity, choice, whole_number
 from app.leaderboard_view import LeaderboardView, leaderboard_view
 from app.messages import language, plural, say
 from app.rater_cookie import rater_token
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 AUTO_STYLE = "auto"
 DISPLAY_MIN_SIDE = 256  # tiny native images are shown upscaled; the stored file stays native
 HISTORY_LENGTH = 24
+MAX_BATTLE_ID = 2**31 - 1  # the largest id an Integer key holds on PostgreSQL
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -489,12 +490,11 @@ class Handlers:
     @user_errors
     def arena_vote(self, battle_id: int, outcome: str, request: gr.Request = None) -> dict[str, Any]:
         """Judge a battle from /arena: left (model A), right (model B), tie or both_bad. Returns both versions."""
-        if isinstance(battle_id, bool) or not isinstance(battle_id, int | float) or not float(battle_id).is_integer():
-            raise InvalidInput("The battle id must be the whole number /arena returned.")
+        battle_id = whole_number(battle_id, "battle id", 1, MAX_BATTLE_ID)
         outcome = choice(outcome, "outcome", COMPARISON_OUTCOMES)
         rater_id = self._rater(request)
         self.guard.vote_limiter.hit(str(rater_id), "votes")
-        battle = self.arena.judge(int(battle_id), rater_id, outcome)
+        battle = self.arena.judge(battle_id, rater_id, outcome)
         return {"battle_id": battle.id, "outcome": outcome, "model_a": battle.model_a, "model_b": battle.model_b}
 
     def arena_judge(self, outcome: str) -> Callable[..., tuple[Any, ...]]:

@@ -184,6 +184,8 @@ def test_the_arena_names_the_versions_only_after_the_vote(client: Client, app_se
         other.predict(battle["battle_id"], "left", api_name="/arena_vote")
     with pytest.raises(AppError, match="Unknown outcome"):
         client.predict(battle["battle_id"], "A", api_name="/arena_vote")
+    with pytest.raises(AppError, match="The battle id must be a whole number"):
+        client.predict(2**40, "left", api_name="/arena_vote")
     judged = client.predict(battle["battle_id"], "left", api_name="/arena_vote")
     names = {judged["model_a"].split("@")[0], judged["model_b"].split("@")[0]}
     assert names == {app_server.model_dir.name, "tiny-sd-b"} and judged["outcome"] == "left"
