@@ -5,8 +5,15 @@ and side-by-side comparisons. A rater has at most one current vote per image (``
 change to it is also appended to ``vote_events``, so nothing a rater ever said is lost.
 Exports read through :meth:`FeedbackStore.preference_rows`.
 
+A rater has one comparison per pair of images too: judging the same two images again, in either
+order, replaces the outcome of the earlier row.
+
 Rating campaigns (:mod:`feedback.campaigns`) serve pre-generated items to raters, fewest answers
 first, with gold items mixed in; each answer is also stored as the vote or comparison it is.
+
+Every refusal the person who clicked can act on is a :class:`FeedbackError` (a ValueError, whose
+message the app shows): bad input, but also a database too busy to take the write and an image
+folder the server cannot write to.
 """
 
 from __future__ import annotations
@@ -16,15 +23,14 @@ import hmac
 import json
 import logging
 import math
-import os
 import random
-import secrets
-import tempfile
+import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +38,13 @@ import pandas as pd
 from PIL import Image as PILImage
 from sqlalchemy import Select, and_, case, func, or_, select, union, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from feedback import migrate
 from feedback.engine import make_engine, writer
 from feedback.images import ImageFiles, generated_from, image_provenance, model_version
+from feedback.keys import install_keys
 from feedback.models import (
     CAMPAIGN_ANSWERS,
     CAMPAIGN_KINDS,
@@ -63,7 +70,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ANON_ID_CHARS = 128
-IP_SALT_ENV = "RAPHAEL_IP_SALT"
 REQUIRED_PROVENANCE = (
     "prompt", "seed", "steps", "cfg", "sampler", "width", "height", "model_name", "model_hash", "app_version",
 )  # fmt: skip
@@ -72,10 +78,20 @@ PROVENANCE_KEYS = REQUIRED_PROVENANCE + OPTIONAL_PROVENANCE
 _PROVENANCE_TYPES = {"seed": int, "steps": int, "cfg": float, "width": int, "height": int}
 _IN_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
 _VOTE_ATTEMPTS = 3
+_SWAPPED = {"left": "right", "right": "left"}  # a comparison outcome seen from the other side; ties stay
+_PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 
 
 class FeedbackError(ValueError):
-    """An input the store refuses; the message is written for the person who sent it."""
+    """Something the store refuses or cannot do; the message is written for the person who asked."""
+
+
+class FeedbackBusy(FeedbackError):
+    """The database stayed locked by other writers for longer than the busy or lock timeout; trying again helps."""
+
+
+class ImagesNotSaved(FeedbackError):
+    """The image folder refused the files (permissions, a full disk); the admins find the cause in the log."""
 
 
 @dataclass(frozen=True)
@@ -238,20 +254,22 @@ class ArenaBattleRow:
 class FeedbackStore:
     """Sessions and transactions over the feedback database, plus the image files."""
 
-    def __init__(self, url: str, image_dir: str | Path) -> None:
+    def __init__(self, url: str, image_dir: str | Path, keys_dir: str | Path | None = None) -> None:
+        """``keys_dir`` holds the install secret and the IP-hash key (:mod:`feedback.keys`); None puts it beside a
+        SQLite file, else beside the image folder. Keys are made when first needed, not here."""
         self.url = url
+        self.keys = install_keys(url, image_dir, keys_dir)  # refuses a keys folder inside the served images first
         self._engine = make_engine(url)
         migrate.upgrade(self._engine)
         self._session = sessionmaker(writer(self._engine), expire_on_commit=False)
         self._read = sessionmaker(self._engine, expire_on_commit=False)
         self.images = ImageFiles(image_dir)
-        self._ip_salt = _load_ip_salt(url, self.images.root)
         logger.info("feedback store ready on %s", make_url(url).render_as_string(hide_password=True))
 
     @property
     def install_secret(self) -> bytes:
-        """This install's fixed secret (the IP salt), for keyed hashes of other identifiers too."""
-        return self._ip_salt
+        """This install's fixed secret, for keyed hashes that must match across restarts (rater tokens and ids)."""
+        return self.keys.install_secret
 
     def close(self) -> None:
         """Release every pooled connection (a Postgres database cannot be dropped while they live)."""
@@ -265,11 +283,26 @@ class FeedbackStore:
 
     # -- writes -------------------------------------------------------------------------------
 
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction. A database that stays locked past its timeout raises :class:`FeedbackBusy`, so the
+        person who clicked reads that nothing was saved; every other database error stays a fault."""
+        try:
+            with self._session.begin() as s:
+                yield s
+        except OperationalError as error:
+            if not _is_busy(error):
+                raise
+            logger.warning("write refused, the database is busy: %s", error.orig)
+            raise FeedbackBusy(
+                "The feedback database is busy, so nothing was saved; please try again in a moment."
+            ) from error
+
     def rater(self, anon_id: str, ip: str | None = None) -> int:
         """The id of the rater with this anonymous id, created on first sight.
 
-        Only a salted HMAC of the IP is kept, enough to spot one machine behind many ids, never
-        enough to recover the address.
+        Only an HMAC of the IP under the day's key is kept (:mod:`feedback.keys`): it links one
+        machine's clicks within one UTC day only, and cannot be reversed once the day's key is gone.
         """
         if not anon_id or len(anon_id) > MAX_ANON_ID_CHARS:
             raise FeedbackError("Your session id is missing or malformed; reload the page.")
@@ -277,7 +310,7 @@ class FeedbackStore:
         if found is not None:
             return found
         try:
-            with self._session.begin() as s:
+            with self._write() as s:
                 rater = Rater(anon_id=anon_id, ip_hash=self._hash_ip(ip))
                 s.add(rater)
                 s.flush()
@@ -295,7 +328,7 @@ class FeedbackStore:
         """Store the images (content-addressed, with provenance in the PNG) and their generation row.
 
         Files are written before the row; if the transaction fails they stay as harmless orphans
-        that the next equal image reuses.
+        that the next equal image reuses. A folder that refuses the files stores nothing.
         """
         if not images:
             raise ValueError("record_generation needs at least one image")
@@ -307,7 +340,13 @@ class FeedbackStore:
             columns[key] = kind(columns[key])
         extra = json.loads(json.dumps({k: v for k, v in provenance.items() if k not in PROVENANCE_KEYS}, default=str))
         batch = {**columns, **extra}
-        stored = [self.images.save(image, image_provenance(batch, i)) for i, image in enumerate(images)]
+        try:
+            stored = [self.images.save(image, image_provenance(batch, i)) for i, image in enumerate(images)]
+        except OSError as error:
+            logger.exception("could not write images into %s", self.images.root)
+            raise ImagesNotSaved(
+                "The server could not save the images, so nothing was stored; please tell the site's administrators."
+            ) from error
 
         generation = Generation(id=str(uuid.uuid4()), rater_id=rater_id, extra=extra, **columns)
         rows = [
@@ -322,7 +361,7 @@ class FeedbackStore:
             for index, file in enumerate(stored)
         ]
         generation.images = rows
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             s.add(generation)
         logger.info("generation %s: %d image(s) by rater %d", generation.id, len(rows), rater_id)
@@ -351,7 +390,7 @@ class FeedbackStore:
         return self._vote_once(rater_id, image_id, value, comment)
 
     def _vote_once(self, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             self._require_images(s, [image_id])
             record = self._set_vote(s, rater_id, image_id, value, comment)
@@ -382,27 +421,48 @@ class FeedbackStore:
         return VoteRecord(rater_id, image_id, value, previous, comment if value else None, changed)
 
     def compare(self, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
-        """Record a side-by-side judgement; ``outcome`` is left, right, tie or both_bad. Returns its id."""
+        """Record a side-by-side judgement; ``outcome`` is left, right, tie or both_bad. Returns the row's id.
+
+        A later judgement of the same two images by the same rater, in either order, replaces the earlier one.
+        """
         if outcome not in COMPARISON_OUTCOMES:
             raise FeedbackError("Pick the left image, the right image, a tie, or 'both bad'.")
         if left_image_id == right_image_id:
             raise FeedbackError("A comparison needs two different images.")
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             self._require_images(s, [left_image_id, right_image_id])
-            comparison_id = self._add_comparison(s, rater_id, left_image_id, right_image_id, outcome)
+            comparison_id = self._set_comparison(s, rater_id, left_image_id, right_image_id, outcome)
         logger.info("rater %d compared %s vs %s: %s", rater_id, left_image_id, right_image_id, outcome)
         return comparison_id
 
     @staticmethod
-    def _add_comparison(s: Session, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
-        """Add a comparison inside the caller's transaction (checked rater, images and outcome)."""
-        comparison = Comparison(
-            rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id, outcome=outcome
+    def _set_comparison(s: Session, rater_id: int, left_image_id: str, right_image_id: str, outcome: str) -> int:
+        """Set the rater's comparison of two images inside the caller's transaction (checked rater, images and
+        outcome); returns its id.
+
+        One row per rater and pair: a repeat updates the outcome (seen from the row's sides when the images come
+        the other way round) and the time. Locking the rater's row first makes a double click on Postgres wait
+        for the first click's row instead of adding a second one.
+        """
+        s.execute(select(Rater.id).where(Rater.id == rater_id).with_for_update(key_share=True))
+        pair = or_(
+            and_(Comparison.left_image_id == left_image_id, Comparison.right_image_id == right_image_id),
+            and_(Comparison.left_image_id == right_image_id, Comparison.right_image_id == left_image_id),
         )
-        s.add(comparison)
+        current = s.scalars(
+            select(Comparison).where(Comparison.rater_id == rater_id, pair).order_by(Comparison.id.desc()).limit(1)
+        ).first()
+        if current is None:
+            current = Comparison(
+                rater_id=rater_id, left_image_id=left_image_id, right_image_id=right_image_id, outcome=outcome
+            )
+            s.add(current)
+        else:
+            current.outcome = _sided(outcome, swapped=current.left_image_id != left_image_id)
+            current.created_at = func.now()
         s.flush()
-        return comparison.id
+        return current.id
 
     # -- campaigns ----------------------------------------------------------------------------
 
@@ -437,7 +497,7 @@ class FeedbackStore:
         if rate is None or not 0 <= rate < 1:
             raise FeedbackError(f"gold_rate must be at least 0 and below 1, not {gold_rate!r}.")
         image_ids = _check_campaign_items(kind, items)
-        with self._session.begin() as s:
+        with self._write() as s:
             found: set[str] = set()
             for chunk in _chunks(sorted(image_ids)):
                 found.update(s.scalars(select(Image.id).where(Image.id.in_(chunk))))
@@ -483,7 +543,7 @@ class FeedbackStore:
 
     def close_campaign(self, name: str) -> None:
         """Stop serving a campaign and refuse further answers; closing a closed campaign changes nothing."""
-        with self._session.begin() as s:
+        with self._write() as s:
             campaign = self._campaign_named(s, name)
             if campaign.closed_at is None:
                 campaign.closed_at = func.now()
@@ -557,7 +617,7 @@ class FeedbackStore:
                 logger.warning("answer by rater %d on item %d raced; retrying", rater_id, item_id)
 
     def _answer_once(self, item_id: int, rater_id: int, answer: str, seconds: float) -> None:
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             found = s.execute(select(CampaignItem, Campaign).join(Campaign).where(CampaignItem.id == item_id)).first()
             if found is None:
@@ -579,7 +639,7 @@ class FeedbackStore:
             if campaign.kind == "vote":
                 self._set_vote(s, rater_id, item.image_id, int(answer), None)
             else:
-                self._add_comparison(s, rater_id, item.left_image_id, item.right_image_id, answer)
+                self._set_comparison(s, rater_id, item.left_image_id, item.right_image_id, answer)
             s.flush()
         logger.info("rater %d answered item %d of campaign %d: %s", rater_id, item_id, campaign.id, answer)
 
@@ -639,7 +699,7 @@ class FeedbackStore:
         settings. Returns its id, which the judgement must name."""
         if left_image_id == right_image_id:
             raise FeedbackError("An arena battle needs two different images.")
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             versions = s.execute(
                 select(Generation.model_name, Generation.model_hash)
@@ -660,14 +720,18 @@ class FeedbackStore:
         with both model versions, which the page reveals only now."""
         if outcome not in COMPARISON_OUTCOMES:
             raise FeedbackError("Pick model A, model B, a tie, or 'both bad'.")
-        with self._session.begin() as s:
+        with self._write() as s:
             self._require_rater(s, rater_id)
             battle = s.get(ArenaBattle, battle_id)
             if battle is None:
                 raise FeedbackError("That arena battle does not exist; start a new battle.")
             if battle.rater_id != rater_id:
                 raise FeedbackError("That arena battle was shown to another rater; start your own.")
-            comparison_id = self._add_comparison(s, rater_id, battle.left_image_id, battle.right_image_id, outcome)
+            comparison_id = self._set_comparison(s, rater_id, battle.left_image_id, battle.right_image_id, outcome)
+            if s.scalar(
+                select(ArenaBattle.id).where(ArenaBattle.comparison_id == comparison_id, ArenaBattle.id != battle_id)
+            ):  # the same two images in an earlier battle: a pair is judged once (the update above rolls back)
+                raise FeedbackError("You have already judged these two images in another battle; start a new one.")
             # Guarded on "not judged yet", so two racing clicks cannot both count (the loser's comparison rolls back).
             claimed = s.execute(
                 update(ArenaBattle)
@@ -705,6 +769,7 @@ class FeedbackStore:
                 right_gen.model_hash,
                 Comparison.outcome,
                 ArenaBattle.created_at,
+                Comparison.left_image_id,
             )
             .join(left_image, left_image.id == ArenaBattle.left_image_id)
             .join(left_gen, left_gen.id == left_image.generation_id)
@@ -731,7 +796,7 @@ class FeedbackStore:
                 right_image_id=row[3],
                 model_a=model_version(row[4], row[5]),
                 model_b=model_version(row[6], row[7]),
-                outcome=row[8],
+                outcome=None if row[8] is None else _sided(row[8], swapped=row[10] != row[2]),  # as shown
                 created_at=row[9],
             )
             for row in rows
@@ -1011,9 +1076,10 @@ class FeedbackStore:
             raise FeedbackError("That image does not exist (any more); generate a new one.")
 
     def _hash_ip(self, ip: str | None) -> str | None:
+        """HMAC of the address under today's (UTC) IP key, which is replaced when the day changes."""
         if not ip:
             return None
-        return hmac.new(self._ip_salt, ip.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.keys.ip_key(datetime.now(UTC).date()), ip.encode(), hashlib.sha256).hexdigest()
 
 
 def _check_campaign_items(kind: str, items: list[CampaignItemSpec]) -> list[str]:
@@ -1096,29 +1162,16 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _load_ip_salt(url: str, image_root: Path) -> bytes:
-    """The IP-hash salt: ``$RAPHAEL_IP_SALT``, else a random per-install file beside the database.
+def _sided(outcome: str, swapped: bool) -> str:
+    """A comparison outcome as seen with the two images the other way round when ``swapped`` (ties stay ties)."""
+    return _SWAPPED.get(outcome, outcome) if swapped else outcome
 
-    For a SQLite file that is ``<db>.ip-salt``; for servers and in-memory databases, a file in the
-    image folder. It is created once, readable only by its owner, and never changes, so one IP
-    always hashes the same within an install and differently across installs.
-    """
-    if salt := os.environ.get(IP_SALT_ENV):
-        return salt.encode()
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database).with_name(Path(parsed.database).name + ".ip-salt")
-    else:
-        path = image_root / ".ip-salt"
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ip-salt-")  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_hex(32).encode())
-            os.link(tmp, path)  # atomic and never overwrites: a racing process keeps its salt
-            logger.info("created IP-hash salt %s", path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_bytes()
+
+def _is_busy(error: OperationalError) -> bool:
+    """Whether the database refused because another writer held its lock past the timeout: SQLite's busy or
+    locked (extended codes keep those in the low byte), or Postgres's lock_timeout."""
+    cause = error.orig
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE

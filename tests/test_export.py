@@ -91,7 +91,8 @@ def expected_pairs(s: Scenario) -> set[tuple[Any, ...]]:
 
     return {
         (bob, APPLE, s.ids["red"], s.ids["purple"], 0.5, 0.5, "", "comparison"),
-        (bob, APPLE, s.ids["blue"], s.ids["yellow"], 1.0, 0.0, s.ids["blue"], "comparison"),
+        # bob's later judgement of the same two images replaced his first in its row, which keeps its order
+        (bob, APPLE, s.ids["yellow"], s.ids["blue"], 0.0, 1.0, s.ids["blue"], "comparison"),
         votes_pair(ann, "red", "blue"),
         votes_pair(ann, "purple", "green"),
         votes_pair(ann, "purple", "blue"),
@@ -162,7 +163,7 @@ def test_pickapic_export_matches_the_database(scenario: Scenario, tmp_path: Path
         "cross_prompt_comparisons_skipped": 1,
         "cross_size_comparisons_skipped": 0,
         "cross_size_vote_pairs_skipped": 0,
-        "comparisons_replaced_by_later": 1,
+        "comparisons_replaced_by_later": 0,  # the store keeps one row per rater and pair
         "vote_pairs_superseded_by_comparison": 1,
     }
     card = (tmp_path / "out" / "README.md").read_text()
@@ -241,9 +242,9 @@ def test_filters(scenario: Scenario, tmp_path: Path) -> None:
     table = pq.read_table(tmp_path / "future" / "train.parquet")
     assert table.num_rows == 0 and table.schema.names[:3] == ["caption", "jpg_0", "jpg_1"]
     assert "This export is empty" in (tmp_path / "future" / "README.md").read_text()
-    # Judgements: red 2 votes + 3 comparisons, green 2 + 1, blue 1 + 2, purple 1 + 1, yellow 0 + 2, white 1 + 1.
+    # Judgements: red 2 votes + 3 comparisons, green 2 + 1, blue 1 + 1, purple 1 + 1, yellow 0 + 1, white 1 + 1.
     strict = export(scenario.store, "kto", tmp_path / "strict", "datasets", ExportFilters(min_votes=3))
-    assert strict.rows == 5  # red ×2, green ×2, blue
+    assert strict.rows == 4  # red ×2, green ×2
     assert "min votes per image: 3" in (tmp_path / "strict" / "README.md").read_text()
 
 

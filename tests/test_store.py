@@ -1,26 +1,33 @@
 """FeedbackStore behaviour: votes and their history, comparisons, image files, dashboard, filters.
 
 The core tests run on SQLite and on a throwaway Postgres database; the SQLite-specific ones
-(WAL, salt file, concurrent writers) follow. Images are tiny solid-colour PNGs.
+(WAL, a busy database, concurrent writers) follow. Images are tiny solid-colour PNGs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import sqlite3
-import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from PIL import Image
+from sqlalchemy.exc import OperationalError
 
+import feedback.engine
+import feedback.images
+from feedback.campaigns import CampaignItemSpec
+from feedback.export import export
 from feedback.images import read_provenance
 from feedback.models import MAX_COMMENT_CHARS
-from feedback.store import FeedbackError, FeedbackStore
+from feedback.store import FeedbackBusy, FeedbackError, FeedbackStore, ImagesNotSaved
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 
@@ -128,12 +135,71 @@ def test_compare_validates_and_records(store: FeedbackStore, images: tuple[int, 
         store.compare(rater, left, left, "left")
     with pytest.raises(FeedbackError, match="does not exist"):
         store.compare(rater, left, "gone", "left")
-    ids = [store.compare(rater, left, right, outcome) for outcome in ("left", "right", "tie", "both_bad")]
-    assert ids == sorted(ids) and len(set(ids)) == 4
+    comparison_id = store.compare(rater, left, right, "left")
+    (row,) = store.preference_rows().comparisons
+    assert (row.id, row.rater_id, row.left_image_id, row.right_image_id, row.outcome) == (
+        comparison_id, rater, left, right, "left",
+    )  # fmt: skip
+
+
+def test_a_rater_has_one_comparison_per_pair(
+    store: FeedbackStore, images: tuple[int, list[str]], tmp_path: Path
+) -> None:
+    """Repeats update the one row; the images the other way round flip the outcome onto the row's sides."""
+    rater, (left, right, third, *_) = images
+    other = store.rater("rater-b")
+    first = store.compare(rater, left, right, "tie")
+    assert [store.compare(rater, left, right, "tie") for _ in range(24)] == [first] * 24
+    assert store.compare(rater, right, left, "left") == first  # the right image of the row won
+    assert store.compare(other, right, left, "both_bad") != first  # another rater's judgement is their own
+    assert store.compare(rater, left, third, "left") != first  # another pair
     rows = store.preference_rows().comparisons
-    assert [(c.left_image_id, c.right_image_id, c.outcome) for c in rows] == [
-        (left, right, o) for o in ("left", "right", "tie", "both_bad")
+    assert [(c.rater_id, c.left_image_id, c.right_image_id, c.outcome) for c in rows] == [
+        (rater, left, right, "right"),
+        (other, right, left, "both_bad"),
+        (rater, left, third, "left"),
     ]
+    store.compare(rater, right, left, "tie")
+    assert store.preference_rows().comparisons[0].outcome == "tie"
+    assert store.dashboard().totals["n_comparisons"] == 3
+
+    store.compare(rater, right, left, "right")  # the left image of the row won, as the export must say
+    result = export(store, "pickapic", tmp_path / "pairs")
+    assert result.counts["comparisons_replaced_by_later"] == 0
+    pairs = pd.read_parquet(tmp_path / "pairs" / "train.parquet")
+    mine = pairs[(pairs["user_id"] == rater) & (pairs["image_1_uid"] == right)]
+    assert mine[["image_0_uid", "best_image_uid"]].values.tolist() == [[left, left]]
+
+
+def test_a_campaign_answer_and_a_later_comparison_of_its_pair_are_one_row(store: FeedbackStore) -> None:
+    rater = store.rater("rater-a")
+    a, b = store.record_generation(rater, provenance(), [solid("red"), solid("blue")]).image_ids
+    campaign = store.create_campaign(
+        "pairs", "pair", "", 2, 0.0, [CampaignItemSpec(left_image_id=a, right_image_id=b)]
+    )
+    store.answer_campaign_item(store.campaign_items(campaign)[0].id, rater, "left", 3.0)
+    store.compare(rater, b, a, "left")
+    rows = store.preference_rows(campaign="pairs").comparisons
+    assert [(c.left_image_id, c.right_image_id, c.outcome) for c in rows] == [(a, b, "right")]
+    assert store.campaign_answers(campaign)[0].answer == "left"  # the campaign keeps the answer it was given
+
+
+def test_a_battle_reads_its_judgement_from_its_own_sides(store: FeedbackStore) -> None:
+    """A battle's images compared before, the other way round, share that row; the battle still names its winner."""
+    rater = store.rater("rater-a")
+    left = store.record_generation(rater, provenance(), [solid("red")]).image_ids[0]
+    right = store.record_generation(rater, provenance(model_hash="b" * 64), [solid("blue")]).image_ids[0]
+    store.compare(rater, right, left, "tie")
+    battle = store.start_battle(rater, left, right)
+    assert store.judge_battle(battle, rater, "left").outcome == "left"
+    (comparison,) = store.preference_rows().comparisons
+    assert (comparison.left_image_id, comparison.outcome) == (right, "right")
+    assert store.arena_battles()[0].outcome == "left"
+
+    again = store.start_battle(rater, left, right)
+    with pytest.raises(FeedbackError, match="already judged these two images in another battle"):
+        store.judge_battle(again, rater, "right")
+    assert [b.outcome for b in store.arena_battles(judged_only=False)] == ["left", None]
 
 
 def test_images_are_content_addressed_and_carry_provenance(store: FeedbackStore) -> None:
@@ -281,19 +347,104 @@ def test_sqlite_runs_in_wal_with_safe_pragmas(sqlite_store: FeedbackStore, tmp_p
         assert pragma("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_ip_salt_file_beside_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RAPHAEL_IP_SALT", raising=False)
-    url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    with FeedbackStore(url, tmp_path / "images") as store:
-        hashed = store._hash_ip("203.0.113.7")
-    salt = tmp_path / "feedback.db.ip-salt"
-    assert stat.S_IMODE(salt.stat().st_mode) == 0o600 and len(salt.read_bytes()) == 64
-    assert hashed and "203.0.113.7" not in hashed
-    with FeedbackStore(url, tmp_path / "images") as reopened:
-        assert reopened._hash_ip("203.0.113.7") == hashed  # the salt is per install, not per start
-    monkeypatch.setenv("RAPHAEL_IP_SALT", "another-install")
-    with FeedbackStore(url, tmp_path / "images") as salted:
-        assert salted._hash_ip("203.0.113.7") != hashed
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers give up on a locked SQLite database after 50 ms instead of 5 s."""
+    pragmas = tuple(
+        "PRAGMA busy_timeout=50" if p.startswith("PRAGMA busy_timeout") else p for p in feedback.engine.SQLITE_PRAGMAS
+    )
+    monkeypatch.setattr(feedback.engine, "SQLITE_PRAGMAS", pragmas)
+
+
+def every_write(store: FeedbackStore) -> dict[str, Callable[[], object]]:
+    """One call of each write method, on data made beforehand."""
+    rater = store.rater("rater-a")
+    left, right, third = store.record_generation(rater, provenance(), [solid(c) for c in COLOURS[:3]]).image_ids
+    other = store.record_generation(rater, provenance(model_hash="b" * 64), [solid("white")]).image_ids[0]
+    campaign = store.create_campaign(
+        "pairs", "pair", "", 2, 0.0, [CampaignItemSpec(left_image_id=left, right_image_id=right)]
+    )
+    item = store.campaign_items(campaign)[0].id
+    battle = store.start_battle(rater, left, other)
+    return {
+        "rater": lambda: store.rater("newcomer", ip="203.0.113.7"),
+        "record_generation": lambda: store.record_generation(rater, provenance(seed=7), [solid("black")]),
+        "vote": lambda: store.vote(rater, left, 1),
+        "compare": lambda: store.compare(rater, left, third, "left"),
+        "create_campaign": lambda: store.create_campaign(
+            "more", "vote", "", 1, 0.0, [CampaignItemSpec(image_id=third)]
+        ),
+        "answer_campaign_item": lambda: store.answer_campaign_item(item, rater, "tie", 2.0),
+        "close_campaign": lambda: store.close_campaign("pairs"),
+        "start_battle": lambda: store.start_battle(rater, third, other),
+        "judge_battle": lambda: store.judge_battle(battle, rater, "right"),
+    }
+
+
+WRITES = (
+    "rater", "record_generation", "vote", "compare", "create_campaign", "answer_campaign_item", "close_campaign",
+    "start_battle", "judge_battle",
+)  # fmt: skip
+
+
+def row_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_a_write_to_a_locked_database_says_it_is_busy(short_busy_timeout: None, tmp_path: Path, write: str) -> None:
+    path = tmp_path / "feedback.db"
+    with FeedbackStore(f"sqlite:///{path}", tmp_path / "images") as store:
+        writes = every_write(store)
+        assert set(writes) == set(WRITES)
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            before = row_counts(holder)
+            holder.execute("BEGIN EXCLUSIVE")
+            with pytest.raises(FeedbackBusy, match="^The feedback database is busy, so nothing was saved;") as caught:
+                writes[write]()
+            assert isinstance(caught.value, ValueError)  # so the app shows the message
+            holder.execute("ROLLBACK")
+            assert row_counts(holder) == before
+            writes[write]()  # the same write goes through once the lock is gone
+        finally:
+            holder.close()
+
+
+def test_other_database_errors_stay_faults(sqlite_store: FeedbackStore, tmp_path: Path) -> None:
+    rater = sqlite_store.rater("rater-a")
+    image = sqlite_store.record_generation(rater, provenance(), [solid("red")]).image_ids[0]
+    with sqlite3.connect(tmp_path / "db" / "feedback.db") as raw:
+        raw.execute("DROP TABLE vote_events")
+    with pytest.raises(OperationalError, match="no such table") as caught:
+        sqlite_store.vote(rater, image, 1)
+    assert not isinstance(caught.value, ValueError)
+
+
+def test_an_image_folder_that_refuses_files_stores_nothing(
+    store: FeedbackStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rater = store.rater("rater-a")
+    folder = store.images.root
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root writes anyway: refuse where the read-only folder would
+
+            def refuse(*_args: object, **_kwargs: object) -> tuple[int, str]:
+                raise PermissionError(13, "Permission denied", str(folder))
+
+            monkeypatch.setattr(feedback.images.tempfile, "mkstemp", refuse)
+        with caplog.at_level(logging.ERROR, logger="feedback.store"):
+            with pytest.raises(ImagesNotSaved, match="^The server could not save the images, so nothing was stored"):
+                store.record_generation(rater, provenance(), [solid("red")])
+    finally:
+        folder.chmod(0o755)
+    assert store.dashboard().totals["n_images"] == 0
+    (logged,) = [r for r in caplog.records if r.name == "feedback.store"]
+    assert logged.exc_info is not None and issubclass(logged.exc_info[0], PermissionError)
+    monkeypatch.undo()
+    assert store.record_generation(rater, provenance(), [solid("red")]).paths[0].exists()
 
 
 def test_concurrent_votes_from_eight_threads_all_land(sqlite_store: FeedbackStore) -> None:

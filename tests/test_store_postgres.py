@@ -1,4 +1,5 @@
-"""Postgres-only behaviour: concurrent writers, racing first votes, and several stores starting at once.
+"""Postgres-only behaviour: concurrent writers, racing first votes and comparisons, a lock timeout, and several
+stores starting at once.
 
 The backend-independent tests in ``test_store.py`` also run on Postgres; these cover what only a
 real multi-connection server exercises.
@@ -12,9 +13,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
-from feedback.store import FeedbackStore
+from feedback.store import FeedbackBusy, FeedbackStore
 from tests.test_store import assert_concurrent_votes_land, provenance, solid
 
 pytestmark = pytest.mark.postgres
@@ -55,6 +58,39 @@ def test_racing_first_votes_on_one_image_keep_one_row_and_every_event(fresh_post
         rows = store.preference_rows()
         assert len(rows.votes) == 1 and len(rows.events) == 8
         assert rows.votes[0].comment == rows.events[-1].comment
+
+
+def test_racing_comparisons_of_one_pair_keep_one_row(fresh_postgres_url: str, tmp_path: Path) -> None:
+    """Double clicks on a pair, some with the images the other way round, update one row instead of adding eight."""
+    with FeedbackStore(fresh_postgres_url, tmp_path / "images") as store:
+        rater = store.rater("double-clicker")
+
+        def race(a: str, b: str) -> set[int]:
+            ids: list[int] = []
+            errors = run_together(8, lambda i: ids.append(store.compare(rater, *((a, b) if i % 2 else (b, a)), "tie")))
+            assert errors == []
+            return set(ids)
+
+        for seed in range(4):  # a race is not lost every time; four give it a fair chance
+            pair = store.record_generation(rater, provenance(seed=seed), [solid("red"), solid("blue")]).image_ids
+            assert len(race(*pair)) == 1
+        rows = store.preference_rows().comparisons
+        assert len(rows) == 4 and {row.outcome for row in rows} == {"tie"}
+
+
+def test_a_write_past_the_lock_timeout_says_it_is_busy(fresh_postgres_url: str, tmp_path: Path) -> None:
+    url = make_url(fresh_postgres_url)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{url.database}" SET lock_timeout = 100')  # ms, for the store's sessions
+    with FeedbackStore(fresh_postgres_url, tmp_path / "images") as store, psycopg.connect(conninfo) as holder:
+        rater = store.rater("rater")
+        image = store.record_generation(rater, provenance(), [solid("red")]).image_ids[0]
+        holder.execute("LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")  # held until the rollback below
+        with pytest.raises(FeedbackBusy, match="busy, so nothing was saved"):
+            store.vote(rater, image, 1)
+        holder.rollback()
+        assert store.vote(rater, image, 1).changed
 
 
 def test_processes_migrating_at_once_do_not_collide(fresh_postgres_url: str) -> None:
