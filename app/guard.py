@@ -2,8 +2,10 @@
 
 Everything a browser or an API client sends passes through here before it reaches the model or
 the store, so that bad input always comes back as one clear sentence (``InvalidInput``) and never
-as a traceback. Raters are anonymous: a rater is a keyed hash of the Gradio session, and the
-IP goes only to the store, which keeps nothing but a salted HMAC of it.
+as a traceback. Raters are anonymous: a rater is a keyed hash of the signed rater token
+(``app.rater_tokens``), and the IP goes only to the store, which keeps nothing but a keyed hash of it.
+Limits count per rater and per IP address, the IP first, so that no new rater is created for a
+client that is already over its address's limit.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class InvalidInput(ValueError):
     """Bad input from a user or client; the message is shown to them as is."""
 
 
+class RateLimited(InvalidInput):
+    """Over a rate limit; the message says how long to wait."""
+
+
 @dataclass(frozen=True)
 class RaterIdentity:
     """Who is rating, as far as an anonymous demo can tell: hashed session, and the IP for the store to hash."""
@@ -59,7 +65,7 @@ class RateLimiter:
                 events.popleft()
             if len(events) >= self.limit:
                 wait = self.window_s - (now - events[0])
-                raise InvalidInput(f"Too many {what} from this session; please wait {wait:.0f} s and try again.")
+                raise RateLimited(f"Too many {what}; please wait {wait:.0f} s and try again.")
             events.append(now)
             if len(self._events) > 10_000:  # forget idle sessions so memory stays bounded
                 self._events = {k: v for k, v in self._events.items() if v and now - v[-1] < self.window_s}
@@ -72,6 +78,10 @@ def clean_text(value: Any, field: str, limit: int, required: bool = False) -> st
     if not isinstance(value, str):
         raise InvalidInput(f"The {field} must be text.")
     text = _CONTROL.sub("", value).strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry and no database stores
+        raise InvalidInput(f"The {field} contains characters that are not valid text.") from None
     if required and not text:
         raise InvalidInput(f"Please enter a {field}.")
     if len(text) > limit:
@@ -90,8 +100,8 @@ def whole_number(value: Any, field: str, low: int, high: int) -> int:
 
 def choice(value: Any, field: str, options: Sequence[str]) -> str:
     """Check that ``value`` is one of ``options``."""
-    if value not in options:
-        raise InvalidInput(f"Unknown {field} {value!r}; choose one of {', '.join(options)}.")
+    if not isinstance(value, str) or value not in options:  # the value itself is not echoed: it may be anything
+        raise InvalidInput(f"Unknown {field}; choose one of {', '.join(options)}.")
     return value
 
 
@@ -105,8 +115,13 @@ class Guard:
         self.settings = settings
         self.samplers = tuple(samplers)
         self.aspects = tuple(aspects)
-        self.generation_limiter = RateLimiter(settings.generations_per_minute)
-        self.vote_limiter = RateLimiter(settings.votes_per_minute)
+        self.limiters = {
+            "generations": (
+                RateLimiter(settings.generations_per_minute_per_ip),
+                RateLimiter(settings.generations_per_minute),
+            ),
+            "votes": (RateLimiter(settings.votes_per_minute_per_ip), RateLimiter(settings.votes_per_minute)),
+        }
         self._key = key or secrets.token_bytes(32)
 
     def prompt(self, value: Any) -> str:
@@ -132,16 +147,25 @@ class Guard:
     ) -> GenerationRequest:
         """Validate a generation request; the enhanced prompt, when given, is what the model sees."""
         s = self.settings
+        steps, num_images = (
+            whole_number(steps, "number of steps", s.min_steps, s.max_steps),
+            whole_number(num_images, "number of images", 1, s.max_images),
+        )
+        if steps * num_images > s.max_image_steps:
+            raise InvalidInput(
+                f"{steps} steps × {num_images} images is more work than one request may ask for "
+                f"(at most {s.max_image_steps} image-steps); lower the number of steps or of images."
+            )
         if isinstance(cfg, bool) or not isinstance(cfg, int | float) or not s.min_cfg <= cfg <= s.max_cfg:
             raise InvalidInput(f"The CFG scale must be a number from {s.min_cfg:g} to {s.max_cfg:g}.")
         return GenerationRequest(
             prompt=self.prompt(prompt),
             negative_prompt=clean_text(negative_prompt, "negative prompt", s.max_prompt_chars),
             enhanced_prompt=clean_text(enhanced_prompt, "enhanced prompt", s.max_prompt_chars) or None,
-            steps=whole_number(steps, "number of steps", s.min_steps, s.max_steps),
+            steps=steps,
             cfg=float(cfg),
             seed=self.seed(seed),
-            num_images=whole_number(num_images, "number of images", 1, s.max_images),
+            num_images=num_images,
             aspect=choice(aspect, "aspect ratio", self.aspects),
             sampler=choice(sampler, "sampler", self.samplers),
         )
@@ -165,9 +189,27 @@ class Guard:
             raise InvalidInput("This image id is not valid; use an id returned by /generate.")
         return value.strip()
 
+    def hit(self, action: str, ip: str | None, rater: int | None = None) -> None:
+        """Count one of ``action`` ("generations" or "votes") against the IP's limit, or the rater's when given."""
+        by_ip, by_rater = self.limiters[action]
+        if rater is None:
+            by_ip.hit(ip or "unknown", f"{action} from your network")
+        else:
+            by_rater.hit(str(rater), f"{action} from this browser")
+
+    def admin(self, key: Any) -> bool:
+        """Whether ``key`` is the host's admin key (none set: nobody is admin); constant-time."""
+        admin = self.settings.admin_key
+        if not admin or not isinstance(key, str):
+            return False
+        return hmac.compare_digest(key.encode(errors="replace"), admin.encode())
+
     def rater(self, token: str | None, ip: str | None) -> RaterIdentity:
-        """Key the rater cookie (or the session hash) so that the database never holds a live token."""
+        """Key the signed rater token so that the database never holds a live one."""
         if not token:
-            raise InvalidInput("This request has no session; reload the page or reconnect the client.")
+            raise InvalidInput(
+                "This request carries no valid rater token: reload the page (API clients: get one from "
+                "/rater_token and send it as the raphael_rater cookie)."
+            )
         anon_id = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()[:32]
         return RaterIdentity(anon_id=anon_id, ip=ip)

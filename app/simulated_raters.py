@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -238,13 +237,13 @@ class Battle:
 class SimulatedRater:
     """A rater with a ``Judge``, using the app through a ``gradio_client.Client`` of its own.
 
-    ``token`` is the rater cookie: the app keys it into the same rater id after a restart, so one simulated person
-    is one rater in the store across rounds.
+    ``token`` is the rater cookie, signed by the server on the first connection (``/rater_token``): the app keys it
+    into the same rater id after a restart, so one simulated person is one rater in the store across rounds.
     """
 
     name: str
     judge: Judge
-    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    token: str | None = None
     cast: Counter[str] = field(default_factory=Counter)  # votes, comparisons, generations and battles sent
     _client: Client | None = field(default=None, repr=False)
 
@@ -252,6 +251,10 @@ class SimulatedRater:
         """Open a session on the server at ``url``; served images are downloaded under ``downloads``."""
         folder = downloads / self.name
         folder.mkdir(parents=True, exist_ok=True)
+        if self.token is None:
+            issuer = Client(url, verbose=False)
+            self.token = issuer.predict(api_name="/rater_token")["token"]
+            issuer.close()
         self._client = Client(
             url, verbose=False, headers={"Cookie": f"{COOKIE}={self.token}"}, download_files=str(folder)
         )

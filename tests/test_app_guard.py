@@ -57,19 +57,26 @@ def test_a_good_request_is_normalised(guard: Guard) -> None:
         ("cfg", float("nan"), "CFG scale"),
         ("seed", -2, "seed must be a whole number from -1"),
         ("seed", 2**32, "seed"),
-        ("sampler", "PLMS", "Unknown sampler 'PLMS'; choose one of DDIM, DPM-Solver++, Euler."),
-        ("aspect", "2:1", "Unknown aspect ratio '2:1'"),
+        ("sampler", "PLMS", "Unknown sampler; choose one of DDIM, DPM-Solver++, Euler."),
+        ("sampler", ["DDIM"], "Unknown sampler; choose one of"),
+        ("aspect", "2:1", "Unknown aspect ratio; choose one of 1:1, 3:4."),
+        ("prompt", "a \ud800 cat", "The prompt contains characters that are not valid text."),
     ],
 )
 def test_bad_generation_input(guard: Guard, field: str, value: object, message: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         generation(guard, **{field: value})
     assert message in str(caught.value)
+    if isinstance(value, str) and len(value) > 1:
+        assert value not in str(caught.value)  # raw input is never echoed
 
 
 def test_exactly_at_the_limits_is_fine(guard: Guard) -> None:
-    request = generation(guard, prompt="x" * 1000, steps=150, num_images=8, cfg=20, seed=2**32 - 1)
-    assert (len(request.prompt), request.steps, request.num_images, request.seed) == (1000, 150, 8, 2**32 - 1)
+    request = generation(guard, prompt="x" * 1000, steps=50, num_images=8, cfg=20, seed=2**32 - 1)
+    assert (len(request.prompt), request.steps, request.num_images, request.seed) == (1000, 50, 8, 2**32 - 1)
+    assert generation(guard, steps=150, num_images=2).steps == 150  # 300 image-steps, within the budget
+    with pytest.raises(InvalidInput, match="150 steps × 8 images is more work than one request may ask for"):
+        generation(guard, steps=150, num_images=8)
     assert generation(guard, steps=1, num_images=1, cfg=1, seed=0).seed == 0
 
 
@@ -85,7 +92,7 @@ def test_votes_and_comparisons(guard: Guard) -> None:
     assert guard.comparison("a", "b", "both_bad") == ("a", "b", "both_bad")
     with pytest.raises(InvalidInput, match="two different images"):
         guard.comparison("a", "a", "left")
-    with pytest.raises(InvalidInput, match="Unknown outcome 'draw'"):
+    with pytest.raises(InvalidInput, match="Unknown outcome; choose one of left, tie"):
         guard.comparison("a", "b", "draw")
 
 
@@ -98,8 +105,29 @@ def test_rater_is_a_keyed_hash_of_the_token(guard: Guard) -> None:
     installed = Guard(Settings(), SAMPLERS, ASPECTS, key=b"install secret").rater("cookie-1", None)
     restarted = Guard(Settings(), SAMPLERS, ASPECTS, key=b"install secret").rater("cookie-1", None)
     assert installed == restarted  # with the install's key, a rater outlives a restart
-    with pytest.raises(InvalidInput, match="no session"):
+    with pytest.raises(InvalidInput, match="no valid rater token: reload the page"):
         guard.rater(None, "10.0.0.1")
+
+
+def test_limits_count_per_address_and_per_rater() -> None:
+    guard = Guard(Settings(votes_per_minute=2, votes_per_minute_per_ip=3), SAMPLERS, ASPECTS)
+    for rater in (1, 1):
+        guard.hit("votes", "10.0.0.1")
+        guard.hit("votes", "10.0.0.1", rater)
+    with pytest.raises(InvalidInput, match="Too many votes from this browser; please wait"):
+        guard.hit("votes", "10.0.0.1", 1)
+    guard.hit("votes", "10.0.0.1")
+    with pytest.raises(InvalidInput, match="Too many votes from your network; please wait"):
+        guard.hit("votes", "10.0.0.1")  # checked before the rater is even looked up
+    guard.hit("votes", "10.0.0.2")
+    guard.hit("generations", "10.0.0.1")  # generations count apart from votes
+
+
+def test_the_admin_key() -> None:
+    assert not Guard(Settings(), SAMPLERS, ASPECTS).admin("")  # no key set: nobody is admin
+    guard = Guard(Settings(admin_key="s3cret"), SAMPLERS, ASPECTS)
+    assert guard.admin("s3cret")
+    assert not any(guard.admin(key) for key in ("", "s3cre", "s3cret ", None, 7, "\ud800"))
 
 
 def test_rate_limiter_counts_per_key_within_the_window() -> None:
@@ -107,7 +135,7 @@ def test_rate_limiter_counts_per_key_within_the_window() -> None:
     limiter.hit("a", "votes")
     limiter.hit("a", "votes")
     limiter.hit("b", "votes")
-    with pytest.raises(InvalidInput, match="Too many votes from this session; please wait"):
+    with pytest.raises(InvalidInput, match="Too many votes; please wait"):
         limiter.hit("a", "votes")
     expired = RateLimiter(limit=1, window_s=0.0)
     expired.hit("a", "votes")
