@@ -65,6 +65,7 @@ eval: venv ## score the bundled checkpoint on held-out prompts of the STAGE; ARG
 bench: venv ## benchmarks that print JSON
 	$(PY) -m bench.moe_overhead
 	$(PY) -m bench.data_throughput
+	$(PY) -m bench.admission_load --torch-threads 1
 
 export: venv ## export preference data, e.g. ARGS="--format pickapic --as parquet --out exports/pairs"
 	$(PY) -m feedback.export $(ARGS)

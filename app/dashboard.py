@@ -1,7 +1,8 @@
 """The dashboard's numbers, read from the feedback store and shaped for the ``/dashboard`` API and the tab.
 
 The API and the tab show the same data; building both here keeps one definition of a day, a
-model label and the agreement summary, and leaves the event functions a one-line call.
+model label and the agreement summary, and leaves the event functions a one-line call. Each
+rater's agreement and flag are for the host only (``admin``): the public sees totals and α.
 """
 
 from __future__ import annotations
@@ -32,19 +33,26 @@ class DashboardService:
         self.store = store
         self.n_boot = n_boot
 
-    def json(self) -> dict[str, Any]:
-        """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON."""
+    def json(self, admin: bool = False) -> dict[str, Any]:
+        """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON;
+        the per-rater rows only for ``admin``."""
         data, report = self._read()
+        agreement, campaigns = report.to_dict(), [campaign.to_dict() for campaign in self._campaigns()]
+        if not admin:
+            agreement["raters"] = []
+            agreement["flagged"] = int(report.raters["flagged"].sum())
+            for campaign in campaigns:
+                campaign["raters"] = []
         return {
             "totals": data.totals,
             "votes_per_day": data.votes_per_day.to_dict("records"),
             "by_model": data.by_model.to_dict("records"),
             "by_category": data.by_category.to_dict("records"),
-            "agreement": report.to_dict(),
-            "campaigns": [campaign.to_dict() for campaign in self._campaigns()],
+            "agreement": agreement,
+            "campaigns": campaigns,
         }
 
-    def view(self, lang: str = DEFAULT_LANGUAGE) -> DashboardView:
+    def view(self, lang: str = DEFAULT_LANGUAGE, admin: bool = False) -> DashboardView:
         """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
         data, report = self._read()
         per_day = data.votes_per_day.melt(
@@ -62,7 +70,9 @@ class DashboardService:
         totals = say_in(lang, "totals", **counts, **{f"{key}_s": plural(n) for key, n in counts.items()})
         campaigns = self._campaigns()
         raters = [c.raters.assign(campaign=c.campaign.name) for c in campaigns]
-        campaign_raters = pd.concat(raters)[["campaign", *RATER_COLUMNS]].round(3) if raters else pd.DataFrame()
+        campaign_raters = (
+            pd.concat(raters)[["campaign", *RATER_COLUMNS]].round(3) if raters and admin else pd.DataFrame()
+        )
         summary = "\n".join(f"- {campaign_summary(c)}" for c in campaigns)
         return (
             per_day,
@@ -70,7 +80,7 @@ class DashboardService:
             by_category,
             totals,
             agreement_summary(report),
-            report.raters.round(3),
+            report.raters.round(3) if admin else pd.DataFrame(),
             summary,
             campaign_raters,
         )

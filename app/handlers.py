@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from PIL import Image
 
+from app.admission import Admission
 from app.arena import ArenaService
 from app.campaigns import CampaignService, ShownItem
 from app.dashboard import DashboardService, DashboardView
@@ -28,7 +29,8 @@ from app.generation import GenerationRequest, GenerationResult, GenerationServic
 from app.guard import Guard, InvalidInput, RaterIdentity, choice, whole_number
 from app.leaderboard_view import LeaderboardView, leaderboard_view
 from app.messages import language, plural, say
-from app.rater_cookie import rater_token
+from app.rater_cookie import COOKIE, MAX_AGE_S, rater_token
+from app.rater_tokens import RaterTokens
 from app.settings import Settings
 from feedback.images import PROVENANCE_KEY, generated_from, image_provenance
 from feedback.models import COMPARISON_OUTCOMES
@@ -115,6 +117,8 @@ class Handlers:
         dashboard_service: DashboardService,
         campaigns: CampaignService,
         arena: ArenaService,
+        tokens: RaterTokens,
+        admission: Admission,
     ) -> None:
         self.settings = settings
         self.generation = generation
@@ -124,17 +128,35 @@ class Handlers:
         self.dashboard_service = dashboard_service
         self.campaigns = campaigns
         self.arena = arena
+        self.tokens = tokens
+        self.admission = admission
 
     # -- identity -------------------------------------------------------------------------------
 
-    def _rater(self, request: gr.Request | None) -> int:
-        """The store's id for the rater behind ``request``: one per browser (cookie), else per session."""
-        if request is None:
-            raise InvalidInput("This request has no session; reload the page or reconnect the client.")
-        client = getattr(request, "client", None)
-        token = rater_token(getattr(request, "cookies", None)) or request.session_hash
-        identity: RaterIdentity = self.guard.rater(token, getattr(client, "host", None))
-        return self.store.rater(identity.anon_id, identity.ip)
+    @staticmethod
+    def _ip(request: gr.Request | None) -> str | None:
+        """The client's address (a trusted proxy's X-Forwarded-For is already applied by the server)."""
+        return getattr(getattr(request, "client", None), "host", None)
+
+    def _rater(self, request: gr.Request | None, action: str | None = None) -> int:
+        """The store's id for the rater behind ``request`` (one per signed rater cookie), after counting ``action``
+        ("generations" or "votes") against the address's limit, which comes before a new rater is created, and then
+        against the rater's."""
+        ip = self._ip(request)
+        if action is not None:
+            self.guard.hit(action, ip)
+        token = rater_token(getattr(request, "cookies", None), self.tokens)
+        identity: RaterIdentity = self.guard.rater(token, ip)
+        rater_id = self.store.rater(identity.anon_id, identity.ip)
+        if action is not None:
+            self.guard.hit(action, ip, rater_id)
+        return rater_id
+
+    @user_errors
+    def rater_token(self, request: gr.Request = None) -> dict[str, Any]:
+        """A new rater token for an API client: send it as the cookie named here with every later call, and keep it
+        (it stays the same rater for a year). New tokens are limited per network address."""
+        return {"cookie": COOKIE, "token": self.tokens.issue(self._ip(request)), "max_age_s": MAX_AGE_S}
 
     # -- prompt ---------------------------------------------------------------------------------
 
@@ -181,9 +203,10 @@ class Handlers:
         self, gen_request: GenerationRequest, request: gr.Request, progress: gr.Progress
     ) -> tuple[dict[str, Any], list[Path]]:
         """Run the model and store the images; returns the summary clients see and the stored files."""
-        rater_id = self._rater(request)
-        self.guard.generation_limiter.hit(str(rater_id), "generations")
-        result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
+        rater_id = self._rater(request, "generations")
+        cost = gen_request.steps * gen_request.num_images
+        with self.admission.slot(self._ip(request), cost, self._wait_reporter(progress)):
+            result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
         for warning in result.warnings:
             gr.Warning(warning)
         record = self.store.record_generation(rater_id, result.provenance, result.images)
@@ -200,6 +223,15 @@ class Handlers:
             "warnings": result.warnings,
         }
         return summary, record.paths
+
+    @staticmethod
+    def _wait_reporter(progress: gr.Progress) -> Callable[[int], None]:
+        """Say how many runs are ahead while a request waits for the model."""
+
+        def report(ahead: int) -> None:
+            progress(0.0, desc=f"Waiting for the model: {ahead} request{plural(ahead)} ahead")
+
+        return report
 
     @staticmethod
     def _progress_reporter(progress: gr.Progress) -> Callable[[int, int], None]:
@@ -281,9 +313,14 @@ class Handlers:
     @user_errors
     def vote(self, image_id: str, value: int, comment: str = "", request: gr.Request = None) -> dict[str, Any]:
         """Set your vote on an image from /generate: 1 = 👍, -1 = 👎, 0 = take it back; optional comment."""
+        return self.store_vote(image_id, value, comment, request)
+
+    def store_vote(self, image_id: Any, value: Any, comment: Any, request: Any) -> dict[str, Any]:
+        """The vote itself, for Gradio's endpoint and the light route (``app.vote_route``) alike; any ValueError is
+        the sentence the client sees. ``request`` is a gr.Request or a Starlette request (both carry client and
+        cookies)."""
         image_id, value, note = self.guard.vote(image_id, value, comment)
-        rater_id = self._rater(request)
-        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        rater_id = self._rater(request, "votes")
         record = self.store.vote(rater_id, image_id, value, note)
         return {"image_id": image_id, "value": record.value, "previous": record.previous, "comment": record.comment}
 
@@ -376,8 +413,7 @@ class Handlers:
     def compare(self, left_image_id: str, right_image_id: str, outcome: str, request: gr.Request = None) -> int:
         """Judge two images from /generate: outcome is left, right, tie or both_bad. Returns the comparison id."""
         left, right, outcome = self.guard.comparison(left_image_id, right_image_id, outcome)
-        rater_id = self._rater(request)
-        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        rater_id = self._rater(request, "votes")
         return self.store.compare(rater_id, left, right, outcome)
 
     def pair_judge(self, outcome: str) -> Callable[..., tuple[str, Any, Any, Any, Any]]:
@@ -422,8 +458,7 @@ class Handlers:
         """Store the answer on the item shown, then show the next one."""
         if item is None:
             raise InvalidInput("Choose a campaign first; its next item appears here.")
-        rater_id = self._rater(request)
-        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        rater_id = self._rater(request, "votes")
         self.campaigns.answer(item, rater_id, answer)
         return self.rate_view(name, request)
 
@@ -473,9 +508,9 @@ class Handlers:
         """Two anonymous versions draw the prompt with one random seed; returns model A's and model B's images and
         the battle (id, seed, text, warnings) that ``/arena_vote`` judges."""
         gen_request = self.guard.generation(prompt, negative_prompt, "", steps, cfg, -1, 1, aspect, sampler)
-        rater_id = self._rater(request)
-        self.guard.generation_limiter.hit(str(rater_id), "generations")
-        shown = self.arena.start(gen_request, rater_id, progress=self._progress_reporter(progress))
+        rater_id = self._rater(request, "generations")
+        with self.admission.slot(self._ip(request), 2 * gen_request.steps, self._wait_reporter(progress)):
+            shown = self.arena.start(gen_request, rater_id, progress=self._progress_reporter(progress))
         for warning in shown.warnings:
             gr.Warning(warning)
         battle = {"battle_id": shown.battle_id, "seed": shown.seed, "text": shown.text, "warnings": shown.warnings}
@@ -492,8 +527,7 @@ class Handlers:
         """Judge a battle from /arena: left (model A), right (model B), tie or both_bad. Returns both versions."""
         battle_id = whole_number(battle_id, "battle id", 1, MAX_BATTLE_ID)
         outcome = choice(outcome, "outcome", COMPARISON_OUTCOMES)
-        rater_id = self._rater(request)
-        self.guard.vote_limiter.hit(str(rater_id), "votes")
+        rater_id = self._rater(request, "votes")
         battle = self.arena.judge(battle_id, rater_id, outcome)
         return {"battle_id": battle.id, "outcome": outcome, "model_a": battle.model_a, "model_b": battle.model_b}
 
@@ -525,10 +559,12 @@ class Handlers:
 
     # -- dashboard ------------------------------------------------------------------------------
 
-    def dashboard(self) -> dict[str, Any]:
-        """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON."""
-        return self.dashboard_service.json()
+    def dashboard(self, admin_key: str = "") -> dict[str, Any]:
+        """Totals, votes per day, like-rate per model version and per category, and rater agreement, as JSON;
+        each rater's agreement and flag only with the host's admin key."""
+        return self.dashboard_service.json(admin=self.guard.admin(admin_key))
 
-    def dashboard_view(self, request: gr.Request) -> DashboardView:
-        """Frames for the dashboard plots, a line of totals, and the agreement summary and rater table."""
-        return self.dashboard_service.view(language(request))
+    def dashboard_view(self, admin_key: str, request: gr.Request) -> DashboardView:
+        """Frames for the dashboard plots, a line of totals, and the agreement summary; the rater tables need the
+        admin key."""
+        return self.dashboard_service.view(language(request), admin=self.guard.admin(admin_key))

@@ -90,6 +90,7 @@ EN: dict[str, str] = {
     "perfect agreement, 0 is chance. Each rater's *agreement* is how often the others gave the same answer on "
     "the items they share, next to what *chance* would give; raters who mostly disagree are flagged for review.",
     "raters": "Raters who share items with others",
+    "admin_key": "Admin key (the host's RAPHAEL_ADMIN_KEY) to see each rater's agreement and flag",
     "consent_short": "By rating you agree that your prompts, images and votes are stored anonymously to "
     "improve the model (see *About / consent*).",
     "about": """## About
@@ -188,6 +189,7 @@ ZH: dict[str, str] = {
     "每位评价者的 *agreement* 是其他人在共同评过的条目上给出相同答案的比例，*chance* 为随机作答的期望值；"
     "多数情况下与他人不一致的评价者会被标记以供复核。",
     "raters": "与他人有共同条目的评价者",
+    "admin_key": "管理员密钥（站点的 RAPHAEL_ADMIN_KEY），用于查看每位评价者的一致性与标记",
     "consent_short": "参与评价即表示你同意我们匿名保存你的提示词、图像与投票，用于改进模型（详见“关于 / 知情同意”）。",
     "about": """## 关于
 RAPHAEL（Xue 等，2023）让每个文本词元经过各自的**空间专家**，每个噪声水平经过一个**时间专家**，

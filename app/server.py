@@ -7,12 +7,16 @@ that ``python app.py`` and tests (which build the demo themselves) go through th
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
+from app.admission import Admission
 from app.arena import ArenaService
 from app.campaigns import CampaignService
 from app.dashboard import DashboardService
@@ -21,9 +25,12 @@ from app.guard import Guard
 from app.handlers import Handlers
 from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
+from app.rater_tokens import RaterTokens
+from app.request_limits import RequestLimits
 from app.settings import Settings, from_args
 from app.ui import CSS, SHORTCUTS, THEME, build_ui
 from app.versions import ModelVersions, version_folders
+from app.vote_route import vote_route
 from feedback.store import FeedbackStore
 from model.prompts.prompt_enhancer import PromptEnhancer
 from model.prompts.trained_domain import TrainedDomain
@@ -31,7 +38,17 @@ from model.prompts.trained_domain import TrainedDomain
 log = logging.getLogger(__name__)
 
 
-def build_demo(settings: Settings) -> gr.Blocks:
+@dataclass(frozen=True)
+class Demo:
+    """The laid-out app, the signer of its rater tokens (for the cookie middleware) and the routes served beside
+    Gradio's (the light vote route)."""
+
+    blocks: gr.Blocks
+    tokens: RaterTokens
+    routes: tuple[Route, ...]
+
+
+def build_demo(settings: Settings) -> Demo:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
     generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
     folders = version_folders(
@@ -40,8 +57,9 @@ def build_demo(settings: Settings) -> gr.Blocks:
         missing_ok=settings.versions_dir == Settings.versions_dir,
     )
     versions = ModelVersions.load(folders, settings.device, settings.torch_threads, primary=generation)
-    store = FeedbackStore(settings.db_url, settings.image_dir)
+    store = FeedbackStore(settings.db_url, settings.image_dir, settings.keys_dir)
     domain = generation.domain  # None for pipelines we did not train: no style or word limits then
+    tokens = RaterTokens(store.install_secret, settings.new_raters_per_hour_per_ip)
     handlers = Handlers(
         settings,
         generation,
@@ -51,13 +69,22 @@ def build_demo(settings: Settings) -> gr.Blocks:
         DashboardService(store),
         CampaignService(store),
         ArenaService(versions, store),
+        tokens,
+        Admission(settings.max_waiting_generations, settings.max_waiting_per_ip),
     )
-    demo = build_ui(handlers, settings)
-    return demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    blocks = build_ui(handlers, settings).queue(
+        default_concurrency_limit=settings.concurrency, max_size=settings.queue_size
+    )
+    return Demo(blocks, tokens, (vote_route(handlers),))
 
 
-def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
-    """Start the server with the demo's theme, CSS and translations; ``kwargs`` override launch options."""
+def launch(demo: Demo, settings: Settings, **kwargs: Any) -> Any:
+    """Start the server with the demo's theme, CSS and translations; ``kwargs`` override launch options.
+
+    uvicorn believes X-Forwarded-For only from the addresses in ``FORWARDED_ALLOW_IPS`` (loopback when unset, so a
+    local client could name any address); it is set to the settings' trusted proxies, none by default.
+    """
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(settings.trusted_proxies)
     options: dict[str, Any] = {
         "server_name": settings.host,
         "server_port": settings.port,
@@ -68,9 +95,21 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any) -> Any:
         "js": SHORTCUTS,
         "footer_links": ["api", "settings"],
         "allowed_paths": [str(settings.image_dir.resolve())],
-        "app_kwargs": {"middleware": [Middleware(RaterCookieMiddleware)]},
+        "max_file_size": settings.max_upload_bytes,
+        "app_kwargs": {
+            "routes": list(demo.routes),
+            "middleware": [
+                # First: a refused body reaches nothing else.
+                Middleware(
+                    RequestLimits,
+                    max_body_bytes=settings.max_body_bytes,
+                    max_upload_bytes=settings.max_upload_bytes,
+                ),
+                Middleware(RaterCookieMiddleware, tokens=demo.tokens),
+            ],
+        },
     }
-    return demo.launch(**{**options, **kwargs})
+    return demo.blocks.launch(**{**options, **kwargs})
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,9 +10,10 @@ import argparse
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.request_limits import MAX_BODY_BYTES, MAX_UPLOAD_BYTES
 from feedback.models import MAX_COMMENT_CHARS
 from model.pipeline.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
 
@@ -53,11 +54,22 @@ class Settings:
     default_cfg: float = 7.0
     max_images: int = MAX_IMAGES
     default_images: int = 2
-    # Serving limits.
+    max_image_steps: int = 400  # steps × images of one request: 50 steps × 8 images, or 150 × 2
+    # Serving limits. Limits per IP address come before the rater's, and apply before a new rater is created.
     queue_size: int = 64
     concurrency: int = 4  # events that do not touch the model
+    max_waiting_generations: int = 8  # model runs admitted at once (one runs, the rest wait); more are told to retry
+    max_waiting_per_ip: int = 2
     generations_per_minute: int = 30
+    generations_per_minute_per_ip: int = 60
     votes_per_minute: int = 240
+    votes_per_minute_per_ip: int = 1200  # a classroom behind one address still rates freely
+    new_raters_per_hour_per_ip: int = 60
+    max_body_bytes: int = MAX_BODY_BYTES  # any request but an upload
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client; none by default
+    admin_key: str | None = field(default=None, repr=False)  # opens the dashboard's per-rater tables
+    keys_dir: Path | None = None  # install secret, IP-hash key; None: beside the SQLite file, or the image folder's
     app_version: str = APP_VERSION
 
     def __post_init__(self) -> None:
@@ -68,6 +80,8 @@ class Settings:
             and 1 <= self.min_steps <= self.default_steps <= self.max_steps <= MAX_STEPS
             and 0 <= self.min_cfg <= self.default_cfg <= self.max_cfg <= MAX_GUIDANCE
             and 1 <= self.default_images <= self.max_images <= MAX_IMAGES
+            and self.default_steps * self.default_images <= self.max_image_steps <= MAX_STEPS * MAX_IMAGES
+            and 1 <= self.max_waiting_per_ip <= self.max_waiting_generations
         ):
             raise ValueError("Settings limits must lie within the pipeline's and the feedback store's own limits.")
 
@@ -85,6 +99,10 @@ ENV_VARS: dict[str, str] = {
     "RAPHAEL_TORCH_THREADS": "torch_threads",
     "RAPHAEL_QUEUE_SIZE": "queue_size",
     "RAPHAEL_CONCURRENCY": "concurrency",
+    "RAPHAEL_MAX_WAITING": "max_waiting_generations",
+    "RAPHAEL_TRUSTED_PROXIES": "trusted_proxies",
+    "RAPHAEL_ADMIN_KEY": "admin_key",
+    "RAPHAEL_KEYS_DIR": "keys_dir",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -93,10 +111,12 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 def _convert(name: str, raw: str) -> object:
     """Turn an environment string into the type of field ``name``; raise ValueError with the variable's meaning."""
-    if name in {"model_path", "image_dir", "versions_dir"}:
+    if name in {"model_path", "image_dir", "versions_dir", "keys_dir"}:
         return Path(raw).expanduser()
-    if name in {"port", "queue_size", "concurrency", "torch_threads"}:
+    if name in {"port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations"}:
         return int(raw)
+    if name == "trusted_proxies":
+        return tuple(host.strip() for host in raw.split(",") if host.strip())
     if name == "share":
         if raw.lower() not in _TRUE | _FALSE:
             raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
@@ -124,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the RAPHAEL text-to-image demo with per-image 👍/👎 feedback.",
         epilog="Each flag can also be set through the environment variable named in its help. Without a flag: "
         "RAPHAEL_TORCH_THREADS (CPU threads for torch), RAPHAEL_QUEUE_SIZE (waiting requests before 'queue full'), "
-        "RAPHAEL_CONCURRENCY (parallel non-model events), RAPHAEL_IP_SALT (key of the stored IP hashes).",
+        "RAPHAEL_CONCURRENCY (parallel non-model events), RAPHAEL_MAX_WAITING (model runs admitted at once), "
+        "RAPHAEL_ADMIN_KEY (opens the dashboard's per-rater tables), RAPHAEL_IP_SALT (a fixed key for the stored IP "
+        "hashes, with no daily rotation).",
     )
     parser.add_argument(
         "--model",
@@ -167,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also open a temporary public gradio.live link (needs internet) [RAPHAEL_SHARE; default: %(default)s]",
     )
     parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        help="address or network (CIDR) of a reverse proxy in front of the app; only from these is X-Forwarded-For "
+        "believed; repeat for several [RAPHAEL_TRUSTED_PROXIES, comma-separated; default: none]",
+    )
+    parser.add_argument(
+        "--keys-dir",
+        type=Path,
+        default=env.keys_dir,
+        help="folder of the install secret (signs rater tokens) and the daily IP-hash key; keep it out of the "
+        "image folder [RAPHAEL_KEYS_DIR; default: a keys folder beside the SQLite database]",
+    )
+    parser.add_argument(
         "--device",
         default=env.device,
         help="torch device such as cpu or cuda [RAPHAEL_DEVICE; default: CUDA when available, else CPU]",
@@ -177,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 def from_args(argv: Sequence[str] | None = None) -> Settings:
     """Build settings from the command line over the environment."""
     args = build_parser().parse_args(argv)
-    models = args.model or [from_env().model_path]
+    env = from_env()
+    models = args.model or [env.model_path]
     overrides = {
         "model_path": models[0],
         "more_models": tuple(models[1:]),
@@ -188,5 +224,7 @@ def from_args(argv: Sequence[str] | None = None) -> Settings:
         "port": args.port,
         "share": args.share,
         "device": args.device,
+        "trusted_proxies": tuple(args.trusted_proxy) if args.trusted_proxy else env.trusted_proxies,
+        "keys_dir": args.keys_dir,
     }
-    return replace(from_env(), **overrides)
+    return replace(env, **overrides)

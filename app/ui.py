@@ -9,11 +9,12 @@ the ones that only make sense in a browser are private.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
 from app.generation import GenerationService
-from app.guarded_inputs import GuardedNumber, GuardedSlider
+from app.guarded_inputs import GuardedDropdown, GuardedNumber, GuardedRadio, GuardedSlider
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
@@ -23,6 +24,7 @@ from model.pipeline.samplers import DEFAULT_SAMPLER
 
 CARDS_PER_ROW = 4
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group
+VOTE_QUEUE = "votes"  # every event that stores a judgement
 NUM_EXAMPLES = 4
 EXAMPLES = [  # prompt, negative prompt, seed: for pipelines without a recorded training domain
     ["a cat on a blue background", "", 7],
@@ -213,6 +215,7 @@ class Dashboard:
     by_model: gr.BarPlot
     by_category: gr.BarPlot
     agreement: gr.Markdown
+    admin_key: gr.Textbox
     raters: gr.Dataframe
     campaigns: gr.Markdown
     campaign_raters: gr.Dataframe
@@ -231,7 +234,7 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
             )
             with gr.Row(equal_height=True):
                 enhance = gr.Button(I18N("enhance"), elem_id="enhance", scale=1)
-                style = gr.Dropdown([AUTO_STYLE, *styles], value=AUTO_STYLE, label=I18N("style"), scale=1)
+                style = GuardedDropdown([AUTO_STYLE, *styles], value=AUTO_STYLE, label=I18N("style"), scale=1)
             enhanced = gr.Textbox(
                 label=I18N("enhanced_prompt"), lines=2, max_length=settings.max_prompt_chars, elem_id="enhanced"
             )
@@ -276,8 +279,8 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
                 label=I18N("num_images"),
                 elem_id="num-images",
             )
-            aspect = gr.Radio(list(service.aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
-            sampler = gr.Dropdown(list(service.samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
+            aspect = GuardedRadio(list(service.aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
+            sampler = GuardedDropdown(list(service.samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
     return Controls(
         prompt, style, enhance, enhanced, negative, generate, steps, cfg, seed, used_seed, num_images, aspect, sampler
     )
@@ -430,18 +433,27 @@ def dashboard() -> Dashboard:
         with gr.Accordion(I18N("rater_agreement"), open=False, elem_id="rater-agreement"):
             gr.Markdown(I18N("agreement_help"))
             agreement = gr.Markdown(elem_id="agreement")
+            admin_key = gr.Textbox(label=I18N("admin_key"), type="password", max_lines=1, elem_id="admin-key")
             raters = gr.Dataframe(interactive=False, max_height=320, label=I18N("raters"))
         with gr.Accordion(I18N("campaigns"), open=True):
             campaigns = gr.Markdown(elem_id="campaigns")
             campaign_raters = gr.Dataframe(interactive=False, max_height=320, label=I18N("campaign_raters"))
     return Dashboard(
-        tab, refresh, totals, per_day, by_model, by_category, agreement, raters, campaigns, campaign_raters
+        tab, refresh, totals, per_day, by_model, by_category, agreement, admin_key, raters, campaigns, campaign_raters
     )
 
 
 def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
     """Lay out the demo, then register all listeners."""
     service = handlers.generation
+    # The model's events leave Gradio's queue at once and wait in app.admission, whose line is bounded and fair per
+    # address (room for the admitted runs and for refusing the rest quickly); votes have a group of their own, so
+    # neither ever waits behind a generation.
+    model_events: dict[str, Any] = {
+        "concurrency_id": MODEL_QUEUE,
+        "concurrency_limit": settings.max_waiting_generations + settings.concurrency,
+    }
+    vote_events: dict[str, Any] = {"concurrency_id": VOTE_QUEUE, "concurrency_limit": settings.concurrency}
     with gr.Blocks(title="RAPHAEL-tiny demo") as demo:
         gr.Markdown(I18N("title"))
         gr.Markdown(I18N("subtitle"))
@@ -485,8 +497,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             inputs=c.generation_inputs,
             outputs=[r.originals, r.details, c.used_seed],  # the seed for API clients; show_cards reveals it
             api_name="generate",
-            concurrency_id=MODEL_QUEUE,
-            concurrency_limit=1,
+            **model_events,
             show_progress_on=[r.status],
         )
         generation.success(
@@ -511,11 +522,13 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                     inputs=[r.cards_state, card.image_id, card.comment],
                     outputs=[r.cards_state, card.like, card.dislike],
                     api_visibility="private",
+                    **vote_events,
                 )
             card.comment.submit(
                 handlers.card_commenter(index),
                 inputs=[r.cards_state, card.image_id, card.comment],
                 api_visibility="private",
+                **vote_events,
             )
         r.history_gallery.select(
             handlers.restore, inputs=[r.history], outputs=c.generation_inputs, api_visibility="private"
@@ -526,8 +539,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             handlers.new_pair,
             inputs=[p.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
             outputs=[p.left, p.right, p.pair, p.status, *p.outcomes.values()],
-            concurrency_id=MODEL_QUEUE,
-            concurrency_limit=1,
+            **model_events,
             api_visibility="private",
         )
         for outcome, button in p.outcomes.items():
@@ -536,12 +548,12 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 inputs=[p.pair],
                 outputs=[p.status, *p.outcomes.values()],
                 api_visibility="private",
+                **vote_events,
             ).success(
                 handlers.new_pair,
                 inputs=[p.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
                 outputs=[p.left, p.right, p.pair, p.status, *p.outcomes.values()],
-                concurrency_id=MODEL_QUEUE,
-                concurrency_limit=1,
+                **model_events,
                 show_progress_on=[p.left, p.right],
                 api_visibility="private",
             )
@@ -562,6 +574,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 outputs=rate.outputs,
                 show_progress="hidden",
                 api_visibility="private",
+                **vote_events,
             )
 
         a.tab.select(fn=None, js="(main, arena) => arena || main", inputs=[c.prompt, a.prompt], outputs=[a.prompt])
@@ -571,8 +584,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             inputs=[a.prompt, c.negative, c.steps, c.cfg, c.aspect, c.sampler],
             outputs=[a.left, a.right, a.details],
             api_name="arena",
-            concurrency_id=MODEL_QUEUE,
-            concurrency_limit=1,
+            **model_events,
             show_progress_on=[a.left, a.right],
         )
         battle.success(
@@ -587,6 +599,7 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 inputs=[a.battle_id],
                 outputs=[a.status, a.battle_id, *a.outcomes.values()],
                 api_visibility="private",
+                **vote_events,
             )
         gr.on(
             [board.tab.select, board.refresh.click],
@@ -596,8 +609,9 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
         )
 
         gr.on(
-            [d.tab.select, d.refresh.click],
+            [d.tab.select, d.refresh.click, d.admin_key.submit],
             handlers.dashboard_view,
+            inputs=[d.admin_key],
             outputs=[
                 d.per_day,
                 d.by_model,
@@ -611,9 +625,10 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             api_visibility="private",
         )
 
-        gr.api(handlers.vote, api_name="vote")
-        gr.api(handlers.compare, api_name="compare")
+        gr.api(handlers.rater_token, api_name="rater_token", **vote_events)
+        gr.api(handlers.vote, api_name="vote", **vote_events)
+        gr.api(handlers.compare, api_name="compare", **vote_events)
         gr.api(handlers.dashboard, api_name="dashboard")
-        gr.api(handlers.arena_vote, api_name="arena_vote")
+        gr.api(handlers.arena_vote, api_name="arena_vote", **vote_events)
         gr.api(handlers.leaderboard, api_name="leaderboard")
     return demo

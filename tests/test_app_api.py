@@ -1,11 +1,16 @@
 """The public API through gradio_client: generate, vote, change the vote, read the store, export."""
 
+import hashlib
+import hmac
 import json
+import re
+import sqlite3
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from gradio_client import Client
@@ -13,10 +18,11 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from app.rater_cookie import COOKIE
+from app.vote_route import VOTE_PATH
 from feedback.export import export
 from feedback.images import read_provenance
 from feedback.store import FeedbackStore
-from tests.fixtures.app_server import AppServer
+from tests.fixtures.app_server import ADMIN_KEY, AppServer
 
 GOOD = {
     "prompt": "two cats on a red background",
@@ -33,7 +39,7 @@ GOOD = {
 
 @pytest.fixture(scope="module")
 def client(app_server: AppServer) -> Client:
-    return Client(app_server.url, verbose=False)
+    return app_server.client()
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +61,7 @@ def test_the_public_endpoints(client: Client) -> None:
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(endpoints) == {
         "/enhance", "/generate", "/vote", "/compare", "/dashboard", "/arena", "/arena_vote", "/leaderboard",
+        "/rater_token",
     }  # fmt: skip
 
 
@@ -101,10 +108,11 @@ def test_generate_vote_change_vote_and_export(
     comparison_id = client.predict(second, first, "left", api_name="/compare")
     assert isinstance(comparison_id, int)
 
-    dashboard = client.predict(api_name="/dashboard")
+    dashboard = client.predict("", api_name="/dashboard")
     totals = dashboard["totals"]
     assert totals["n_votes"] >= 1 and totals["n_comparisons"] >= 1 and totals["n_images"] >= 2
-    assert set(dashboard["agreement"]) == {"votes", "comparisons", "raters"}
+    assert set(dashboard["agreement"]) == {"votes", "comparisons", "raters", "flagged"}
+    assert dashboard["agreement"]["raters"] == []  # each rater's agreement and flag are the host's to see
 
     result = export(store, "kto", tmp_path / "kto", output="parquet")
     rows = pd.read_parquet(tmp_path / "kto" / "train.parquet")
@@ -131,14 +139,16 @@ def test_enhanced_prompt_is_what_the_model_sees(client: Client, store: FeedbackS
         ({"num_images": 9}, "The number of images must be a whole number from 1 to 8 (got 9)."),
         ({"cfg": 99}, "The CFG scale must be a number from"),
         ({"seed": -2}, "The seed must be a whole number from -1 to"),
-        ({"sampler": "PLMS"}, "PLMS"),
+        ({"sampler": "PLMS"}, "Unknown sampler; choose one of DDIM"),
+        ({"aspect": "<script>x</script>"}, "Unknown aspect ratio; choose one of 1:1"),
+        ({"steps": 150, "num_images": 8}, "150 steps × 8 images is more work than one request may ask for"),
     ],
 )
 def test_bad_input_is_a_clear_error(client: Client, overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(AppError) as caught:
         generate(client, **overrides)
     assert message in str(caught.value)
-    assert "Traceback" not in str(caught.value)
+    assert "Traceback" not in str(caught.value) and "script" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -158,12 +168,13 @@ def test_bad_votes_are_clear_errors(client: Client, args: tuple[Any, ...], api_n
 
 def test_one_browser_cookie_is_one_rater_across_sessions(app_server: AppServer, store: FeedbackStore) -> None:
     """A reload is a new Gradio session; the rater cookie keeps it the same rater."""
-    with urllib.request.urlopen(app_server.url) as page:
+    page_load = urllib.request.Request(app_server.url, headers={"Accept": "text/html"})
+    with urllib.request.urlopen(page_load) as page:
         assert page.headers["set-cookie"].startswith(f"{COOKIE}=")
-    token, other = "r" * 43, "s" * 43
+    token, other = app_server.token(), app_server.token()
     image_ids = []
     for cookie in (token, token, other):  # three sessions: two of one browser, one of another
-        session = Client(app_server.url, verbose=False, headers={"Cookie": f"{COOKIE}={cookie}"})
+        session = app_server.client(cookie)
         _, summary, _ = generate(session, num_images=1)
         image_id = summary["images"][0]["image_id"]
         session.predict(image_id, 1, "", api_name="/vote")
@@ -179,7 +190,7 @@ def test_the_arena_names_the_versions_only_after_the_vote(client: Client, app_se
             assert "parameters" not in image.text  # the served file must not name its model
     assert set(battle) == {"battle_id", "seed", "text", "warnings"} and battle["text"] == "two cats"
 
-    other = Client(app_server.url, verbose=False)
+    other = app_server.client()
     with pytest.raises(AppError, match="shown to another rater"):
         other.predict(battle["battle_id"], "left", api_name="/arena_vote")
     with pytest.raises(AppError, match="Unknown outcome"):
@@ -196,3 +207,100 @@ def test_the_arena_names_the_versions_only_after_the_vote(client: Client, app_se
     assert [v["name"] for v in board["versions"]] == [app_server.model_dir.name, "tiny-sd-b"]
     winner = next(r for r in board["ratings"] if r["model"] == judged["model_a"])
     assert winner["rank"] == 1 and winner["wins"] >= 1 and winner["lower"] <= winner["rating"] <= winner["upper"]
+
+
+@pytest.mark.parametrize("cookie", [None, "r" * 43, "A" * 32 + "." + "B" * 43])
+def test_a_client_cannot_make_up_a_rater(app_server: AppServer, client: Client, cookie: str | None) -> None:
+    """Without a token the server signed, a vote is refused: a script cannot vote as many raters."""
+    _, summary, _ = generate(client, num_images=1)
+    headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+    stranger = Client(app_server.url, verbose=False, headers=headers)
+    with pytest.raises(AppError, match="no valid rater token: reload the page"):
+        stranger.predict(summary["images"][0]["image_id"], 1, "", api_name="/vote")
+
+
+def test_the_client_address_is_not_taken_from_x_forwarded_for(app_server: AppServer, store: FeedbackStore) -> None:
+    """No proxy is trusted by default, so a client cannot choose the address its rater is hashed under."""
+    token = app_server.token()
+    spoofing = Client(
+        app_server.url, verbose=False, headers={"Cookie": f"{COOKIE}={token}", "X-Forwarded-For": "1.2.3.4"}
+    )
+    _, summary, _ = generate(spoofing, num_images=1)
+    image_id = summary["images"][0]["image_id"]
+    spoofing.predict(image_id, 1, "", api_name="/vote")
+    with sqlite3.connect(app_server.db_url.removeprefix("sqlite:///")) as db:
+        (ip_hash,) = db.execute("SELECT ip_hash FROM raters WHERE id = ?", (rater_of(store, image_id),)).fetchone()
+    key = b"test-salt"  # the server's fixed RAPHAEL_IP_SALT
+    assert ip_hash == hmac.new(key, b"127.0.0.1", hashlib.sha256).hexdigest()
+    assert ip_hash != hmac.new(key, b"1.2.3.4", hashlib.sha256).hexdigest()
+
+
+def test_the_dashboard_shows_each_raters_agreement_only_to_the_admin(app_server: AppServer, client: Client) -> None:
+    _, summary, _ = generate(client, num_images=1)
+    image_id = summary["images"][0]["image_id"]
+    client.predict(image_id, 1, "", api_name="/vote")
+    app_server.client().predict(image_id, -1, "", api_name="/vote")  # two raters share an image
+    assert client.predict("wrong key", api_name="/dashboard")["agreement"]["raters"] == []
+    admin = client.predict(ADMIN_KEY, api_name="/dashboard")["agreement"]
+    assert admin["raters"] and {"rater_id", "flagged"} <= set(admin["raters"][0])
+
+
+def test_api_clients_get_tokens_from_the_server(app_server: AppServer) -> None:
+    issued = Client(app_server.url, verbose=False).predict(api_name="/rater_token")
+    assert issued["cookie"] == COOKIE and issued["max_age_s"] == 365 * 24 * 3600
+    assert issued["token"] != app_server.token()
+
+
+def test_a_lone_surrogate_is_a_clear_error(app_server: AppServer) -> None:
+    """JSON can carry half a UTF-16 pair ("\\ud800"), which no database stores: the answer names the field."""
+    body = '{"data": ["a \\ud800 cat", "", "", 3, 5, 1, 1, "1:1", "DDIM"]}'
+    cookies = {COOKIE: app_server.token()}
+    with httpx.Client(base_url=app_server.url, cookies=cookies, timeout=60) as http:
+        started = http.post("/gradio_api/call/generate", content=body, headers={"Content-Type": "application/json"})
+        answer = http.get(f"/gradio_api/call/generate/{started.json()['event_id']}").text
+    assert "event: error" in answer and "The prompt contains characters that are not valid text." in answer
+
+
+def test_the_light_vote_route(app_server: AppServer, client: Client, store: FeedbackStore) -> None:
+    """POST /api/vote: the checks and answer of /vote in one plain request, refusals as a status and a sentence."""
+    _, summary, _ = generate(client, num_images=1)
+    image_id = summary["images"][0]["image_id"]
+    token = app_server.token()
+    with httpx.Client(base_url=app_server.url, cookies={COOKIE: token}, timeout=30) as http:
+        answer = http.post(VOTE_PATH, json={"image_id": image_id, "value": -1, "comment": "too dark"})
+        assert answer.status_code == 200
+        assert answer.json() == {"image_id": image_id, "value": -1, "previous": 0, "comment": "too dark"}
+        assert http.post(VOTE_PATH, json={"image_id": image_id, "value": 1}).json()["previous"] == -1
+        refusals = {
+            "not json": "The request body must be JSON encoded as UTF-8.",
+            "[1, 2]": 'The request body must be a JSON object with "image_id" and "value".',
+            json.dumps({"image_id": image_id, "value": 7}): "The vote must be a whole number from -1 to 1",
+            json.dumps({"image_id": "<script>", "value": 1}): "This image id is not valid",
+        }
+        for body, message in refusals.items():
+            refused = http.post(VOTE_PATH, content=body)
+            assert refused.status_code == 400 and refused.json()["detail"].startswith(message)
+            assert "script" not in refused.text
+    anonymous = httpx.post(f"{app_server.url}{VOTE_PATH}", json={"image_id": image_id, "value": 1}, timeout=30)
+    assert anonymous.status_code == 400 and "no valid rater token" in anonymous.json()["detail"]
+    raters = {v.rater_id for v in store.preference_rows().votes if v.image_id == image_id}
+    assert len(raters) == 1  # the light route's rater, with its latest vote
+
+
+def test_a_flood_of_generations_is_told_to_wait(app_server: AppServer) -> None:
+    """One address may have 2 requests admitted; the rest of a burst are told at once how long to wait, and a vote
+    sent in the middle of it goes through."""
+    flooder = app_server.client()
+    _, summary, _ = generate(flooder, num_images=1)
+    jobs = [flooder.submit(*{**GOOD, "steps": 150, "num_images": 2}.values(), api_name="/generate") for _ in range(8)]
+    voted = app_server.client().predict(summary["images"][0]["image_id"], 1, "", api_name="/vote")
+    answers = []
+    for job in jobs:
+        try:
+            job.result()
+            answers.append("generated")
+        except AppError as err:
+            assert re.search(r"please try again in about \d+ s\.$", str(err)), str(err)
+            answers.append("busy")
+    assert voted["value"] == 1
+    assert answers.count("busy") >= 5 and answers.count("generated") >= 1
