@@ -5,6 +5,7 @@ Gradio's own check answers ``steps=0`` with "Value 0 is less than minimum value 
 say which of the inputs is wrong. ``Guard`` answers it with "The number of steps must be a whole
 number from 1 to 150 (got 0)." Choices likewise: Gradio's "Value … is not in the list of choices"
 names no field and echoes whatever was sent; ``Guard`` says "Unknown sampler; choose one of …".
+Text likewise: Gradio turns a list sent as a prompt into its repr; ``Guard`` says "The prompt must be text."
 These components keep the stock frontend and pass the value through unchanged
 (``is_template`` is Gradio's own switch for a subclass that renders as its parent); every
 handler that takes them validates it. (On import, Gradio writes the event stubs of
@@ -40,6 +41,13 @@ class GuardedDropdown(gr.Dropdown):
 
 
 class GuardedRadio(gr.Radio):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        return payload
+
+
+class GuardedTextbox(gr.Textbox):
     is_template = True
 
     def preprocess(self, payload: Any) -> Any:

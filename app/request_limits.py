@@ -122,7 +122,7 @@ def _too_large(limit: int) -> _Refusal:
 def _json_object(body: bytes, content_type: str | None) -> dict[str, Any]:
     """The body as a JSON object, parsed as FastAPI will (which reads bodies of other types as raw bytes)."""
     media = (content_type or "").split(";")[0].strip().lower()
-    if media and media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
         raise _Refusal(415, 'The request needs the header "Content-Type: application/json".')
     try:
         parsed = json.loads(body.decode("utf-8"))

@@ -72,8 +72,9 @@ def build_demo(settings: Settings) -> Demo:
         tokens,
         Admission(settings.max_waiting_generations, settings.max_waiting_per_ip),
     )
+    # api_open=False: the /run routes would skip the queue (and answer every refusal with a 500); calls join it.
     blocks = build_ui(handlers, settings).queue(
-        default_concurrency_limit=settings.concurrency, max_size=settings.queue_size
+        default_concurrency_limit=settings.concurrency, max_size=settings.queue_size, api_open=False
     )
     return Demo(blocks, tokens, (vote_route(handlers),))
 

@@ -100,6 +100,7 @@ ENV_VARS: dict[str, str] = {
     "RAPHAEL_QUEUE_SIZE": "queue_size",
     "RAPHAEL_CONCURRENCY": "concurrency",
     "RAPHAEL_MAX_WAITING": "max_waiting_generations",
+    "RAPHAEL_NEW_RATERS_PER_HOUR": "new_raters_per_hour_per_ip",
     "RAPHAEL_TRUSTED_PROXIES": "trusted_proxies",
     "RAPHAEL_ADMIN_KEY": "admin_key",
     "RAPHAEL_KEYS_DIR": "keys_dir",
@@ -113,7 +114,9 @@ def _convert(name: str, raw: str) -> object:
     """Turn an environment string into the type of field ``name``; raise ValueError with the variable's meaning."""
     if name in {"model_path", "image_dir", "versions_dir", "keys_dir"}:
         return Path(raw).expanduser()
-    if name in {"port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations"}:
+    if name in {
+        "port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations", "new_raters_per_hour_per_ip",
+    }:  # fmt: skip
         return int(raw)
     if name == "trusted_proxies":
         return tuple(host.strip() for host in raw.split(",") if host.strip())
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Each flag can also be set through the environment variable named in its help. Without a flag: "
         "RAPHAEL_TORCH_THREADS (CPU threads for torch), RAPHAEL_QUEUE_SIZE (waiting requests before 'queue full'), "
         "RAPHAEL_CONCURRENCY (parallel non-model events), RAPHAEL_MAX_WAITING (model runs admitted at once), "
+        "RAPHAEL_NEW_RATERS_PER_HOUR (new rater tokens per address, 60; raise it for a classroom behind one NAT), "
         "RAPHAEL_ADMIN_KEY (opens the dashboard's per-rater tables), RAPHAEL_IP_SALT (a fixed key for the stored IP "
         "hashes, with no daily rotation).",
     )

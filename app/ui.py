@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from app.generation import GenerationService
-from app.guarded_inputs import GuardedDropdown, GuardedNumber, GuardedRadio, GuardedSlider
+from app.guarded_inputs import GuardedDropdown, GuardedNumber, GuardedRadio, GuardedSlider, GuardedTextbox
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
 from app.settings import Settings
@@ -225,7 +225,7 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
     """Prompt boxes on the left, sampling settings (defaulting to the pipeline's own) on the right."""
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(
+            prompt = GuardedTextbox(
                 label=I18N("prompt"),
                 placeholder=I18N("prompt_placeholder"),
                 lines=2,
@@ -235,10 +235,10 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
             with gr.Row(equal_height=True):
                 enhance = gr.Button(I18N("enhance"), elem_id="enhance", scale=1)
                 style = GuardedDropdown([AUTO_STYLE, *styles], value=AUTO_STYLE, label=I18N("style"), scale=1)
-            enhanced = gr.Textbox(
+            enhanced = GuardedTextbox(
                 label=I18N("enhanced_prompt"), lines=2, max_length=settings.max_prompt_chars, elem_id="enhanced"
             )
-            negative = gr.Textbox(
+            negative = GuardedTextbox(
                 label=I18N("negative_prompt"),
                 placeholder=I18N("negative_placeholder"),
                 max_length=settings.max_prompt_chars,
@@ -323,7 +323,7 @@ def compare_panel() -> ComparePanel:
     with gr.Tab(I18N("tab_compare"), id="compare") as tab:
         gr.Markdown(I18N("pair_intro"))
         with gr.Row(equal_height=True):
-            prompt = gr.Textbox(
+            prompt = GuardedTextbox(
                 show_label=False, placeholder=I18N("prompt_placeholder"), scale=4, elem_id="pair-prompt"
             )
             new_pair = gr.Button(I18N("new_pair"), variant="primary", scale=1, elem_id="new-pair")
@@ -378,7 +378,7 @@ def arena_panel(is_open: bool) -> ArenaPanel:
     with gr.Tab(I18N("tab_arena"), id="arena") as tab:
         gr.Markdown(I18N("arena_intro") if is_open else I18N("arena_closed"))
         with gr.Row(equal_height=True):
-            prompt = gr.Textbox(
+            prompt = GuardedTextbox(
                 show_label=False, placeholder=I18N("prompt_placeholder"), scale=4, elem_id="arena-prompt"
             )
             battle = gr.Button(I18N("battle"), variant="primary", scale=1, interactive=is_open, elem_id="battle")

@@ -140,6 +140,7 @@ def test_enhanced_prompt_is_what_the_model_sees(client: Client, store: FeedbackS
         ({"cfg": 99}, "The CFG scale must be a number from"),
         ({"seed": -2}, "The seed must be a whole number from -1 to"),
         ({"sampler": "PLMS"}, "Unknown sampler; choose one of DDIM"),
+        ({"prompt": ["a cat"]}, "The prompt must be text."),
         ({"aspect": "<script>x</script>"}, "Unknown aspect ratio; choose one of 1:1"),
         ({"steps": 150, "num_images": 8}, "150 steps × 8 images is more work than one request may ask for"),
     ],

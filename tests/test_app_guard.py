@@ -50,6 +50,8 @@ def test_a_good_request_is_normalised(guard: Guard) -> None:
         ("steps", 151, "number of steps must be a whole number from 1 to 150 (got 151)"),
         ("steps", 2.5, "whole number"),
         ("steps", "ten", "whole number"),
+        ("steps", 10**309, "number of steps must be a whole number from 1 to 150."),  # past float's range
+        ("seed", float("inf"), "seed must be a whole number from -1"),
         ("num_images", 9, "number of images must be a whole number from 1 to 8"),
         ("num_images", 0, "number of images"),
         ("cfg", 0.5, "CFG scale must be a number from 1 to 20"),
