@@ -70,9 +70,9 @@ class DashboardService:
         totals = say_in(lang, "totals", **counts, **{f"{key}_s": plural(n) for key, n in counts.items()})
         campaigns = self._campaigns()
         raters = [c.raters.assign(campaign=c.campaign.name) for c in campaigns]
-        campaign_raters = (
-            pd.concat(raters)[["campaign", *RATER_COLUMNS]].round(3) if raters and admin else pd.DataFrame()
-        )
+        # Without the admin key the tables keep their headers and show no rows (an empty frame would show 1 2 3).
+        columns = ["campaign", *RATER_COLUMNS]
+        campaign_raters = pd.concat(raters)[columns].round(3) if raters else pd.DataFrame(columns=columns)
         summary = "\n".join(f"- {campaign_summary(c)}" for c in campaigns)
         return (
             per_day,
@@ -80,9 +80,9 @@ class DashboardService:
             by_category,
             totals,
             agreement_summary(report),
-            report.raters.round(3) if admin else pd.DataFrame(),
+            report.raters.round(3) if admin else report.raters.iloc[:0],
             summary,
-            campaign_raters,
+            campaign_raters if admin else campaign_raters.iloc[:0],
         )
 
     def _campaigns(self) -> list[CampaignReport]:

@@ -108,7 +108,13 @@ def flood(url: str, n: int, prompt: str, outcome: dict[str, Any]) -> None:
             job.result()
             answers.append("generated")
         except AppError as err:
-            answers.append("busy" if "try again in about" in str(err) else f"error: {str(err)[:120]}")
+            message = str(err)
+            if "try again in about" in message:
+                answers.append("busy")
+            elif "please wait" in message:
+                answers.append("rate-limited")
+            else:
+                answers.append(f"error: {message[:120]}")
         except Exception as err:  # noqa: BLE001 - a refused join is counted, not fatal to the benchmark
             answers.append(f"error: {type(err).__name__}")
     outcome.update({answer: answers.count(answer) for answer in set(answers)})

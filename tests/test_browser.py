@@ -18,7 +18,7 @@ from feedback.campaigns import CampaignItemSpec
 from feedback.store import FeedbackStore
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.prompts.trained_domain import TrainedDomain
-from tests.fixtures.app_server import AppServer
+from tests.fixtures.app_server import ADMIN_KEY, AppServer
 from tests.test_store import provenance, solid
 
 pytestmark = pytest.mark.browser
@@ -377,6 +377,12 @@ def test_a_campaign_reaches_k_answers_from_three_browser_raters(
             expect(page.locator("#campaigns")).to_contain_text("squares")
             expect(page.locator("#campaigns")).to_contain_text("3 to 3 answers per item")
             expect(page.locator("#campaigns")).to_contain_text("α = 1.00")
+            expect(page.locator("body")).to_contain_text("gold_accuracy")  # the table's headers, and without the
+            expect(page.locator("body")).not_to_contain_text("too_fast")  # admin key no rater's row
+            page.locator("#rater-agreement").click()  # open the accordion that holds the admin key
+            page.locator("#admin-key input").fill(ADMIN_KEY)
+            page.locator("#admin-key input").press("Enter")
+            expect(page.locator("body")).to_contain_text("too_fast", timeout=GENERATION_TIMEOUT_MS)
             page.screenshot(path=artifacts_dir / "browser-campaign-dashboard.png", full_page=True)
         context.close()
 

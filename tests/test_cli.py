@@ -27,6 +27,7 @@ CLIS = [
     "app.loop",
     "bench.moe_overhead",
     "bench.data_throughput",
+    "bench.admission_load",
 ]
 
 

@@ -1,0 +1,40 @@
+"""The dashboard: the public sees totals and α; each rater's agreement and flag are the admin's to see."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.dashboard import DashboardService
+from feedback.store import FeedbackStore
+from tests.test_store import provenance, solid
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[DashboardService]:
+    """Three raters who disagree on the same four images (a rater table with rows)."""
+    with FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}", tmp_path / "images") as store:
+        maker = store.rater("maker")
+        image_ids = store.record_generation(maker, provenance(), [solid(c) for c in ("red", "green", "blue", "tan")])
+        for name, values in {"ann": (1, 1, -1, -1), "bob": (1, -1, 1, -1), "cy": (-1, -1, 1, 1)}.items():
+            rater = store.rater(name)
+            for image_id, value in zip(image_ids.image_ids, values):
+                store.vote(rater, image_id, value)
+        yield DashboardService(store, n_boot=0)
+
+
+def test_the_public_json_has_no_rater_rows(service: DashboardService) -> None:
+    public, admin = service.json(), service.json(admin=True)
+    assert public["agreement"]["raters"] == [] and public["agreement"]["flagged"] == sum(
+        row["flagged"] for row in admin["agreement"]["raters"]
+    )
+    assert len(admin["agreement"]["raters"]) == 3 and "flagged" not in admin["agreement"]
+    assert public["totals"] == admin["totals"] and public["agreement"]["votes"] == admin["agreement"]["votes"]
+
+
+def test_the_public_tab_shows_the_tables_headers_without_rows(service: DashboardService) -> None:
+    public, admin = service.view(), service.view(admin=True)
+    raters, campaign_raters = public[5], public[7]
+    assert len(raters) == 0 and list(raters.columns) == list(admin[5].columns) and len(admin[5]) == 3
+    assert len(campaign_raters) == 0 and "gold_accuracy" in campaign_raters.columns
+    assert public[4] == admin[4]  # the agreement line (α, how many flagged) is public
