@@ -8,7 +8,9 @@ import logging
 import socket
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import gradio as gr
 import httpx
@@ -53,6 +55,16 @@ class Chunks:
             yield b"x" * self.size
 
 
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: in the full suite the browser tests' Playwright keeps an event loop
+    running in the main thread, where asyncio.run refuses to start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def post(
     path: str, content: bytes | Chunks, headers: dict[str, str] | None = None, root_path: str = ""
 ) -> httpx.Response:
@@ -61,7 +73,7 @@ def post(
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.post(path, content=content, headers=headers)
 
-    return asyncio.run(send())
+    return run(send())
 
 
 def detail(response: httpx.Response) -> str:
@@ -139,9 +151,9 @@ async def asgi(scope: Scope, messages: list[Message]) -> tuple[list[Message], li
 def test_a_client_that_leaves_mid_body_gets_nothing_and_other_scopes_pass() -> None:
     scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "headers": []}
     messages = [{"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"}]
-    assert asyncio.run(asgi(scope, messages)) == ([], [])
+    assert run(asgi(scope, messages)) == ([], [])
     for kind in ("lifespan", "websocket"):
-        assert asyncio.run(asgi({"type": kind, "path": "/"}, [])) == ([], [{"type": kind, "path": "/"}])
+        assert run(asgi({"type": kind, "path": "/"}, [])) == ([], [{"type": kind, "path": "/"}])
 
 
 def test_limits_are_stated_in_exact_units() -> None:
