@@ -69,7 +69,7 @@ class Settings:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client; none by default
     admin_key: str | None = field(default=None, repr=False)  # opens the dashboard's per-rater tables
-    keys_dir: Path | None = None  # install secret, IP-hash key; None: beside the SQLite file, or the image folder's
+    keys_dir: Path | None = None  # install secret and IP-hash key; None: keys/ beside the SQLite file (or images)
     app_version: str = APP_VERSION
 
     def __post_init__(self) -> None:
