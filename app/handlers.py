@@ -204,6 +204,7 @@ class Handlers:
     ) -> tuple[dict[str, Any], list[Path]]:
         """Run the model and store the images; returns the summary clients see and the stored files."""
         rater_id = self._rater(request, "generations")
+        self.store.check_images_writable()
         cost = gen_request.steps * gen_request.num_images
         with self.admission.slot(self._ip(request), cost, self._wait_reporter(progress)):
             result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
@@ -509,6 +510,7 @@ class Handlers:
         the battle (id, seed, text, warnings) that ``/arena_vote`` judges."""
         gen_request = self.guard.generation(prompt, negative_prompt, "", steps, cfg, -1, 1, aspect, sampler)
         rater_id = self._rater(request, "generations")
+        self.store.check_images_writable()
         with self.admission.slot(self._ip(request), 2 * gen_request.steps, self._wait_reporter(progress)):
             shown = self.arena.start(gen_request, rater_id, progress=self._progress_reporter(progress))
         for warning in shown.warnings:

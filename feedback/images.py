@@ -113,6 +113,11 @@ class ImageFiles:
             logger.debug("stored image %s (%d bytes)", digest, len(data))
         return StoredImage(sha256=digest, relpath=relpath, width=image.width, height=image.height)
 
+    def probe(self) -> None:
+        """Create and remove a file in the folder; raises OSError when it takes no files now."""
+        with tempfile.TemporaryFile(dir=self.root, prefix=".probe-"):
+            pass
+
     def path(self, relpath: str) -> Path:
         """Absolute path of a stored file."""
         return self.root / relpath

@@ -80,6 +80,9 @@ _IN_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter
 _VOTE_ATTEMPTS = 3
 _SWAPPED = {"left": "right", "right": "left"}  # a comparison outcome seen from the other side; ties stay
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
+_IMAGES_NOT_SAVED = (
+    "The server could not save the images, so nothing was stored; please tell the site's administrators."
+)
 
 
 class FeedbackError(ValueError):
@@ -298,6 +301,15 @@ class FeedbackStore:
                 "The feedback database is busy, so nothing was saved; please try again in a moment."
             ) from error
 
+    def check_images_writable(self) -> None:
+        """Raise ImagesNotSaved when the image folder takes no files now, so that a request fails before the model
+        spends its time on images that could not be kept."""
+        try:
+            self.images.probe()
+        except OSError as error:
+            logger.exception("the image folder %s takes no files", self.images.root)
+            raise ImagesNotSaved(_IMAGES_NOT_SAVED) from error
+
     def rater(self, anon_id: str, ip: str | None = None) -> int:
         """The id of the rater with this anonymous id, created on first sight.
 
@@ -344,9 +356,7 @@ class FeedbackStore:
             stored = [self.images.save(image, image_provenance(batch, i)) for i, image in enumerate(images)]
         except OSError as error:
             logger.exception("could not write images into %s", self.images.root)
-            raise ImagesNotSaved(
-                "The server could not save the images, so nothing was stored; please tell the site's administrators."
-            ) from error
+            raise ImagesNotSaved(_IMAGES_NOT_SAVED) from error
 
         generation = Generation(id=str(uuid.uuid4()), rater_id=rater_id, extra=extra, **columns)
         rows = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -445,6 +446,22 @@ def test_an_image_folder_that_refuses_files_stores_nothing(
     assert logged.exc_info is not None and issubclass(logged.exc_info[0], PermissionError)
     monkeypatch.undo()
     assert store.record_generation(rater, provenance(), [solid("red")]).paths[0].exists()
+
+
+def test_an_unusable_image_folder_is_found_before_the_model_runs(store: FeedbackStore) -> None:
+    """The app asks before it generates, so a request fails before the model spends its time."""
+    store.check_images_writable()
+    folder = store.images.root
+    shutil.rmtree(folder)
+    folder.write_text("a file where the folder was")  # refused even by root, unlike a read-only mode
+    try:
+        with pytest.raises(ImagesNotSaved, match="^The server could not save the images, so nothing was stored"):
+            store.check_images_writable()
+    finally:
+        folder.unlink()
+        folder.mkdir()
+    store.check_images_writable()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".probe-")]  # the probe leaves nothing
 
 
 def test_concurrent_votes_from_eight_threads_all_land(sqlite_store: FeedbackStore) -> None:
