@@ -2,25 +2,36 @@
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from app.admission import Admission, ModelBusy
 
 
-def hold(admission: Admission, ip: str, cost: int, release: threading.Event, started: threading.Event) -> None:
-    with admission.slot(ip, cost):
-        started.set()
-        release.wait(5)
+@contextmanager
+def running(admission: Admission, ip: str, cost: int) -> Iterator[None]:
+    """A run of ``cost`` image-steps holding the model in another thread until the block ends."""
+    release, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with admission.slot(ip, cost):
+            started.set()
+            release.wait(5)
+
+    runner = threading.Thread(target=hold)
+    runner.start()
+    assert started.wait(5)
+    try:
+        yield
+    finally:
+        release.set()
+        runner.join(5)
 
 
 def test_runs_wait_their_turn_and_the_line_is_bounded() -> None:
     admission = Admission(max_waiting=2, max_per_ip=2)
-    release, started = threading.Event(), threading.Event()
-    first = threading.Thread(target=hold, args=(admission, "10.0.0.1", 100, release, started))
-    first.start()
-    assert started.wait(5)
-
     ahead: list[int] = []
     order: list[str] = []
 
@@ -28,33 +39,27 @@ def test_runs_wait_their_turn_and_the_line_is_bounded() -> None:
         with admission.slot("10.0.0.2", 50, on_wait=ahead.append):
             order.append("second")
 
-    waiting = threading.Thread(target=second)
-    waiting.start()
-    deadline = time.monotonic() + 5
-    while admission.admitted < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert order == [] and ahead == [1]  # it waits for the model and was told one run is ahead
+    with running(admission, "10.0.0.1", 100):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        deadline = time.monotonic() + 5
+        while admission.admitted < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert order == [] and ahead == [1]  # it waits for the model and was told one run is ahead
 
-    with pytest.raises(ModelBusy, match=r"The model is busy with 2 requests; please try again in about \d+ s\."):
-        with admission.slot("10.0.0.3", 10):
-            pass
-    release.set()
-    first.join(5)
+        with pytest.raises(ModelBusy, match=r"The model is busy with 2 requests; please try again in about \d+ s\."):
+            with admission.slot("10.0.0.3", 10):
+                pass
     waiting.join(5)
     assert order == ["second"] and admission.admitted == 0
 
 
 def test_one_address_gets_a_fair_share() -> None:
     admission = Admission(max_waiting=8, max_per_ip=1)
-    release, started = threading.Event(), threading.Event()
-    runner = threading.Thread(target=hold, args=(admission, "10.0.0.1", 20, release, started))
-    runner.start()
-    assert started.wait(5)
-    with pytest.raises(ModelBusy, match="You already have 1 request waiting for the model"):
-        with admission.slot("10.0.0.1", 20):
-            pass
-    release.set()
-    runner.join(5)
+    with running(admission, "10.0.0.1", 20):
+        with pytest.raises(ModelBusy, match="You already have 1 request waiting for the model"):
+            with admission.slot("10.0.0.1", 20):
+                pass
     with admission.slot("10.0.0.1", 20):  # its run is over: it may ask again
         assert admission.admitted == 1
 
@@ -73,14 +78,9 @@ def test_the_wait_follows_the_measured_pace() -> None:
     admission = Admission(max_waiting=1, max_per_ip=1)
     with admission.slot(None, 10):
         time.sleep(0.2)  # 0.02 s per image-step, measured
-    release, started = threading.Event(), threading.Event()
-    runner = threading.Thread(target=hold, args=(admission, "10.0.0.1", 1000, release, started))
-    runner.start()
-    assert started.wait(5)
-    with pytest.raises(ModelBusy) as busy:
-        with admission.slot("10.0.0.2", 10):
-            pass
-    release.set()
-    runner.join(5)
+    with running(admission, "10.0.0.1", 1000):
+        with pytest.raises(ModelBusy) as busy:
+            with admission.slot("10.0.0.2", 10):
+                pass
     seconds = int(str(busy.value).split("about ")[1].split(" s")[0])
     assert 20 <= seconds <= 60  # 1,000 image-steps ahead at roughly 0.02-0.05 s each
