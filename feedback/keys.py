@@ -5,7 +5,8 @@ must outlive restarts. ``ip.key`` keys the hashes of IP addresses and is replace
 when a new UTC day begins: a hash then links one machine's clicks within one day only, and once a
 day's key is replaced nobody, not even whoever copies the database and this folder, can recompute
 that day's hashes by hashing every IPv4 address. ``$RAPHAEL_IP_SALT`` fixes the IP key instead (no
-rotation), for operators who want hashes to match across days.
+rotation), for operators who want hashes to match across days. The store keeps a rater's IP hash for
+``IP_HASH_DAYS`` (the ``ip_hash_days`` setting; 0 stores none) and then clears it.
 
 Earlier versions kept one permanent salt in ``<db>.ip-salt`` or in the image folder's ``.ip-salt``,
 which the web app serves. The first read of the install secret adopts it (rater ids stay the same)
@@ -34,6 +35,7 @@ IP_SALT_ENV = "RAPHAEL_IP_SALT"
 INSTALL_KEY = "install.key"
 IP_KEY = "ip.key"
 LEGACY_SALT = ".ip-salt"
+IP_HASH_DAYS = 30  # how long the store keeps a rater's IP hash, by default
 _LOCK = ".lock"
 
 

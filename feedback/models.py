@@ -43,6 +43,7 @@ NAMING_CONVENTION = {
 COMPARISON_OUTCOMES = ("left", "tie", "both_bad", "right")
 VOTE_VALUES = (1, -1)  # 👍, 👎; an undo (0) deletes the vote and lives on in the vote history only
 MAX_COMMENT_CHARS = 500
+MAX_ACCOUNT_CHARS = 128
 
 # Rating campaigns: a vote item is one image (👍 "1" / 👎 "-1"), a pair item two images judged side by side.
 CAMPAIGN_KINDS = ("vote", "pair")
@@ -85,13 +86,15 @@ class Base(DeclarativeBase):
 
 
 class Rater(Base):
-    """A person rating images, known only by an anonymous browser id and a salted IP hash."""
+    """A person rating images, known by an anonymous browser id, a keyed IP hash kept for a while, and the account
+    they signed in with where the host offers sign-in."""
 
     __tablename__ = "raters"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     anon_id: Mapped[str] = mapped_column(String(128), unique=True)
     ip_hash: Mapped[str | None] = mapped_column(String(64))
+    account: Mapped[str | None] = mapped_column(String(MAX_ACCOUNT_CHARS))  # e.g. "hf:alice"; None: not signed in
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

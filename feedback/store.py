@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +44,12 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from feedback import migrate
 from feedback.engine import make_engine, writer
 from feedback.images import ImageFiles, generated_from, image_provenance, model_version
-from feedback.keys import install_keys
+from feedback.keys import IP_HASH_DAYS, install_keys
 from feedback.models import (
     CAMPAIGN_ANSWERS,
     CAMPAIGN_KINDS,
     COMPARISON_OUTCOMES,
+    MAX_ACCOUNT_CHARS,
     MAX_ANSWERS_WANTED,
     MAX_CAMPAIGN_NAME_CHARS,
     MAX_COMMENT_CHARS,
@@ -257,12 +258,26 @@ class ArenaBattleRow:
 class FeedbackStore:
     """Sessions and transactions over the feedback database, plus the image files."""
 
-    def __init__(self, url: str, image_dir: str | Path, keys_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        image_dir: str | Path,
+        keys_dir: str | Path | None = None,
+        *,
+        synchronous: str = "NORMAL",
+        ip_hash_days: int = IP_HASH_DAYS,
+    ) -> None:
         """``keys_dir`` holds the install secret and the IP-hash key (:mod:`feedback.keys`); None puts it beside a
-        SQLite file, else beside the image folder. Keys are made when first needed, not here."""
+        SQLite file, else beside the image folder. Keys are made when first needed, not here. ``synchronous``:
+        SQLite's durability (:mod:`feedback.engine`). ``ip_hash_days``: how long a rater's IP hash is kept (0: none
+        is stored)."""
+        if ip_hash_days < 0:
+            raise ValueError(f"ip_hash_days must be 0 or more, not {ip_hash_days}.")
         self.url = url
         self.keys = install_keys(url, image_dir, keys_dir)  # refuses a keys folder inside the served images first
-        self._engine = make_engine(url)
+        self.ip_hash_days = ip_hash_days
+        self._ip_hashes_checked: date | None = None  # the UTC day forget_ip_hashes last ran
+        self._engine = make_engine(url, synchronous)
         migrate.upgrade(self._engine)
         self._session = sessionmaker(writer(self._engine), expire_on_commit=False)
         self._read = sessionmaker(self._engine, expire_on_commit=False)
@@ -301,6 +316,16 @@ class FeedbackStore:
                 "The feedback database is busy, so nothing was saved; please try again in a moment."
             ) from error
 
+    def database_reachable(self) -> bool:
+        """Whether a read goes through now (the health check); a failure is logged with its cause."""
+        try:
+            with self._read() as s:
+                s.execute(select(1))
+            return True
+        except OperationalError as error:
+            logger.warning("health: the feedback database is unreachable: %s", error.orig)
+            return False
+
     def check_images_writable(self) -> None:
         """Raise ImagesNotSaved when the image folder takes no files now, so that a request fails before the model
         spends its time on images that could not be kept."""
@@ -310,29 +335,55 @@ class FeedbackStore:
             logger.exception("the image folder %s takes no files", self.images.root)
             raise ImagesNotSaved(_IMAGES_NOT_SAVED) from error
 
-    def rater(self, anon_id: str, ip: str | None = None) -> int:
+    def rater(self, anon_id: str, ip: str | None = None, account: str | None = None) -> int:
         """The id of the rater with this anonymous id, created on first sight.
 
         Only an HMAC of the IP under the day's key is kept (:mod:`feedback.keys`): it links one
         machine's clicks within one UTC day only, and cannot be reversed once the day's key is gone.
+        ``account``: the account the person signed in with (where the host offers sign-in), recorded with the
+        rater; a later sign-in with another account replaces it.
         """
         if not anon_id or len(anon_id) > MAX_ANON_ID_CHARS:
             raise FeedbackError("Your session id is missing or malformed; reload the page.")
+        if account is not None and not 0 < len(account) <= MAX_ACCOUNT_CHARS:
+            raise FeedbackError("The signed-in account name is empty or too long; sign in again.")
         found = self._find_rater(anon_id)
         if found is not None:
-            return found
+            rater_id, known_account = found
+            if account is not None and account != known_account:
+                with self._write() as s:
+                    s.execute(update(Rater).where(Rater.id == rater_id).values(account=account))
+                logger.info("rater %d signed in", rater_id)
+            return rater_id
+        if self._ip_hashes_checked != datetime.now(UTC).date():
+            self.forget_ip_hashes()
         try:
             with self._write() as s:
-                rater = Rater(anon_id=anon_id, ip_hash=self._hash_ip(ip))
+                ip_hash = self._hash_ip(ip) if self.ip_hash_days else None
+                rater = Rater(anon_id=anon_id, ip_hash=ip_hash, account=account)
                 s.add(rater)
                 s.flush()
-                logger.info("new rater %d", rater.id)
+                logger.info("new rater %d%s", rater.id, " (signed in)" if account else "")
                 return rater.id
         except IntegrityError:  # another request created it first
-            found = self._find_rater(anon_id)
-            if found is None:
+            if self._find_rater(anon_id) is None:
                 raise
-            return found
+            return self.rater(anon_id, ip, account)  # now found: its account is brought up to date
+
+    def forget_ip_hashes(self, now: datetime | None = None) -> int:
+        """Clear the IP hashes of raters first seen ``ip_hash_days`` or more ago, the retention rule; the number
+        cleared. The app runs it at start-up, and the store once a UTC day, before it stores a new rater's hash."""
+        now = now or datetime.now(UTC)
+        with self._write() as s:
+            cleared = s.execute(
+                update(Rater)
+                .where(Rater.ip_hash.is_not(None), Rater.created_at <= now - timedelta(days=self.ip_hash_days))
+                .values(ip_hash=None)
+            ).rowcount
+        self._ip_hashes_checked = now.date()
+        if cleared:
+            logger.info("cleared the IP hashes of %d raters seen first %d+ days ago", cleared, self.ip_hash_days)
+        return cleared
 
     def record_generation(
         self, rater_id: int, provenance: dict[str, Any], images: list[PILImage.Image]
@@ -1070,9 +1121,11 @@ class FeedbackStore:
             )
             return s.scalar(query) is not None
 
-    def _find_rater(self, anon_id: str) -> int | None:
+    def _find_rater(self, anon_id: str) -> tuple[int, str | None] | None:
+        """The rater's id and signed-in account, or None for an id never seen."""
         with self._read() as s:
-            return s.scalar(select(Rater.id).where(Rater.anon_id == anon_id))
+            row = s.execute(select(Rater.id, Rater.account).where(Rater.anon_id == anon_id)).first()
+        return None if row is None else (row.id, row.account)
 
     @staticmethod
     def _require_rater(s: Session, rater_id: int) -> None:

@@ -17,7 +17,7 @@ TABLES = {
     "raters", "generations", "images", "votes", "vote_events", "comparisons",
     "campaigns", "campaign_items", "campaign_answers", "arena_battles", "alembic_version",
 }  # fmt: skip
-HEAD = "0004"
+HEAD = "0006"
 
 
 def tables(url: str) -> set[str]:
@@ -93,6 +93,22 @@ def test_rows_from_before_model_prompt_keep_their_caption(db_url: str, tmp_path:
         rows = store.preference_rows()
     assert rows.images["i"].provenance["model_prompt"] is None
     assert rows.images["i"].caption == "a cat, pixel art"
+
+
+def test_ip_hashes_under_the_old_permanent_salt_are_cleared(db_url: str) -> None:
+    """0005 drops the hashes made under a permanent salt (now the install secret), which stayed reversible."""
+    migrate.upgrade(db_url, "0004")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            rows = "(1, 'a', 'ab12'), (2, 'b', NULL)"
+            connection.execute(text(f"INSERT INTO raters (id, anon_id, ip_hash) VALUES {rows}"))
+        migrate.upgrade(db_url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM raters WHERE ip_hash IS NOT NULL")).scalar() == 0
+            assert connection.execute(text("SELECT count(*) FROM raters")).scalar() == 2
+    finally:
+        engine.dispose()
 
 
 def test_cli_upgrade_and_downgrade(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from PIL import Image
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 import feedback.engine
@@ -27,7 +28,7 @@ import feedback.images
 from feedback.campaigns import CampaignItemSpec
 from feedback.export import export
 from feedback.images import read_provenance
-from feedback.models import MAX_COMMENT_CHARS
+from feedback.models import MAX_COMMENT_CHARS, Rater
 from feedback.store import FeedbackBusy, FeedbackError, FeedbackStore, ImagesNotSaved
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -264,6 +265,40 @@ def test_rater_is_get_or_create_and_ip_is_hashed(store: FeedbackStore) -> None:
         store.rater("")
 
 
+def ip_hashes(store: FeedbackStore) -> dict[str, str | None]:
+    with store._engine.connect() as connection:
+        return dict(connection.execute(select(Rater.anon_id, Rater.ip_hash)).all())
+
+
+def test_ip_hashes_are_cleared_after_the_retention_days(store: FeedbackStore) -> None:
+    store.rater("old", ip="203.0.113.7")
+    with store._engine.begin() as connection:
+        connection.execute(update(Rater).values(created_at=datetime.now(UTC) - timedelta(days=store.ip_hash_days + 1)))
+    store.rater("new", ip="203.0.113.8")
+    assert ip_hashes(store)["old"] is not None  # checked once a day: today's check ran before "old" aged
+    assert store.forget_ip_hashes() == 1
+    assert ip_hashes(store)["old"] is None and ip_hashes(store)["new"] is not None
+    tomorrow = datetime.now(UTC) + timedelta(days=store.ip_hash_days, seconds=1)
+    assert store.forget_ip_hashes(now=tomorrow) == 1 and set(ip_hashes(store).values()) == {None}
+
+
+def test_the_store_clears_old_ip_hashes_once_a_day_before_it_keeps_a_new_one(store: FeedbackStore) -> None:
+    store.rater("old", ip="203.0.113.7")
+    with store._engine.begin() as connection:
+        connection.execute(update(Rater).values(created_at=datetime.now(UTC) - timedelta(days=store.ip_hash_days + 1)))
+    store._ip_hashes_checked = None  # as on a new day
+    store.rater("new", ip="203.0.113.8")
+    assert ip_hashes(store)["old"] is None and ip_hashes(store)["new"] is not None
+
+
+def test_no_ip_hash_is_stored_when_retention_is_zero(db_url: str, tmp_path: Path) -> None:
+    with FeedbackStore(db_url, tmp_path / "images", ip_hash_days=0) as store:
+        store.rater("someone", ip="203.0.113.7")
+        assert ip_hashes(store) == {"someone": None}
+    with pytest.raises(ValueError, match="ip_hash_days must be 0 or more"):
+        FeedbackStore(db_url, tmp_path / "images", ip_hash_days=-1)
+
+
 def test_dashboard(store: FeedbackStore) -> None:
     a, b = store.rater("a"), store.rater("b")
     tiny = store.record_generation(a, provenance(category="food"), [solid("red"), solid("blue")])
@@ -346,6 +381,14 @@ def test_sqlite_runs_in_wal_with_safe_pragmas(sqlite_store: FeedbackStore, tmp_p
         assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert pragma("PRAGMA busy_timeout").scalar() == 5000
         assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_sqlite_syncs_every_commit_when_asked(tmp_path: Path) -> None:
+    with FeedbackStore(f"sqlite:///{tmp_path / 'full.db'}", tmp_path / "images", synchronous="FULL") as store:
+        with store._engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with pytest.raises(ValueError, match="synchronous must be one of NORMAL, FULL"):
+        FeedbackStore(f"sqlite:///{tmp_path / 'off.db'}", tmp_path / "images", synchronous="OFF")
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+import feedback.engine
+from feedback.engine import LOCK_TIMEOUT_MS
 from feedback.store import FeedbackBusy, FeedbackStore
 from tests.test_store import assert_concurrent_votes_land, provenance, solid
 
@@ -78,11 +80,16 @@ def test_racing_comparisons_of_one_pair_keep_one_row(fresh_postgres_url: str, tm
         assert len(rows) == 4 and {row.outcome for row in rows} == {"tie"}
 
 
-def test_a_write_past_the_lock_timeout_says_it_is_busy(fresh_postgres_url: str, tmp_path: Path) -> None:
-    url = make_url(fresh_postgres_url)
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{url.database}" SET lock_timeout = 100')  # ms, for the store's sessions
+def test_sessions_wait_for_a_lock_as_long_as_sqlite_does(fresh_postgres_url: str, tmp_path: Path) -> None:
+    with FeedbackStore(fresh_postgres_url, tmp_path / "images") as store, store._engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == f"{LOCK_TIMEOUT_MS // 1000}s"
+
+
+def test_a_write_past_the_lock_timeout_says_it_is_busy(
+    fresh_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feedback.engine, "LOCK_TIMEOUT_MS", 100)
+    conninfo = make_url(fresh_postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with FeedbackStore(fresh_postgres_url, tmp_path / "images") as store, psycopg.connect(conninfo) as holder:
         rater = store.rater("rater")
         image = store.record_generation(rater, provenance(), [solid("red")]).image_ids[0]
