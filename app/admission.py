@@ -42,12 +42,19 @@ class Admission:
         self._admitted: Counter[str] = Counter()
         self._cost_admitted = 0
         self._s_per_image_step = FIRST_GUESS_S_PER_IMAGE_STEP
+        self.last_run_failed: bool | None = None  # None before the first run; the health check reads it
 
     @property
     def admitted(self) -> int:
         """Runs admitted now: the one running and those waiting for it."""
         with self._lock:
             return sum(self._admitted.values())
+
+    @property
+    def seconds_per_image_step(self) -> float:
+        """The measured pace of the model (an average over recent runs), which sets the waits it announces."""
+        with self._lock:
+            return self._s_per_image_step
 
     def _admit(self, ip: str, cost: int) -> int:
         """Count the run in, or raise ModelBusy; returns the number of runs ahead of it."""
@@ -84,9 +91,16 @@ class Admission:
                 on_wait(ahead)
             with self._model:
                 started = time.monotonic()
-                yield
+                try:
+                    yield
+                except ValueError:  # a sentence for the user (busy database, bad input): not the model's fault
+                    raise
+                except Exception:
+                    self.last_run_failed = True
+                    raise
                 seconds = time.monotonic() - started
             with self._lock:
+                self.last_run_failed = False
                 self._s_per_image_step += _EMA * (seconds / max(cost, 1) - self._s_per_image_step)
         finally:
             self._leave(key, cost)

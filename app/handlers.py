@@ -32,6 +32,7 @@ from app.messages import language, plural, say
 from app.rater_cookie import COOKIE, MAX_AGE_S, rater_token
 from app.rater_tokens import RaterTokens
 from app.settings import Settings
+from app.sign_in import signed_in_account
 from feedback.images import PROVENANCE_KEY, generated_from, image_provenance
 from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
@@ -141,13 +142,13 @@ class Handlers:
     def _rater(self, request: gr.Request | None, action: str | None = None) -> int:
         """The store's id for the rater behind ``request`` (one per signed rater cookie), after counting ``action``
         ("generations" or "votes") against the address's limit, which comes before a new rater is created, and then
-        against the rater's."""
+        against the rater's. A signed-in account (``--sign-in``) is recorded with the rater."""
         ip = self._ip(request)
         if action is not None:
             self.guard.hit(action, ip)
         token = rater_token(getattr(request, "cookies", None), self.tokens)
         identity: RaterIdentity = self.guard.rater(token, ip)
-        rater_id = self.store.rater(identity.anon_id, identity.ip)
+        rater_id = self.store.rater(identity.anon_id, identity.ip, signed_in_account(request))
         if action is not None:
             self.guard.hit(action, ip, rater_id)
         return rater_id

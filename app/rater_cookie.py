@@ -2,7 +2,8 @@
 
 Gradio's session hash changes with every page load and a client can choose it, so it cannot tell
 raters apart. The middleware gives a browser that loads the page without a valid cookie a token
-the server signed (``RaterTokens``; HttpOnly, SameSite=Lax, one year); the guard keys it with the
+the server signed (``RaterTokens``; HttpOnly, SameSite=Lax, one year, and Secure when the page came over
+HTTPS, as a trusted proxy's X-Forwarded-Proto says); the guard keys it with the
 install's secret before it reaches the database, so the store never holds a usable cookie. API
 clients get a token from ``/rater_token`` and send it back as this cookie.
 """
@@ -33,9 +34,9 @@ def rater_token(cookies: Mapping[str, str] | None, tokens: RaterTokens) -> str |
     return token if tokens.valid(token) else None
 
 
-def cookie_header(token: str) -> str:
-    """The Set-Cookie value that hands ``token`` to a browser."""
-    return f"{COOKIE}={token}; Max-Age={MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax"
+def cookie_header(token: str, https: bool = False) -> str:
+    """The Set-Cookie value that hands ``token`` to a browser; ``https``: sent back over HTTPS only."""
+    return f"{COOKIE}={token}; Max-Age={MAX_AGE_S}; Path=/; HttpOnly; SameSite=Lax{'; Secure' if https else ''}"
 
 
 def _page_load(connection: HTTPConnection, scope: Scope) -> bool:
@@ -57,7 +58,8 @@ class RaterCookieMiddleware:
             return
         client = connection.client
         try:
-            cookie = cookie_header(self.tokens.issue(client.host if client else None)).encode()
+            token = self.tokens.issue(client.host if client else None)
+            cookie = cookie_header(token, https=scope.get("scheme") == "https").encode()
         except InvalidInput as err:  # the page still loads; its votes ask for a reload later
             log.info("no rater cookie for a page load: %s", err)
             await self.app(scope, receive, send)

@@ -23,11 +23,13 @@ from app.dashboard import DashboardService
 from app.generation import GenerationService
 from app.guard import Guard
 from app.handlers import Handlers
+from app.health import Health, health_route
 from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
 from app.rater_tokens import RaterTokens
 from app.request_limits import RequestLimits
 from app.settings import Settings, from_args
+from app.sign_in import check_sign_in_available
 from app.ui import CSS, SHORTCUTS, THEME, build_ui
 from app.versions import ModelVersions, version_folders
 from app.vote_route import vote_route
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Demo:
     """The laid-out app, the signer of its rater tokens (for the cookie middleware) and the routes served beside
-    Gradio's (the light vote route)."""
+    Gradio's (the light vote route and the health check)."""
 
     blocks: gr.Blocks
     tokens: RaterTokens
@@ -50,6 +52,8 @@ class Demo:
 
 def build_demo(settings: Settings) -> Demo:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
+    if settings.sign_in:
+        check_sign_in_available()  # before minutes of model loading
     generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
     folders = version_folders(
         [settings.model_path, *settings.more_models],
@@ -57,9 +61,17 @@ def build_demo(settings: Settings) -> Demo:
         missing_ok=settings.versions_dir == Settings.versions_dir,
     )
     versions = ModelVersions.load(folders, settings.device, settings.torch_threads, primary=generation)
-    store = FeedbackStore(settings.db_url, settings.image_dir, settings.keys_dir)
+    store = FeedbackStore(
+        settings.db_url,
+        settings.image_dir,
+        settings.keys_dir,
+        synchronous=settings.sqlite_synchronous,
+        ip_hash_days=settings.ip_hash_days,
+    )
+    store.forget_ip_hashes()  # the retention rule, at start-up and then daily
     domain = generation.domain  # None for pipelines we did not train: no style or word limits then
     tokens = RaterTokens(store.install_secret, settings.new_raters_per_hour_per_ip)
+    admission = Admission(settings.max_waiting_generations, settings.max_waiting_per_ip)
     handlers = Handlers(
         settings,
         generation,
@@ -70,13 +82,13 @@ def build_demo(settings: Settings) -> Demo:
         CampaignService(store),
         ArenaService(versions, store),
         tokens,
-        Admission(settings.max_waiting_generations, settings.max_waiting_per_ip),
+        admission,
     )
     # api_open=False: the /run routes would skip the queue (and answer every refusal with a 500); calls join it.
     blocks = build_ui(handlers, settings).queue(
         default_concurrency_limit=settings.concurrency, max_size=settings.queue_size, api_open=False
     )
-    return Demo(blocks, tokens, (vote_route(handlers),))
+    return Demo(blocks, tokens, (vote_route(handlers), health_route(Health(store, versions, admission))))
 
 
 def launch(demo: Demo, settings: Settings, **kwargs: Any) -> Any:

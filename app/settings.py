@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.request_limits import MAX_BODY_BYTES, MAX_UPLOAD_BYTES
+from feedback.engine import SYNCHRONOUS_MODES
+from feedback.keys import IP_HASH_DAYS
 from feedback.models import MAX_COMMENT_CHARS
 from model.pipeline.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
 
@@ -70,6 +72,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For names the client; none by default
     admin_key: str | None = field(default=None, repr=False)  # opens the dashboard's per-rater tables
     keys_dir: Path | None = None  # install secret and IP-hash key; None: keys/ beside the SQLite file (or images)
+    sqlite_synchronous: str = "NORMAL"  # FULL: every commit synced, so votes survive a power loss too
+    ip_hash_days: int = IP_HASH_DAYS  # a rater's IP hash is cleared after this many days; 0 stores none
+    sign_in: bool = False  # offer "Sign in with Hugging Face" (a Space with hf_oauth); raters keep their account
     app_version: str = APP_VERSION
 
     def __post_init__(self) -> None:
@@ -84,6 +89,10 @@ class Settings:
             and 1 <= self.max_waiting_per_ip <= self.max_waiting_generations
         ):
             raise ValueError("Settings limits must lie within the pipeline's and the feedback store's own limits.")
+        if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}.")
+        if self.ip_hash_days < 0:
+            raise ValueError("ip_hash_days must be 0 (store no IP hash) or more.")
 
 
 # Environment variable -> Settings field. CLI flags override these.
@@ -104,6 +113,9 @@ ENV_VARS: dict[str, str] = {
     "RAPHAEL_TRUSTED_PROXIES": "trusted_proxies",
     "RAPHAEL_ADMIN_KEY": "admin_key",
     "RAPHAEL_KEYS_DIR": "keys_dir",
+    "RAPHAEL_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
+    "RAPHAEL_IP_HASH_DAYS": "ip_hash_days",
+    "RAPHAEL_SIGN_IN": "sign_in",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -116,11 +128,16 @@ def _convert(name: str, raw: str) -> object:
         return Path(raw).expanduser()
     if name in {
         "port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations", "new_raters_per_hour_per_ip",
+        "ip_hash_days",
     }:  # fmt: skip
         return int(raw)
+    if name == "sqlite_synchronous":
+        if raw.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"expected one of {', '.join(SYNCHRONOUS_MODES)}, got {raw!r}")
+        return raw.upper()
     if name == "trusted_proxies":
         return tuple(host.strip() for host in raw.split(",") if host.strip())
-    if name == "share":
+    if name in {"share", "sign_in"}:
         if raw.lower() not in _TRUE | _FALSE:
             raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
         return raw.lower() in _TRUE
@@ -206,6 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
         "image folder [RAPHAEL_KEYS_DIR; default: a keys folder beside the SQLite database]",
     )
     parser.add_argument(
+        "--sqlite-synchronous",
+        type=str.upper,
+        choices=SYNCHRONOUS_MODES,
+        default=env.sqlite_synchronous,
+        help="SQLite's durability: NORMAL keeps every acknowledged vote through a crash or kill of the server; "
+        "FULL also through a power loss or OS crash, at one disk sync per vote [RAPHAEL_SQLITE_SYNCHRONOUS; "
+        "default: %(default)s]",
+    )
+    parser.add_argument(
+        "--ip-hash-days",
+        type=int,
+        default=env.ip_hash_days,
+        help="days a rater's keyed IP hash is kept before it is cleared; 0 stores none [RAPHAEL_IP_HASH_DAYS; "
+        "default: %(default)s]",
+    )
+    parser.add_argument(
+        "--sign-in",
+        action=argparse.BooleanOptionalAction,
+        default=env.sign_in,
+        help="offer an optional 'Sign in with Hugging Face' and keep each rater's account; needs a Space with "
+        "hf_oauth: true [RAPHAEL_SIGN_IN; default: %(default)s]",
+    )
+    parser.add_argument(
         "--device",
         default=env.device,
         help="torch device such as cpu or cuda [RAPHAEL_DEVICE; default: CUDA when available, else CPU]",
@@ -230,5 +270,8 @@ def from_args(argv: Sequence[str] | None = None) -> Settings:
         "device": args.device,
         "trusted_proxies": tuple(args.trusted_proxy) if args.trusted_proxy else env.trusted_proxies,
         "keys_dir": args.keys_dir,
+        "sqlite_synchronous": args.sqlite_synchronous,
+        "ip_hash_days": args.ip_hash_days,
+        "sign_in": args.sign_in,
     }
     return replace(env, **overrides)

@@ -457,6 +457,8 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="RAPHAEL-tiny demo") as demo:
         gr.Markdown(I18N("title"))
         gr.Markdown(I18N("subtitle"))
+        if settings.sign_in:  # optional: anonymous raters still vote (app.sign_in)
+            gr.LoginButton(size="sm")
         with gr.Tabs():
             with gr.Tab(I18N("tab_generate"), id="generate"):
                 c = controls(settings, service, handlers.enhancer.styles)

@@ -5,6 +5,7 @@ import hmac
 import json
 import re
 import sqlite3
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+import app.health
+from app.health import HEALTH_PATH
 from app.rater_cookie import COOKIE
 from app.vote_route import VOTE_PATH
 from feedback.export import export
@@ -286,6 +289,18 @@ def test_the_light_vote_route(app_server: AppServer, client: Client, store: Feed
     assert anonymous.status_code == 400 and "no valid rater token" in anonymous.json()["detail"]
     raters = {v.rater_id for v in store.preference_rows().votes if v.image_id == image_id}
     assert len(raters) == 1  # the light route's rater, with its latest vote
+
+
+def test_the_health_check_of_the_served_demo(app_server: AppServer, client: Client) -> None:
+    """GET /health: database, image folder and model usable, after a real model run; no paths in the answer."""
+    generate(client, num_images=1)
+    time.sleep(app.health.CACHE_S)  # an answer from before the run may be reused this long
+    answer = httpx.get(f"{app_server.url}{HEALTH_PATH}", timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ok"] and body["database"]["ok"] and body["images"]["ok"]
+    assert body["models"]["last_run"] == "ok" and len(body["models"]["versions"]) == 2
+    assert str(app_server.image_dir) not in answer.text and "sqlite" not in answer.text
 
 
 def test_a_flood_of_generations_is_told_to_wait(app_server: AppServer) -> None:

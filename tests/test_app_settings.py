@@ -42,13 +42,27 @@ def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
         from_env()
 
 
+def test_durability_and_ip_hash_retention(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().sqlite_synchronous, Settings().ip_hash_days) == ("NORMAL", 30)
+    monkeypatch.setenv("RAPHAEL_SQLITE_SYNCHRONOUS", "full")
+    monkeypatch.setenv("RAPHAEL_IP_HASH_DAYS", "0")
+    assert (from_env().sqlite_synchronous, from_env().ip_hash_days) == ("FULL", 0)
+    flags = from_args(["--sqlite-synchronous", "normal", "--ip-hash-days", "7"])
+    assert (flags.sqlite_synchronous, flags.ip_hash_days) == ("NORMAL", 7)
+    monkeypatch.setenv("RAPHAEL_SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(ValueError, match="RAPHAEL_SQLITE_SYNCHRONOUS: expected one of NORMAL, FULL"):
+        from_env()
+    with pytest.raises(ValueError, match="ip_hash_days must be 0"):
+        Settings(ip_hash_days=-1)
+
+
 def test_help_explains_every_flag() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    for name in ("model", "db", "host", "port", "share"):
-        assert f"--{name}" in result.stdout and f"RAPHAEL_{name.upper()}" in result.stdout
+    for name in ("model", "db", "host", "port", "share", "sqlite-synchronous", "ip-hash-days"):
+        assert f"--{name}" in result.stdout and f"RAPHAEL_{name.upper().replace('-', '_')}" in result.stdout
 
 
 def test_importing_app_py_serves_nothing() -> None:

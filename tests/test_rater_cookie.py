@@ -14,12 +14,12 @@ from app.rater_tokens import RaterTokens
 PAGE = {"accept": "text/html,application/xhtml+xml"}
 
 
-def client(tokens: RaterTokens) -> TestClient:
+def client(tokens: RaterTokens, base_url: str = "http://testserver") -> TestClient:
     def echo(request):
         return PlainTextResponse(str(rater_token(request.cookies, tokens)))
 
     app = Starlette(routes=[Route("/", echo)], middleware=[Middleware(RaterCookieMiddleware, tokens=tokens)])
-    return TestClient(app)
+    return TestClient(app, base_url=base_url)
 
 
 def test_a_page_load_gets_a_signed_long_lived_http_only_cookie() -> None:
@@ -29,7 +29,14 @@ def test_a_page_load_gets_a_signed_long_lived_http_only_cookie() -> None:
     assert header.startswith(f"{COOKIE}=") and "HttpOnly" in header and "SameSite=Lax" in header
     assert "Max-Age=31536000" in header and "Path=/" in header
     assert tokens.valid(response.cookies[COOKIE])
+    assert "Secure" not in header  # a browser would drop a Secure cookie sent over plain HTTP
     assert "set-cookie" not in client(tokens).get("/").headers  # an API or asset request mints no rater
+
+
+def test_over_https_the_cookie_is_secure() -> None:
+    """Behind a trusted TLS proxy (X-Forwarded-Proto applied by uvicorn), the cookie never travels in clear."""
+    response = client(RaterTokens(b"secret", per_ip_per_hour=10), "https://testserver").get("/", headers=PAGE)
+    assert response.headers["set-cookie"].endswith("; Secure")
 
 
 def test_a_valid_cookie_is_kept_and_seen_by_the_app() -> None:
