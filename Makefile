@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export agreement leaderboard finetune next-version loop
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export backup restore agreement leaderboard finetune next-version loop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ bench: venv ## benchmarks that print JSON
 
 export: venv ## export preference data, e.g. ARGS="--format pickapic --as parquet --out exports/pairs"
 	$(PY) -m feedback.export $(ARGS)
+
+backup: venv ## back up the feedback database and images (keys only with --with-keys), e.g. ARGS="--out backups/feedback.tar"
+	$(PY) -m feedback.backup backup $(ARGS)
+
+restore: venv ## restore a backup into an empty database (stop the app first), e.g. ARGS="--from backups/feedback.tar"
+	$(PY) -m feedback.backup restore $(ARGS)
 
 agreement: venv ## rater agreement of the collected feedback as JSON, e.g. ARGS="--model raphael-tiny"
 	$(PY) -m feedback.agreement $(ARGS)
