@@ -157,7 +157,7 @@ def _functions(blocks: Blocks, session_hash: object) -> dict[int, BlockFunction]
 
 
 def _check_data_call(route: str, api_name: str | None, body: dict[str, Any], app: App | None) -> None:
-    """A call with a "data" list: the list, the typed fields, the function it names and enough inputs for it."""
+    """A call with a "data" list: the list, the typed fields, the function it names and one value per input."""
     if not isinstance(body.get("data"), list):
         raise _Refusal(400, _NEEDS_DATA)
     _check_fields(body, _SIMPLE_FIELDS if route == "call" else _PREDICT_FIELDS)
@@ -181,7 +181,7 @@ def _check_data_call(route: str, api_name: str | None, body: dict[str, Any], app
         if len(body["data"]) == shown:
             return
         needed = shown
-    if len(body["data"]) < len(fn.inputs):
+    if len(body["data"]) != len(fn.inputs):  # too few fail inside Gradio; extra ones would be dropped unsaid
         values = "value" if needed == 1 else "values"
         raise _Refusal(400, f'The request body\'s "data" list needs {needed} {values}, one for each of the inputs.')
 

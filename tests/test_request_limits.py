@@ -235,6 +235,10 @@ def test_gradio_calls_that_gradio_would_answer_with_500_or_422_get_one_sentence(
         ("call/vote", "[" * 100_000 + "]" * 100_000): (400, NOT_JSON),  # deep enough to overflow a recursive parser
         ("call/nope/", '{"data": []}'): (404, "This server has no API endpoint of that name."),
         ("run/nope", '{"data": []}'): (404, "This server has no API endpoint of that name."),
+        ("run/vote", '{"data": ["a", true, "an extra value"]}'): (
+            400,
+            'The request body\'s "data" list needs 2 values, one for each of the inputs.',
+        ),
         ("run/vote", '{"data": ["a"]}'): (
             400,
             'The request body\'s "data" list needs 2 values, one for each of the inputs.',
