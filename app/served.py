@@ -80,6 +80,16 @@ class ServedApp:
             f"The app did not answer within {STARTUP_TIMEOUT_S:.0f} s; {self.log_path} ends:\n{self.log_tail()}"
         )
 
+    def crash(self) -> int:
+        """Kill the server at once with SIGKILL, as the operating system would kill it: no shutdown code runs. Its
+        exit status (minus the signal number)."""
+        if self._process is None:
+            raise ServerError("The app is not running.")
+        self._process.kill()
+        status = self._process.wait(timeout=30)
+        self._process = None
+        return status
+
     def stop(self) -> None:
         """Stop the server and reap it, so its CPU time reaches ``RUSAGE_CHILDREN``."""
         if self._process is None:
