@@ -26,6 +26,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from app.categories import PromptCategorizer
+from app.reranker import NO_REWARD_MODEL, Reranker
 from app.settings import APP_VERSION, Settings
 from feedback.images import model_version
 from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
@@ -55,6 +56,12 @@ class GenerationRequest:
     num_images: int = Settings.default_images
     aspect: str = DEFAULT_BUCKET
     sampler: str = DEFAULT_SAMPLER
+    best_of: int = 1  # candidates drawn per shown image; the reward model picks (app.reranker)
+
+    @property
+    def candidates(self) -> int:
+        """Images the model draws: ``num_images`` of them are shown."""
+        return self.num_images * self.best_of
 
     @property
     def model_prompt(self) -> str:
@@ -100,6 +107,7 @@ class GenerationService:
         torch_threads: int | None = None,
         categorizer: PromptCategorizer | None = None,
         app_version: str = APP_VERSION,
+        reranker: Reranker | None = None,
     ) -> None:
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -116,6 +124,7 @@ class GenerationService:
         self.domain = TrainedDomain.from_bundle(self.model_dir)  # None for pipelines we did not train
         self.categorizer = categorizer or PromptCategorizer()
         self.app_version = app_version
+        self.reranker = reranker  # None: best_of must be 1
         self._scheduler_config = self.pipe.scheduler.config
         self._schedulers = {name: build_sampler(name, self._scheduler_config) for name in SAMPLERS}
         self._lock = threading.Lock()
@@ -194,40 +203,58 @@ class GenerationService:
         return warnings
 
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
-        """Generate ``request.num_images`` images; raises ValueError with a user-facing message on bad input."""
+        """Generate ``request.num_images`` images (the best of ``request.candidates`` when ``best_of`` > 1); raises
+        ValueError with a user-facing message on bad input."""
+        if request.best_of > 1 and self.reranker is None:
+            raise ValueError(NO_REWARD_MODEL)
         height, width = self.size_for(request.aspect)
-        # Drawn so that the seed of every image in the batch (seed + i) is one a rater can type back in.
-        seed = secrets.randbelow(MAX_SEED - MAX_IMAGES + 2) if request.seed is None else request.seed
-        seeds = [seed + i for i in range(request.num_images)]
-        # One CPU generator per image: the same seed gives the same image on any device and in any batch.
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        n = request.candidates
+        # Drawn so that the seed of every candidate (seed + i) is one a rater can type back in.
+        seed = secrets.randbelow(MAX_SEED - n + 2) if request.seed is None else request.seed
+        seeds = [seed + i for i in range(n)]
+        chunks = [seeds[i : i + MAX_IMAGES] for i in range(0, n, MAX_IMAGES)]  # the pipeline's images per call
+        images: list[Image.Image] = []
 
         def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
             if progress is not None:
-                progress(step + 1, request.steps)
+                progress(done_steps + step + 1, request.steps * len(chunks))
             return callback_kwargs
 
         with self._lock:
             self.pipe.scheduler = self._schedulers[request.sampler]
             started = time.perf_counter()
-            output = self.pipe(
-                prompt=request.model_prompt,
-                negative_prompt=request.negative_prompt or None,
-                height=height,
-                width=width,
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg,
-                num_images_per_prompt=request.num_images,
-                generator=generators,
-                output_type="pil",
-                callback_on_step_end=on_step_end,
-            )
+            for index, chunk in enumerate(chunks):
+                done_steps = index * request.steps
+                output = self.pipe(
+                    prompt=request.model_prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    height=height,
+                    width=width,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.cfg,
+                    num_images_per_prompt=len(chunk),
+                    # One CPU generator per image: the same seed gives the same image on any device and in any batch.
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
+                    output_type="pil",
+                    callback_on_step_end=on_step_end,
+                )
+                images += output.images
+            picked: dict[str, Any] = {}
+            if request.best_of > 1:
+                order, scores = self.reranker.rank(images, request.model_prompt)
+                shown = order[: request.num_images]
+                images, seeds = [images[i] for i in shown], [seeds[i] for i in shown]
+                picked = {
+                    "best_of": request.best_of,
+                    "reward_model": self.reranker.version,
+                    "reward_scores": [round(scores[i], 4) for i in shown],
+                }
             seconds = time.perf_counter() - started
-        log.info("Generated %d image(s) of %dx%d in %.2f s", request.num_images, width, height, seconds)
+        log.info("Generated %d image(s) of %dx%d in %.2f s", n, width, height, seconds)
         return GenerationResult(
-            images=list(output.images),
+            images=images,
             seeds=seeds,
-            provenance=self.provenance(request, seed, seeds, height, width),
+            provenance={**self.provenance(request, seed, seeds, height, width), **picked},
             seconds=seconds,
             warnings=self.prompt_warnings(request.enhanced_prompt or request.prompt),  # as typed: names what is lost
         )

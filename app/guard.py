@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.generation import GenerationRequest
+from app.reranker import NO_REWARD_MODEL
 from app.settings import Settings
 from feedback.models import COMPARISON_OUTCOMES
 from model.pipeline.limits import MAX_SEED
@@ -146,6 +147,7 @@ class Guard:
         num_images: Any,
         aspect: Any,
         sampler: Any,
+        best_of: Any = 1,
     ) -> GenerationRequest:
         """Validate a generation request; the enhanced prompt, when given, is what the model sees."""
         s = self.settings
@@ -153,9 +155,13 @@ class Guard:
             whole_number(steps, "number of steps", s.min_steps, s.max_steps),
             whole_number(num_images, "number of images", 1, s.max_images),
         )
-        if steps * num_images > s.max_image_steps:
+        best_of = whole_number(best_of, "best of", 1, s.max_best_of)
+        if best_of > 1 and s.reward_model is None:
+            raise InvalidInput(NO_REWARD_MODEL)
+        if steps * num_images * best_of > s.max_image_steps:
+            drawn = f"{num_images} images" + (f" × best of {best_of}" if best_of > 1 else "")
             raise InvalidInput(
-                f"{steps} steps × {num_images} images is more work than one request may ask for "
+                f"{steps} steps × {drawn} is more work than one request may ask for "
                 f"(at most {s.max_image_steps} image-steps); lower the number of steps or of images."
             )
         if isinstance(cfg, bool) or not isinstance(cfg, int | float) or not s.min_cfg <= cfg <= s.max_cfg:
@@ -170,6 +176,7 @@ class Guard:
             num_images=num_images,
             aspect=choice(aspect, "aspect ratio", self.aspects),
             sampler=choice(sampler, "sampler", self.samplers),
+            best_of=best_of,
         )
 
     def vote(self, image_id: Any, value: Any, comment: Any) -> tuple[str, int, str | None]:

@@ -187,15 +187,18 @@ class Handlers:
         num_images: float,
         aspect: str,
         sampler: str,
-        request: gr.Request,
+        best_of: float = 1,
+        request: gr.Request = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[list[Image.Image], dict[str, Any], int]:
         """Generate and store images; returns the native PNGs, the ids and provenance, and the seed used.
 
-        Vote on an image through ``/vote`` with an ``image_id`` from the returned ``images`` list.
+        ``best_of`` > 1 (on a server with a reward model) draws that many candidates per image and returns those the
+        reward model scores highest, best first. Vote on an image through ``/vote`` with an ``image_id`` from the
+        returned ``images`` list.
         """
         gen_request = self.guard.generation(
-            prompt, negative_prompt, enhanced_prompt, steps, cfg, seed, num_images, aspect, sampler
+            prompt, negative_prompt, enhanced_prompt, steps, cfg, seed, num_images, aspect, sampler, best_of
         )
         summary, paths = self._generate(gen_request, request, progress)
         return [load_png(path) for path in paths], summary, summary["seed"]
@@ -206,7 +209,7 @@ class Handlers:
         """Run the model and store the images; returns the summary clients see and the stored files."""
         rater_id = self._rater(request, "generations")
         self.store.check_images_writable()
-        cost = gen_request.steps * gen_request.num_images
+        cost = gen_request.steps * gen_request.candidates
         with self.admission.slot(self._ip(request), cost, self._wait_reporter(progress)):
             result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
         for warning in result.warnings:
@@ -290,6 +293,8 @@ class Handlers:
             steps=p["steps"],
             model=summary["model_version"],
         )
+        if (best_of := p.get("best_of", 1)) > 1:
+            status += say(request, "best_of_status", n=best_of, shown=len(images), drawn=best_of * len(images))
         history = [{"summary": summary, "caption": history_caption(p)}, *history][:HISTORY_LENGTH]
         gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
         seed = gr.Number(summary["seed"], visible=True)
@@ -308,6 +313,7 @@ class Handlers:
             provenance["num_images"],
             provenance["aspect"],
             provenance["sampler"],
+            provenance.get("best_of", 1),
         ]
 
     # -- votes ----------------------------------------------------------------------------------

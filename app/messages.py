@@ -14,6 +14,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         "status": "**{n} image{s}** in {seconds:.1f} s from “{text}” · seed {seed} · {sampler} {steps} steps · "
         "model `{model}` · rate each image with 👍 or 👎",
+        "best_of_status": " · **best of {n}**: a reward model learned from raters' votes picked these {shown} of "
+        "{drawn} images",
         "pair_status": "Seeds {left} (left) and {right} (right): which fits the prompt better?",
         "pair_thanks": "Thanks! You chose **{choice}**. The next pair is on its way…",
         "choice_left": "the left image",
@@ -40,6 +42,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "zh": {
         "status": "**{n} 张图像**，用时 {seconds:.1f} 秒，生成自“{text}” · 种子 {seed} · {sampler} {steps} 步 · "
         "模型 `{model}` · 请为每张图像点 👍 或 👎",
+        "best_of_status": " · **{n} 选 1**：由评分者投票训练的奖励模型从 {drawn} 张中挑选了这 {shown} 张",
         "pair_status": "种子 {left}（左）和 {right}（右）：哪一张更符合提示词？",
         "pair_thanks": "谢谢！你选择了**{choice}**。下一组马上就来…",
         "choice_left": "左边的图像",

@@ -28,6 +28,7 @@ from app.i18n import page_i18n
 from app.rater_cookie import RaterCookieMiddleware
 from app.rater_tokens import RaterTokens
 from app.request_limits import RequestLimits
+from app.reranker import Reranker
 from app.settings import Settings, from_args
 from app.sign_in import check_sign_in_available
 from app.ui import CSS, SHORTCUTS, THEME, build_ui
@@ -54,7 +55,8 @@ def build_demo(settings: Settings) -> Demo:
     """Load the model, open the feedback store, and lay out the UI with its queue."""
     if settings.sign_in:
         check_sign_in_available()  # before minutes of model loading
-    generation = GenerationService(settings.model_path, settings.device, settings.torch_threads)
+    reranker = Reranker(settings.reward_model) if settings.reward_model else None
+    generation = GenerationService(settings.model_path, settings.device, settings.torch_threads, reranker=reranker)
     folders = version_folders(
         [settings.model_path, *settings.more_models],
         settings.versions_dir,

@@ -56,7 +56,9 @@ class Settings:
     default_cfg: float = 7.0
     max_images: int = MAX_IMAGES
     default_images: int = 2
-    max_image_steps: int = 400  # steps × images of one request: 50 steps × 8 images, or 150 × 2
+    max_image_steps: int = 400  # steps × images × best-of of one request: 50 steps × 8 images, or 150 × 2
+    reward_model: Path | None = None  # a reward model folder: offers best-of-n on the Generate tab
+    max_best_of: int = 4  # candidates drawn per shown image, at most
     # Serving limits. Limits per IP address come before the rater's, and apply before a new rater is created.
     queue_size: int = 64
     concurrency: int = 4  # events that do not touch the model
@@ -87,6 +89,7 @@ class Settings:
             and 1 <= self.default_images <= self.max_images <= MAX_IMAGES
             and self.default_steps * self.default_images <= self.max_image_steps <= MAX_STEPS * MAX_IMAGES
             and 1 <= self.max_waiting_per_ip <= self.max_waiting_generations
+            and 1 <= self.max_best_of <= MAX_IMAGES
         ):
             raise ValueError("Settings limits must lie within the pipeline's and the feedback store's own limits.")
         if self.sqlite_synchronous not in SYNCHRONOUS_MODES:
@@ -116,6 +119,7 @@ ENV_VARS: dict[str, str] = {
     "RAPHAEL_SQLITE_SYNCHRONOUS": "sqlite_synchronous",
     "RAPHAEL_IP_HASH_DAYS": "ip_hash_days",
     "RAPHAEL_SIGN_IN": "sign_in",
+    "RAPHAEL_REWARD_MODEL": "reward_model",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -124,7 +128,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 def _convert(name: str, raw: str) -> object:
     """Turn an environment string into the type of field ``name``; raise ValueError with the variable's meaning."""
-    if name in {"model_path", "image_dir", "versions_dir", "keys_dir"}:
+    if name in {"model_path", "image_dir", "versions_dir", "keys_dir", "reward_model"}:
         return Path(raw).expanduser()
     if name in {
         "port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations", "new_raters_per_hour_per_ip",
@@ -239,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         "default: %(default)s]",
     )
     parser.add_argument(
+        "--reward-model",
+        type=Path,
+        default=env.reward_model,
+        help="a reward model folder (python -m model.evaluation.reward train): the Generate tab then offers best of "
+        f"up to {Settings.max_best_of}, drawing more candidates and showing those the reward model scores highest "
+        "[RAPHAEL_REWARD_MODEL; default: none]",
+    )
+    parser.add_argument(
         "--sign-in",
         action=argparse.BooleanOptionalAction,
         default=env.sign_in,
@@ -273,5 +285,6 @@ def from_args(argv: Sequence[str] | None = None) -> Settings:
         "sqlite_synchronous": args.sqlite_synchronous,
         "ip_hash_days": args.ip_hash_days,
         "sign_in": args.sign_in,
+        "reward_model": args.reward_model,
     }
     return replace(env, **overrides)

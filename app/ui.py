@@ -90,6 +90,7 @@ class Controls:
     num_images: gr.Slider
     aspect: gr.Radio
     sampler: gr.Dropdown
+    best_of: gr.Slider  # shown only with a reward model (--reward-model)
 
     @property
     def generation_inputs(self) -> list[gr.components.Component]:
@@ -104,6 +105,7 @@ class Controls:
             self.num_images,
             self.aspect,
             self.sampler,
+            self.best_of,
         ]
 
 
@@ -279,10 +281,33 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
                 label=I18N("num_images"),
                 elem_id="num-images",
             )
+            best_of = GuardedSlider(
+                1,
+                settings.max_best_of,
+                value=1,
+                step=1,
+                label=I18N("best_of"),
+                info=I18N("best_of_info"),
+                visible=service.reranker is not None,
+                elem_id="best-of",
+            )
             aspect = GuardedRadio(list(service.aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
             sampler = GuardedDropdown(list(service.samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
     return Controls(
-        prompt, style, enhance, enhanced, negative, generate, steps, cfg, seed, used_seed, num_images, aspect, sampler
+        prompt,
+        style,
+        enhance,
+        enhanced,
+        negative,
+        generate,
+        steps,
+        cfg,
+        seed,
+        used_seed,
+        num_images,
+        aspect,
+        sampler,
+        best_of,
     )
 
 

@@ -54,14 +54,20 @@ def generated_from(provenance: dict[str, Any]) -> str:
     return provenance.get("model_prompt") or provenance.get("enhanced_prompt") or provenance["prompt"]
 
 
+PER_IMAGE = ("seeds", "reward_scores")  # batch provenance lists with one entry per image
+
+
 def image_provenance(batch: dict[str, Any], index: int) -> dict[str, Any]:
     """Provenance of image ``index`` of a batch alone: its own seed regenerates it with ``num_images=1``.
 
-    A batch given with per-image ``seeds`` keeps its first seed as ``batch_seed``.
+    A batch given with per-image ``seeds`` keeps its first seed as ``batch_seed``; a best-of-n batch's per-image
+    ``reward_scores`` become the image's ``reward_score``.
     """
+    single = {key: value for key, value in batch.items() if key not in PER_IMAGE}
+    if "reward_scores" in batch:
+        single["reward_score"] = batch["reward_scores"][index]
     if "seeds" not in batch:
-        return {**batch, "batch_index": index}
-    single = {key: value for key, value in batch.items() if key != "seeds"}
+        return {**single, "batch_index": index}
     return {**single, "seed": batch["seeds"][index], "batch_seed": batch["seed"], "batch_index": index}
 
 

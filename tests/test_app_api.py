@@ -257,7 +257,7 @@ def test_api_clients_get_tokens_from_the_server(app_server: AppServer) -> None:
 
 def test_a_lone_surrogate_is_a_clear_error(app_server: AppServer) -> None:
     """JSON can carry half a UTF-16 pair ("\\ud800"), which no database stores: the answer names the field."""
-    body = '{"data": ["a \\ud800 cat", "", "", 3, 5, 1, 1, "1:1", "DDIM"]}'
+    body = '{"data": ["a \\ud800 cat", "", "", 3, 5, 1, 1, "1:1", "DDIM", 1]}'
     cookies = {COOKIE: app_server.token()}
     with httpx.Client(base_url=app_server.url, cookies=cookies, timeout=60) as http:
         started = http.post("/gradio_api/call/generate", content=body, headers={"Content-Type": "application/json"})
@@ -289,6 +289,23 @@ def test_the_light_vote_route(app_server: AppServer, client: Client, store: Feed
     assert anonymous.status_code == 400 and "no valid rater token" in anonymous.json()["detail"]
     raters = {v.rater_id for v in store.preference_rows().votes if v.image_id == image_id}
     assert len(raters) == 1  # the light route's rater, with its latest vote
+
+
+def test_best_of_n_through_the_api(client: Client, store: FeedbackStore) -> None:
+    """/generate with best_of: the reward model's top images of the candidates, best first, and every stored PNG
+    says it was picked and by which reward model."""
+    _, summary, seed = generate(client, num_images=2, best_of=3)
+    p = summary["provenance"]
+    assert (p["best_of"], len(summary["images"])) == (3, 2) and p["reward_model"].startswith("reward-untrained@")
+    assert p["reward_scores"] == sorted(p["reward_scores"], reverse=True)
+    seeds = [image["seed"] for image in summary["images"]]
+    assert len(set(seeds)) == 2 and set(seeds) <= set(range(seed, seed + 6))
+    stored = read_provenance(store.image_path(summary["images"][1]["image_id"]))
+    assert (stored["best_of"], stored["seed"], stored["reward_score"]) == (3, seeds[1], p["reward_scores"][1])
+    with pytest.raises(AppError, match="best of must be a whole number from 1 to 4"):
+        generate(client, best_of=5)
+    _, plain, _ = generate(client, num_images=1)  # API clients that never name best_of get plain draws
+    assert "best_of" not in plain["provenance"]
 
 
 def test_the_health_check_of_the_served_demo(app_server: AppServer, client: Client) -> None:

@@ -1,5 +1,7 @@
 """Guard: every bad input becomes one clear sentence; raters stay anonymous."""
 
+from pathlib import Path
+
 import pytest
 
 from app.guard import Guard, InvalidInput, RateLimiter
@@ -80,6 +82,19 @@ def test_exactly_at_the_limits_is_fine(guard: Guard) -> None:
     with pytest.raises(InvalidInput, match="150 steps × 8 images is more work than one request may ask for"):
         generation(guard, steps=150, num_images=8)
     assert generation(guard, steps=1, num_images=1, cfg=1, seed=0).seed == 0
+
+
+def test_best_of_needs_a_reward_model_and_counts_in_the_budget(guard: Guard, tmp_path: Path) -> None:
+    assert generation(guard).best_of == 1
+    with pytest.raises(InvalidInput, match="^Best of n needs a reward model, and this server has none; set best of"):
+        generation(guard, best_of=2)
+    ranked = Guard(Settings(reward_model=tmp_path), SAMPLERS, ASPECTS)
+    request = generation(ranked, steps=25, num_images=2, best_of=4.0)
+    assert (request.best_of, request.candidates) == (4, 8)
+    with pytest.raises(InvalidInput, match="best of must be a whole number from 1 to 4 \\(got 5\\)"):
+        generation(ranked, best_of=5)
+    with pytest.raises(InvalidInput, match="50 steps × 8 images × best of 2 is more work than one request may ask"):
+        generation(ranked, steps=50, num_images=8, best_of=2)
 
 
 def test_votes_and_comparisons(guard: Guard) -> None:

@@ -182,6 +182,7 @@ def valid_value(parameter: dict[str, Any], primed: Primed) -> st.SearchStrategy[
         "negative_prompt": st.sampled_from(["", "blurry"]),
         "steps": st.integers(1, 3),
         "num_images": st.just(1),
+        "best_of": st.integers(1, 2),
         "cfg": st.integers(1, 10) | st.floats(1.0, 10.0),
         "seed": st.integers(-1, 2**32 - 1),
         "image_id": st.sampled_from(primed.image_ids),
@@ -211,6 +212,7 @@ def plain_value(parameter: dict[str, Any], primed: Primed) -> Any:
     name, schema = parameter.get("parameter_name") or "", parameter.get("type") or {}
     known = {
         **{"prompt": "two cats", "enhanced_prompt": "", "negative_prompt": "", "steps": 1, "num_images": 1},
+        "best_of": 1,
         **{"cfg": 5, "seed": 7, "value": 1, "comment": "", "outcome": "left", "admin_key": ""},
         **{"image_id": primed.image_ids[0], "left_image_id": primed.image_ids[0]},
         **{"right_image_id": primed.image_ids[1], "battle_id": primed.battle_ids[0]},
@@ -445,7 +447,7 @@ def fuzzer(app_server: AppServer) -> Iterator[Fuzzer]:
     """One connection, four raters, a few images and battles each rater may vote on."""
     with httpx.Client(base_url=app_server.url, timeout=TIMEOUT) as client:
         tokens = [app_server.token() for _ in range(4)]
-        _, summary, _ = call_ok(client, "/generate", ["two cats", "", "", 1, 5, 7, 2, "1:1", "DDIM"], tokens[0])
+        _, summary, _ = call_ok(client, "/generate", ["two cats", "", "", 1, 5, 7, 2, "1:1", "DDIM", 1], tokens[0])
         image_ids = [image["image_id"] for image in summary["images"]]
         battle_ids = [call_ok(client, "/arena", ["a dog", "", 1, 5, "1:1", "DDIM"], t)[2]["battle_id"] for t in tokens]
         endpoints = client.get("/gradio_api/info").json()["named_endpoints"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.generation import GenerationRequest, GenerationService
+from app.reranker import Reranker
 from feedback.images import image_provenance
 from model.pipeline.buckets import ASPECT_BUCKETS, bucket_size
 from model.pipeline.bundled import DEFAULT_BUNDLE
@@ -51,6 +52,38 @@ def test_provenance_is_complete(service: GenerationService, tiny_sd_dir: Path) -
     assert p["category"] == "animal"
     assert p["scheduler"] == "DDIMScheduler" and p["scheduler_config"]["num_train_timesteps"] == 1000
     assert p["app_version"] == service.app_version and p["diffusers_version"] and p["torch_version"]
+
+
+def test_best_of_n_shows_the_candidates_the_reward_model_ranks_highest(
+    tiny_sd_dir: Path, reward_model_dir: Path, service: GenerationService
+) -> None:
+    reranker = Reranker(reward_model_dir)
+    ranked = GenerationService(tiny_sd_dir, device="cpu", torch_threads=1, reranker=reranker)
+    result = ranked.run(request(num_images=2, best_of=3, seed=11))
+    candidates = service.run(request(num_images=6, seed=11))  # the six candidates, drawn in one batch
+    order, scores = reranker.rank(candidates.images, request().model_prompt)
+    assert result.seeds == [11 + i for i in order[:2]]
+    for image, index in zip(result.images, order[:2], strict=True):
+        assert np.array_equal(pixels(image), pixels(candidates.images[index]))
+    p = result.provenance
+    assert (p["best_of"], p["num_images"], p["seed"], p["seeds"]) == (3, 2, 11, result.seeds)
+    assert p["reward_model"] == reranker.version and p["reward_scores"] == [round(scores[i], 4) for i in order[:2]]
+    assert p["reward_scores"][0] >= p["reward_scores"][1]
+    alone = service.run(request(num_images=1, seed=result.seeds[1]))  # an image's own seed regenerates it
+    assert np.array_equal(pixels(alone.images[0]), pixels(result.images[1]))
+    assert image_provenance(p, 1)["reward_score"] == p["reward_scores"][1]
+
+
+def test_best_of_n_beyond_one_pipeline_call_and_without_a_reward_model(
+    tiny_sd_dir: Path, reward_model_dir: Path, service: GenerationService
+) -> None:
+    ranked = GenerationService(tiny_sd_dir, device="cpu", torch_threads=1, reranker=Reranker(reward_model_dir))
+    steps: list[tuple[int, int]] = []
+    result = ranked.run(request(num_images=3, best_of=4, steps=2), progress=lambda i, n: steps.append((i, n)))
+    assert len(result.images) == 3 and len(set(result.seeds)) == 3 and max(result.seeds) < 11 + 12
+    assert steps == [(i, 4) for i in range(1, 5)]  # 12 candidates: two pipeline calls of at most 8, 2 steps each
+    with pytest.raises(ValueError, match="^Best of n needs a reward model"):
+        service.run(request(best_of=2))
 
 
 def test_weights_hash_is_sha256_of_the_weight_files(service: GenerationService, tiny_sd_dir: Path) -> None:
