@@ -1,4 +1,4 @@
-"""Evaluation helpers: the Fréchet distance, the paired comparison, the table and word classes."""
+"""Evaluation helpers: the Fréchet distance, the paired comparison, best-of-n, the table and word classes."""
 
 import json
 import sys
@@ -13,7 +13,9 @@ from model.data.dataset import EmojiScenes
 from model.data.scene import Scene, SceneObject
 from model.evaluation import evaluate
 from model.evaluation.evaluate import (
+    EVAL_SEED,
     FAILURE_MODES,
+    candidate_seed,
     failure_mode,
     frechet_distance,
     generate_and_score,
@@ -27,6 +29,7 @@ from model.evaluation.evaluate import (
     word_class,
 )
 from model.evaluation.recognizer import load_default
+from model.evaluation.reward import METRICS_FILE, RewardModel
 from model.pipeline.bundled import load_bundle
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.schedule import default_scheduler
@@ -216,3 +219,235 @@ def test_main_analyses_routing_only_for_a_model_with_space_moe(tmp_path, monkeyp
     assert results["models"]["RAPHAEL-tiny"]["n"] == 2
     assert ("routing" in results) == bool(experts)
     assert (tmp_path / "eval" / "results.md").read_text().count("Routing paths") == bool(experts)
+
+
+# -- best-of-n --------------------------------------------------------------------------------------
+
+BEST_OF_CONFIG = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe() -> RaphaelPipeline:
+    """An untrained dense tiny pipeline: its images are noise, but they are deterministic and differ by seed."""
+    torch.manual_seed(0)
+    unet = RaphaelUNet(**TINY, num_space_experts=0, num_time_experts=0)
+    pipe = RaphaelPipeline(unet=unet, scheduler=default_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def tiny_reward() -> RewardModel:
+    """An untrained head on the shipped recognizer's trunk, its weights fixed by the seed."""
+    torch.manual_seed(0)
+    return RewardModel.from_recognizer(hidden_dim=8)
+
+
+@pytest.fixture(scope="module")
+def best_of_prompts() -> dict:
+    return heldout_prompts(BEST_OF_CONFIG, 6)
+
+
+def run_best_of(pipe: RaphaelPipeline, groups: dict, reward: RewardModel | None = None, candidates: int = 1) -> dict:
+    """Six prompts in batches of four (so a bucket takes two calls), one step."""
+    return generate_and_score(pipe, load_default(), groups, 1, 2.0, 4, reward=reward, candidates=candidates)
+
+
+def without_grid(result: dict) -> dict:
+    return {key: value for key, value in result.items() if key != "grid"}
+
+
+def test_candidate_seeds_start_at_the_prompts_own_and_stay_apart_from_its_neighbours():
+    seeds = [EVAL_SEED + i for i in range(64)]  # the prompts' own seeds, consecutive as generate_and_score sets them
+    assert [candidate_seed(s, 0) for s in seeds] == seeds
+    later = [candidate_seed(s, c) for s in seeds for c in (1, 2, 3)]
+    assert len(set(later)) == len(later) and not set(later) & set(seeds)
+    assert candidate_seed(EVAL_SEED, 2) == candidate_seed(EVAL_SEED, 2)  # derived, not drawn
+
+
+def test_best_of_keeps_the_plain_draw_as_its_first_candidate(tiny_pipe, tiny_reward, best_of_prompts):
+    """Best-of-1 inside a best-of-3 run is the plain run, image for image, so the two are paired on every prompt."""
+    plain = run_best_of(tiny_pipe, best_of_prompts)
+    best = run_best_of(tiny_pipe, best_of_prompts, tiny_reward, candidates=3)
+    b = best.pop("best_of")
+    assert len(best["grid"]) == len(plain["grid"]) == 6
+    for (_, ours, _), (_, theirs, _) in zip(best["grid"], plain["grid"], strict=True):
+        assert np.array_equal(ours, theirs)
+    assert without_grid(best) == without_grid(plain)  # the model's own entry is unchanged by --best-of
+    assert b["first"] == without_grid(plain)
+    assert b["candidates"] == 3 and len(b["picked_index"]) == 6 and set(b["picked_index"]) <= {0, 1, 2}
+    assert [c[0] for c in b["candidate_composition"]] == plain["per_prompt"]["composition"]
+    assert b["picked"]["prompts"] == plain["prompts"] and len(b["picked"]["grid"]) == 6
+    kinds = {evaluate.prompt_kind(scene) for group in best_of_prompts.values() for _, _, scene in group}
+    assert set(b["difference_by_kind"]["composition"]) == set(b["oracle"]["composition_by_kind"]) == kinds
+    with pytest.raises(ValueError, match="needs a reward model"):
+        run_best_of(tiny_pipe, best_of_prompts, None, candidates=2)
+
+
+def test_best_of_scores_the_candidate_the_reward_model_ranks_first(
+    tiny_pipe, tiny_reward, best_of_prompts, monkeypatch
+):
+    """A scorer that prefers the brightest image: the picked image is the brightest of the candidates it was shown."""
+    shown: list[list[np.ndarray]] = []
+
+    def brightest(images, prompts):
+        shown.append([np.asarray(image) for image in images])
+        return torch.tensor([float(np.asarray(image, float).mean()) for image in images])
+
+    monkeypatch.setattr(tiny_reward, "score", brightest)
+    result = run_best_of(tiny_pipe, best_of_prompts, tiny_reward, candidates=3)
+    b = result["best_of"]
+    assert len(shown) == 6 and all(len(candidates) == 3 for candidates in shown)  # one call per prompt
+    for prompt, candidates in enumerate(shown):
+        assert not np.array_equal(candidates[0], candidates[1])  # other seeds, other images
+        assert np.array_equal(candidates[0], result["grid"][prompt][1])  # the first candidate is the plain image
+        best = int(np.argmax([candidate.astype(float).mean() for candidate in candidates]))
+        assert b["picked_index"][prompt] == best
+        assert np.array_equal(b["picked"]["grid"][prompt][1], candidates[best])
+        composed = b["candidate_composition"][prompt][best]
+        assert b["picked"]["per_prompt"]["composition"][prompt] == composed == b["picked"]["grid"][prompt][2]
+    assert set(b["picked_index"]) != {0}  # the check above saw picks other than the first
+
+
+def test_the_oracle_bounds_the_pick_and_the_first_candidate(tiny_pipe, tiny_reward, best_of_prompts, monkeypatch):
+    """A judge that passes images of even pixel sum; a reranker that knows it reaches the oracle, one that
+    prefers failures falls to or below the first candidate."""
+    recognized = evaluate.score
+
+    def even_sum_composes(images, scenes, recognizer=None):
+        result = recognized(images, scenes, recognizer)
+        result["composition"] = [int(image.astype(np.int64).sum()) % 2 == 0 for image in images]
+        return result
+
+    def passes(image) -> bool:
+        return int(np.asarray(image, np.int64).sum()) % 2 == 0
+
+    monkeypatch.setattr(evaluate, "score", even_sum_composes)
+    for prefer in (True, False):
+
+        def reranker(images, prompts, prefer=prefer):
+            return torch.tensor([float(passes(image) == prefer) for image in images])
+
+        monkeypatch.setattr(tiny_reward, "score", reranker)
+        b = run_best_of(tiny_pipe, best_of_prompts, tiny_reward, candidates=3)["best_of"]
+        first = b["first"]["accuracy"]["composition"]
+        picked = b["picked"]["accuracy"]["composition"]
+        oracle = b["oracle"]["composition"]
+        assert oracle >= picked >= 0 and oracle >= first
+        assert b["oracle"]["per_prompt"] == [any(c) for c in b["candidate_composition"]]
+        assert b["picked"]["per_prompt"]["composition"] == [
+            c[i] for c, i in zip(b["candidate_composition"], b["picked_index"], strict=True)
+        ]
+        assert first < oracle  # the judge passed a later candidate where the first failed
+        if prefer:
+            assert picked == oracle and b["oracle_gap_closed"] == 1.0
+            assert b["difference"]["composition"]["difference"] == pytest.approx(oracle - first)
+        else:
+            assert picked <= first and b["oracle_gap_closed"] <= 0
+        low, high = b["difference"]["composition"]["ci95"]
+        assert low <= b["difference"]["composition"]["difference"] <= high
+
+
+def tiny_model_args(tmp_path) -> list[str]:
+    """Flags of a fast main() run on a dense tiny pipeline saved under ``tmp_path``."""
+    torch.manual_seed(0)
+    unet = RaphaelUNet(**TINY, num_space_experts=0, num_time_experts=0)
+    RaphaelPipeline(unet=unet, scheduler=default_scheduler()).save_pretrained(
+        tmp_path / "tiny", include_text_encoder=False
+    )
+    args = ["--model", str(tmp_path / "tiny"), "--n", "3", "--steps", "1", "--batch", "2", "--num-emoji", "30"]
+    return args + ["--max-objects", "2", "--max-count", "2", "--styles", "flat"]
+
+
+def test_main_reports_best_of_beside_the_plain_run(tmp_path, monkeypatch, tiny_reward):
+    """--best-of 3 leaves the model's own scores as a plain run has them and adds a best_of section."""
+    tiny_reward.save_pretrained(tmp_path / "reward")
+    heldout = {
+        "pairwise": {"accuracy": 0.75, "ci95": [0.7, 0.8], "n": 348},
+        "votes": {"accuracy": None, "ci95": None, "n": 0},
+    }
+    (tmp_path / "reward" / METRICS_FILE).write_text(json.dumps({"heldout": heldout, "raters_ceiling": {}}))
+    args = tiny_model_args(tmp_path)
+    runs = {}
+    for name, extra in (("plain", []), ("best", ["--best-of", "3", "--reward", str(tmp_path / "reward")])):
+        monkeypatch.setattr(sys, "argv", ["evaluate", *args, *extra, "--out", str(tmp_path / name)])
+        evaluate.main()
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert "best_of" not in runs["plain"]
+    assert runs["best"]["models"] == runs["plain"]["models"]
+    b = runs["best"]["best_of"]
+    assert (b["model"], b["candidates"], b["reward_model"]) == ("RAPHAEL-tiny", 3, str(tmp_path / "reward"))
+    assert b["reward_metrics"] == {"heldout": heldout, "raters_ceiling": None}
+    assert b["trunk_is_the_judge"]  # from_recognizer copied the shipped recognizer, the evaluator's judge
+    assert b["first"]["per_prompt"] == runs["plain"]["models"]["RAPHAEL-tiny"]["per_prompt"]
+    assert "grid" not in b["picked"] and (tmp_path / "best" / "samples_raphael-tiny_best-of-3.png").is_file()
+    table = (tmp_path / "best" / "results.md").read_text()
+    assert "Best-of-3 for RAPHAEL-tiny" in table
+    assert "held-out pairwise accuracy 75.0% (95% 70.0–80.0%, 348 pairs), no held-out votes) picks one." in table
+    assert (
+        "**Caveat:** the reward model's image features come from the recognizer's trunk (the very weights the "
+        "evaluator judges with)" in table
+    )
+    assert "| oracle: any of the 3 composes correctly | – | – | – | – |" in table
+    assert "Picked minus first, composition:" in table
+
+
+def test_best_of_needs_a_reward_model(tmp_path, monkeypatch, capsys):
+    """Each misuse of the two flags is one sentence naming the flag, before any model is loaded."""
+    (tmp_path / "empty").mkdir()
+    for flags, message in (
+        (["--best-of", "4"], "--best-of 4 needs --reward DIR, the reward model that picks among the candidates."),
+        (["--reward", str(tmp_path / "empty")], "--reward picks among --best-of candidates"),
+        (["--best-of", "0"], "--best-of must be 1 or more, not 0."),
+        (["--best-of", "2", "--reward", str(tmp_path / "empty")], f"--reward {tmp_path / 'empty'} holds no reward"),
+    ):
+        monkeypatch.setattr(sys, "argv", ["evaluate", *flags, "--out", str(tmp_path / "eval")])
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main()
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_markdown_shows_best_of_by_kind_and_the_caveat_for_another_trunk():
+    acc = {"identity": 0.5, "count": 1.0, "background": 1.0, "position": 0.5, "composition": 0.25}
+    picked_acc = {**acc, "composition": 0.5}
+    results = {
+        "config_note": "8 prompts",
+        "steps": 25,
+        "cfg": 2.0,
+        "recognizer_on_real": dict.fromkeys(acc, 1.0),
+        "models": {"RAPHAEL-tiny": {"accuracy": acc, "fd": 1.0, "training": None}},
+        "best_of": {
+            "model": "RAPHAEL-tiny",
+            "candidates": 4,
+            "reward_model": "runs/reward",
+            "reward_metrics": None,
+            "trunk_is_the_judge": False,
+            "first": {"accuracy": acc, "fd": 1.0, "composition_by_kind": {"1 emoji ×1": [2, 4], "2 emoji ×2": [0, 4]}},
+            "picked": {
+                "accuracy": picked_acc,
+                "fd": 1.5,
+                "composition_by_kind": {"1 emoji ×1": [3, 4], "2 emoji ×2": [1, 4]},
+            },
+            "oracle": {"composition": 0.75, "composition_by_kind": {"1 emoji ×1": [4, 4], "2 emoji ×2": [2, 4]}},
+            "difference": {"composition": {"difference": 0.25, "ci95": [0.0, 0.5]}},
+            "difference_by_kind": {
+                "composition": {
+                    "1 emoji ×1": {"difference": 0.25, "ci95": [0.0, 0.75]},
+                    "2 emoji ×2": {"difference": 0.25, "ci95": [0.0, 0.75]},
+                }
+            },
+            "oracle_gap_closed": 0.5,
+        },
+    }
+    table = markdown(results)
+    assert "the reward model `runs/reward` (no metrics.json beside it, so its held-out accuracy is unknown)" in table
+    assert "(a frozen copy of a recognizer trunk whose weights differ from the evaluator's, a related model)" in table
+    assert "| first candidate (best-of-1) | 50.0% | 100.0% | 100.0% | 50.0% | 25.0% | 1.00 |" in table
+    assert "| picked by the reward model | 50.0% | 100.0% | 100.0% | 50.0% | 50.0% | 1.50 |" in table
+    assert "| oracle: any of the 4 composes correctly | – | – | – | – | 75.0% | – |" in table
+    assert "Picked minus first, composition: +25.0 points (95% paired bootstrap interval +0.0 to +50.0)." in table
+    assert "The picks realise 50% of the 50.0 points an oracle reranker would gain over the first candidate." in table
+    assert "| 2 emoji ×2 | 4 | 0% | 25% | 50% | +25.0 (+0.0 to +75.0) |" in table
+    assert "Best-of" not in markdown({key: value for key, value in results.items() if key != "best_of"})

@@ -9,6 +9,8 @@
    model's training record (steps, images seen) and a paired bootstrap interval of the difference.
 5. Routing paths: can a gradient-boosted classifier tell nouns, adjectives and other words apart
    from the Space-MoE experts their tokens take through the blocks?
+6. Best-of-n (``--best-of N --reward DIR``): each prompt draws N candidates, the reward model picks one, and
+   the picked image is scored beside the first candidate (best-of-1) and the oracle (any candidate correct).
 
 Results go to ``<out>/results.json`` and ``<out>/results.md``, with a sample grid PNG.
 """
@@ -18,7 +20,7 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
 from model.data.vocab import BACKGROUNDS, POSITIONS, SIZES
 from model.evaluation.recognizer import METRICS, Recognizer, evaluate, load_default, score
+from model.evaluation.reward import METRICS_FILE, RewardModel, best_of_n, load_reward_model
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
 from model.pipeline.pipeline_raphael import RaphaelPipeline
@@ -147,67 +150,184 @@ GROUPINGS: dict[str, tuple[str, Callable[[str, Scene], str]]] = {
 }
 
 
-def generate_and_score(
-    pipe: RaphaelPipeline, recognizer: Recognizer, groups: dict, steps: int, cfg: float, batch: int
-) -> dict:
-    """Generate every held-out prompt at its own bucket and score it against its scene.
+def candidate_seed(seed: int, candidate: int) -> int:
+    """The seed of a prompt's ``candidate``-th draw: the prompt's own seed first, then seeds derived from it.
 
-    ``prompts`` lists the captions in the order of ``per_prompt``, so each score can be traced to its prompt.
+    Candidate 0 is the image a plain run draws, so best-of-n and best-of-1 are paired on every prompt. The others
+    are hashed from (seed, candidate) rather than counted up from the seed, because the prompts' own seeds are
+    consecutive: ``seed + 1`` would give a prompt the starting noise of its neighbour's first candidate.
     """
-    totals: dict[str, list[bool]] = {m: [] for m in METRICS}
-    failures = dict.fromkeys(FAILURE_MODES, 0)
-    # grouping -> metric -> group -> [passed, prompts]
-    grouped = {g: {m: defaultdict(lambda: [0, 0]) for m in GROUPED_METRICS} for g in GROUPINGS}
-    prompts: list[str] = []
-    real_feats, fake_feats, grid = [], [], []
-    total = sum(len(v) for v in groups.values())
-    bar = tqdm(total=total, desc="generate")
+    if candidate == 0:
+        return seed
+    return int(np.random.SeedSequence((seed, candidate)).generate_state(1)[0])
+
+
+def draw(
+    pipe: RaphaelPipeline, groups: dict, steps: int, cfg: float, batch: int, candidates: int = 1
+) -> Iterator[tuple[list, np.ndarray]]:
+    """Each batch of held-out prompts with its images (N, b, H, W, 3) uint8: one pipeline call per candidate.
+
+    Candidate 0 is drawn by exactly the call a plain run makes (same prompts, batch and seeds), so its images are
+    bit for bit those of best-of-1. Only one batch's candidates are held at a time.
+    """
+    bar = tqdm(total=sum(len(v) for v in groups.values()), desc="generate")
     for bucket, items in groups.items():
         height, width = pipe.aspect_buckets[bucket]
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
-            generators = [torch.Generator().manual_seed(EVAL_SEED + start + i) for i in range(len(chunk))]
-            out = pipe(
-                [c[1] for c in chunk],
-                height=height,
-                width=width,
-                num_inference_steps=steps,
-                guidance_scale=cfg,
-                generator=generators,
-                output_type="np",
-            )
-            fake = image_array(out.images)
-            real = np.stack([c[0] for c in chunk])
-            result = score(fake, [c[2] for c in chunk], recognizer)
-            for m in METRICS:
-                totals[m] += result[m]
-            for i, (prediction, item) in enumerate(zip(result["predictions"], chunk, strict=True)):
-                if mode := failure_mode(prediction, item[2]):
-                    failures[mode] += 1
-                for grouping, (_, group_of) in GROUPINGS.items():
-                    group = group_of(item[1], item[2])
-                    for m in GROUPED_METRICS:
-                        grouped[grouping][m][group][0] += int(result[m][i])
-                        grouped[grouping][m][group][1] += 1
-                prompts.append(item[1])
-            real_feats.append(features(recognizer, real))
-            fake_feats.append(features(recognizer, fake))
-            grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]
+            seeds = [EVAL_SEED + start + i for i in range(len(chunk))]
+            drawn = []
+            for candidate in range(candidates):
+                out = pipe(
+                    [c[1] for c in chunk],
+                    height=height,
+                    width=width,
+                    num_inference_steps=steps,
+                    guidance_scale=cfg,
+                    generator=[torch.Generator().manual_seed(candidate_seed(s, candidate)) for s in seeds],
+                    output_type="np",
+                )
+                drawn.append(image_array(out.images))  # (b, H, W, 3)
+            yield chunk, np.stack(drawn)  # (N, b, H, W, 3)
             bar.update(len(chunk))
     bar.close()
+
+
+class Tally:
+    """The scores of one image per held-out prompt, gathered batch by batch."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
+        self.totals: dict[str, list[bool]] = {m: [] for m in METRICS}
+        self.failures = dict.fromkeys(FAILURE_MODES, 0)
+        # grouping -> metric -> group -> [passed, prompts]
+        self.grouped = {g: {m: defaultdict(lambda: [0, 0]) for m in GROUPED_METRICS} for g in GROUPINGS}
+        self.prompts: list[str] = []
+        self.real_feats: list[np.ndarray] = []
+        self.fake_feats: list[np.ndarray] = []
+        self.grid: list = []
+
+    def add(self, chunk: list, fake: np.ndarray, result: dict) -> None:
+        """One batch: its held-out items, the images (b, H, W, 3) uint8 scored, and ``score``'s judgement of them."""
+        real = np.stack([c[0] for c in chunk])  # (b, H, W, 3)
+        for m in METRICS:
+            self.totals[m] += result[m]
+        for i, (prediction, item) in enumerate(zip(result["predictions"], chunk, strict=True)):
+            if mode := failure_mode(prediction, item[2]):
+                self.failures[mode] += 1
+            for grouping, (_, group_of) in GROUPINGS.items():
+                group = group_of(item[1], item[2])
+                for m in GROUPED_METRICS:
+                    self.grouped[grouping][m][group][0] += int(result[m][i])
+                    self.grouped[grouping][m][group][1] += 1
+            self.prompts.append(item[1])
+        self.real_feats.append(features(self.recognizer, real))
+        self.fake_feats.append(features(self.recognizer, fake))
+        self.grid += [(real[i], fake[i], result["composition"][i]) for i in range(len(chunk))]
+
+    def summary(self) -> dict:
+        """What :func:`generate_and_score` reports; ``prompts`` lists the captions in the order of ``per_prompt``."""
+        return {
+            "accuracy": {m: float(np.mean(v)) for m, v in self.totals.items()},
+            "per_prompt": {m: [bool(x) for x in v] for m, v in self.totals.items()},
+            "prompts": self.prompts,
+            "n": len(self.prompts),
+            "identity_failures": self.failures,
+            **{
+                f"{m}_by_{grouping}": dict(sorted(counts.items()))
+                for grouping, metrics in self.grouped.items()
+                for m, counts in metrics.items()
+            },
+            "fd": frechet_distance(np.concatenate(self.real_feats), np.concatenate(self.fake_feats)),
+            "grid": self.grid,
+        }
+
+
+def picked_result(results: list[dict], index: list[int]) -> dict:
+    """``score``'s judgement of the picked images: prompt ``i``'s entries from candidate ``index[i]``'s result."""
+    return {key: [results[c][key][i] for i, c in enumerate(index)] for key in (*METRICS, "predictions")}
+
+
+def generate_and_score(
+    pipe: RaphaelPipeline,
+    recognizer: Recognizer,
+    groups: dict,
+    steps: int,
+    cfg: float,
+    batch: int,
+    reward: RewardModel | None = None,
+    candidates: int = 1,
+) -> dict:
+    """Generate every held-out prompt at its own bucket and score it against its scene.
+
+    ``prompts`` lists the captions in the order of ``per_prompt``, so each score can be traced to its prompt.
+    With ``candidates`` > 1 each prompt also draws that many images, ``reward`` picks one (:func:`best_of_n`), and
+    ``best_of`` holds the picked images' scores beside the first candidate's (the plain result) and the oracle's.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be 1 or more, got {candidates}.")
+    if candidates > 1 and reward is None:
+        raise ValueError(f"Best-of-{candidates} needs a reward model to pick among the candidates.")
+    first, picked = Tally(recognizer), Tally(recognizer)
+    index: list[int] = []  # (n,) the candidate picked for each prompt
+    composition: list[list[bool]] = []  # (n, N) each candidate's composition
+    kinds: list[str] = []  # (n,) prompt_kind
+    for chunk, drawn in draw(pipe, groups, steps, cfg, batch, candidates):
+        scenes = [c[2] for c in chunk]
+        results = [score(images, scenes, recognizer) for images in drawn]  # one per candidate
+        first.add(chunk, drawn[0], results[0])
+        if candidates == 1:
+            continue
+        chosen = [
+            best_of_n(reward, [Image.fromarray(image) for image in drawn[:, i]], item[1], k=1)[0]
+            for i, item in enumerate(chunk)
+        ]
+        picked.add(chunk, drawn[chosen, np.arange(len(chunk))], picked_result(results, chosen))
+        index += chosen
+        composition += [[bool(r["composition"][i]) for r in results] for i in range(len(chunk))]
+        kinds += [prompt_kind(scene) for scene in scenes]
+    result = first.summary()
+    if candidates > 1:
+        result["best_of"] = best_of_summary(result, picked.summary(), index, composition, kinds)
+    return result
+
+
+def best_of_summary(
+    first: dict, picked: dict, index: list[int], composition: list[list[bool]], kinds: list[str]
+) -> dict:
+    """Best-of-n against best-of-1 on the same prompts: both scores, their paired differences, and the oracle.
+
+    The oracle counts a prompt when any of its candidates composes correctly: the most any reranker could reach.
+    ``oracle_gap_closed`` is the share of the oracle's gain over the first candidate that the picks realise.
+    """
+    oracle = [any(c) for c in composition]  # (n,)
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, kind in enumerate(kinds):
+        by_kind[kind].append(i)
+    by_kind = dict(sorted(by_kind.items()))
+    first_composition, picked_composition = first["per_prompt"]["composition"], picked["per_prompt"]["composition"]
+    gain = float(np.mean(oracle)) - first["accuracy"]["composition"]
     return {
-        "accuracy": {m: float(np.mean(v)) for m, v in totals.items()},
-        "per_prompt": {m: [bool(x) for x in v] for m, v in totals.items()},
-        "prompts": prompts,
-        "n": total,
-        "identity_failures": failures,
-        **{
-            f"{m}_by_{grouping}": dict(sorted(counts.items()))
-            for grouping, metrics in grouped.items()
-            for m, counts in metrics.items()
+        "candidates": len(composition[0]) if composition else 0,
+        "first": {k: v for k, v in first.items() if k != "grid"},
+        "picked": picked,  # its "grid" is the picked images' samples
+        "picked_index": index,
+        "candidate_composition": composition,
+        "oracle": {
+            "composition": float(np.mean(oracle)),
+            "per_prompt": oracle,
+            "composition_by_kind": {kind: [sum(oracle[i] for i in rows), len(rows)] for kind, rows in by_kind.items()},
         },
-        "fd": frechet_distance(np.concatenate(real_feats), np.concatenate(fake_feats)),
-        "grid": grid,
+        "difference": {m: paired_difference(picked["per_prompt"][m], first["per_prompt"][m]) for m in GROUPED_METRICS},
+        "difference_by_kind": {
+            "composition": {
+                kind: paired_difference([picked_composition[i] for i in rows], [first_composition[i] for i in rows])
+                for kind, rows in by_kind.items()
+            }
+        },
+        "oracle_gap_closed": (
+            (picked["accuracy"]["composition"] - first["accuracy"]["composition"]) / gain if gain > 0 else None
+        ),
     }
 
 
@@ -361,6 +481,98 @@ def compared_models(results: dict) -> tuple[str, str]:
     return ours, other
 
 
+def reward_metrics(path: Path) -> dict | None:
+    """The held-out accuracies and the raters' ceiling from a reward model's ``metrics.json``, if it has one."""
+    file = path / METRICS_FILE
+    if not file.is_file():
+        return None
+    metrics = json.loads(file.read_text(encoding="utf-8"))
+    return {
+        "heldout": metrics.get("heldout"),
+        "raters_ceiling": (metrics.get("raters_ceiling") or {}).get("agreement"),
+    }
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same tensors under the same names (the reward trunk and the judge)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def reward_note(metrics: dict | None) -> str:
+    """``"held-out pairwise accuracy 74.7% (95% 70.1–79.3%, 348 pairs), ..."``: how far the picker can be trusted."""
+    if metrics is None:
+        return "no metrics.json beside it, so its held-out accuracy is unknown"
+    parts = []
+    for key, label, unit in (("pairwise", "pairwise", "pairs"), ("votes", "👍/👎", "votes")):
+        held = (metrics.get("heldout") or {}).get(key) or {}
+        if held.get("accuracy") is None:
+            parts.append(f"no held-out {unit}")
+            continue
+        interval = f"95% {100 * held['ci95'][0]:.1f}–{100 * held['ci95'][1]:.1f}%, " if held.get("ci95") else ""
+        parts.append(f"held-out {label} accuracy {100 * held['accuracy']:.1f}% ({interval}{held['n']} {unit})")
+    if metrics.get("raters_ceiling") is not None:
+        parts.append(f"raters' ceiling {100 * metrics['raters_ceiling']:.1f}%")
+    return ", ".join(parts)
+
+
+def best_of_markdown(b: dict) -> list[str]:
+    """The best-of-n section: first candidate, pick and oracle, paired differences overall and by kind, a caveat."""
+    n, first, picked, oracle = b["candidates"], b["first"], b["picked"], b["oracle"]
+    judge = (
+        "the very weights the evaluator judges with"
+        if b.get("trunk_is_the_judge")
+        else "a frozen copy of a recognizer trunk whose weights differ from the evaluator's, a related model"
+    )
+    lines = [
+        "",
+        f"Best-of-{n} for {b['model']}: each prompt draws {n} candidates (the first is the image scored above, the "
+        f"others from seeds derived from its seed) and the reward model `{b['reward_model']}` "
+        f"({reward_note(b.get('reward_metrics'))}) picks one.",
+        "",
+        f"**Caveat:** the reward model's image features come from the recognizer's trunk ({judge}), and the "
+        "recognizer is also the judge here, so this gain is measured by a judge related to the picker: a pick can "
+        "please the recognizer without pleasing people. Read it beside human judgements (the arena).",
+        "",
+        "| image scored | identity | count | background | position | composition | domain FD |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, r in (("first candidate (best-of-1)", first), ("picked by the reward model", picked)):
+        scores = " | ".join(f"{100 * r['accuracy'][m]:.1f}%" for m in METRICS)
+        lines.append(f"| {label} | {scores} | {r['fd']:.2f} |")
+    lines.append(
+        f"| oracle: any of the {n} composes correctly | – | – | – | – | {100 * oracle['composition']:.1f}% | – |"
+    )
+    c = b["difference"]["composition"]
+    lines += [
+        "",
+        f"Picked minus first, composition: {100 * c['difference']:+.1f} points (95% paired bootstrap interval "
+        f"{100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f}).",
+    ]
+    gain = 100 * (oracle["composition"] - first["accuracy"]["composition"])
+    if b.get("oracle_gap_closed") is None:
+        lines.append("No later candidate composed correctly where the first did not, so no reranker could gain here.")
+    else:
+        lines.append(
+            f"The picks realise {100 * b['oracle_gap_closed']:.0f}% of the {gain:.1f} points an oracle reranker "
+            "would gain over the first candidate."
+        )
+    lines += [
+        "",
+        "| kind of prompt | prompts | first | picked | oracle | picked − first (95% paired interval) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, (right, total) in oracle["composition_by_kind"].items():
+        d = b["difference_by_kind"]["composition"][kind]
+        first_ok, picked_ok = first["composition_by_kind"][kind][0], picked["composition_by_kind"][kind][0]
+        lines.append(
+            f"| {kind} | {total} | {100 * first_ok / total:.0f}% | {100 * picked_ok / total:.0f}% | "
+            f"{100 * right / total:.0f}% | {100 * d['difference']:+.1f} ({100 * d['ci95'][0]:+.1f} to "
+            f"{100 * d['ci95'][1]:+.1f}) |"
+        )
+    return lines
+
+
 def markdown(results: dict) -> str:
     """A short table for the README and the model card."""
     lines = [
@@ -396,6 +608,8 @@ def markdown(results: dict) -> str:
                 f"{ours} minus {other}, {metric}: {100 * c['difference']:+.1f} points "
                 f"(95% paired bootstrap interval {100 * low:+.1f} to {100 * high:+.1f})."
             )
+    if "best_of" in results:
+        lines += best_of_markdown(results["best_of"])
     if "routing" in results:
         r = results["routing"]
         lines += [
@@ -435,12 +649,32 @@ def main() -> None:
         help="only prompts that name an emoji by a held-out synonym, or only prompts in trained words",
     )
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="N",
+        help="draw N candidates per prompt for --model and also score the one --reward picks (1: off)",
+    )
+    p.add_argument(
+        "--reward", type=Path, default=None, metavar="DIR", help="reward model folder that picks among the candidates"
+    )
     p.add_argument("--num-emoji", type=int, default=None, help="restrict prompts to the curriculum stage trained")
     p.add_argument("--max-objects", type=int, default=3)
     p.add_argument("--max-count", type=int, default=3)
     p.add_argument("--styles", default=None, help="comma-separated styles (default: all)")
     p.add_argument("--out", type=Path, default=Path("model/checkpoints/raphael-tiny/eval"))
     args = p.parse_args()
+    if args.best_of < 1:
+        p.error(f"--best-of must be 1 or more, not {args.best_of}.")
+    if args.best_of > 1 and args.reward is None:
+        p.error(f"--best-of {args.best_of} needs --reward DIR, the reward model that picks among the candidates.")
+    if args.reward is not None and args.best_of == 1:
+        p.error("--reward picks among --best-of candidates, so it needs --best-of 2 or more.")
+    try:
+        reward = load_reward_model(args.reward, flag="--reward") if args.reward is not None else None
+    except FileNotFoundError as error:
+        p.error(str(error))
 
     styles = tuple(s.strip() for s in args.styles.split(",")) if args.styles else None
     config = SceneConfig(
@@ -472,8 +706,20 @@ def main() -> None:
         pipe = load_bundle(path)
         pipe.scheduler = build_sampler(args.sampler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        r = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch)
-        save_grid(r.pop("grid"), args.out / f"samples_{samples_stem(name, results['models'])}.png")
+        best_of = args.best_of if not results["models"] else 1  # the first model only; a baseline is drawn once
+        r = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch, reward, best_of)
+        stem = samples_stem(name, results["models"])
+        save_grid(r.pop("grid"), args.out / f"samples_{stem}.png")
+        if "best_of" in r:
+            b = r.pop("best_of")
+            save_grid(b["picked"].pop("grid"), args.out / f"samples_{stem}_best-of-{best_of}.png")
+            results["best_of"] = {
+                "model": name,
+                "reward_model": str(args.reward),
+                "reward_metrics": reward_metrics(args.reward),
+                "trunk_is_the_judge": same_weights(reward.recognizer, recognizer),
+                **b,
+            }
         r["training"] = training_record(path)
         results["models"][name] = r
         if path == args.model and pipe.unet.config.num_space_experts > 0:  # a dense FFN has no routes to analyse
