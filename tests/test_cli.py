@@ -18,6 +18,7 @@ CLIS = [
     "model.evaluation.reward",
     "model.data.build_atlas",
     "feedback.export",
+    "feedback.backup",
     "feedback.agreement",
     "feedback.leaderboard",
     "feedback.migrate",
