@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import resource
 import sys
 import time
@@ -66,6 +67,7 @@ from feedback.store import FeedbackStore
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
+from model.evaluation.evaluate import prompt_kind
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.pipeline.identity import model_name, weights_hash
@@ -104,6 +106,7 @@ class LoopConfig:
     device: str = "cpu"
     threads: int = 0  # torch CPU threads here and in the servers; 0 = torch's default
     tune_args: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()  # only prompts of these kinds ("2 emoji ×2", evaluate.prompt_kind); () = any
 
     def __post_init__(self) -> None:
         if self.taste not in TASTES:
@@ -115,6 +118,9 @@ class LoopConfig:
             raise ValueError(f"--raters must be at least 2 (agreement compares raters), got {self.raters}.")
         if self.random_raters < 0:
             raise ValueError(f"--random-raters must not be negative, got {self.random_raters}.")
+        for kind in self.kinds:
+            if not re.fullmatch(r"[1-9] emoji ×[1-9]", kind):
+                raise ValueError(f'--kind takes the form "2 emoji ×2" (emoji, then the most of one), not {kind!r}.')
         if not 2 <= self.images <= MAX_IMAGES:
             raise ValueError(
                 f"--images must be from 2 to {MAX_IMAGES} (a page is judged in pairs), got {self.images}."
@@ -216,17 +222,23 @@ def win_rate(wins: int, losses: int) -> dict[str, Any]:
 # -- prompts and raters -----------------------------------------------------------------------------------------------
 
 
-def domain_prompts(config: SceneConfig, split: str, n: int, seed: int, taste: Taste) -> list[Prompt]:
-    """``n`` prompts of the model's slice from ``split``, with the scenes they ask for, that ``taste`` may be shown."""
+def domain_prompts(
+    config: SceneConfig, split: str, n: int, seed: int, taste: Taste, kinds: Sequence[str] = ()
+) -> list[Prompt]:
+    """``n`` prompts of the model's slice from ``split``, with the scenes they ask for, that ``taste`` may be shown;
+    with ``kinds``, only prompts of those kinds (feedback is informative where the model still fails)."""
     data = EmojiScenes(replace(config, split=split), seed=seed)
     prompts: list[Prompt] = []
     for index in range(MAX_DRAWS_PER_PROMPT * n):
         caption, scene = data.describe(index)
-        if taste.fits(caption):
+        if taste.fits(caption) and (not kinds or prompt_kind(scene) in kinds):
             prompts.append((caption, scene))
             if len(prompts) == n:
                 return prompts
-    raise ValueError(f"Only {len(prompts)} of {MAX_DRAWS_PER_PROMPT * n} {split} prompts suit the {taste.name} taste.")
+    wanted = f" of kind {', '.join(kinds)}" if kinds else ""
+    raise ValueError(
+        f"Only {len(prompts)} of {MAX_DRAWS_PER_PROMPT * n} {split} prompts{wanted} suit the {taste.name} taste."
+    )
 
 
 def panel(taste: Taste, noisy: int, clickers: int, prefix: str, seed: int) -> list[SimulatedRater]:
@@ -387,7 +399,7 @@ def run_arena(
     """New raters judge base against tuned on held-out prompts; win rate, the taste's measure of both, ratings."""
     started, wall = CpuClock.now(), time.monotonic()
     prompts = domain_prompts(
-        evaluation_config(base), "heldout", config.arena_battles, ARENA_PROMPT_SEED + config.seed, taste
+        evaluation_config(base), "heldout", config.arena_battles, ARENA_PROMPT_SEED + config.seed, taste, config.kinds
     )
     raters = panel(taste, config.raters, 0, "arena", config.seed)
     tuned_label = model_version(model_name(tuned), weights_hash(tuned))
@@ -464,7 +476,9 @@ def run_loop(config: LoopConfig) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     taste = make_taste(config.taste)
-    prompts = domain_prompts(evaluation_config(config.model), "train", config.prompts, config.seed, taste)
+    prompts = domain_prompts(
+        evaluation_config(config.model), "train", config.prompts, config.seed, taste, config.kinds
+    )
     raters = panel(taste, config.raters, config.random_raters, "rater", config.seed)
     rng = random.Random(config.seed)
     report: dict[str, Any] = {
@@ -614,6 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads here and in the servers, 0 = torch's default [RAPHAEL_TORCH_THREADS]",
     )
     parser.add_argument(
+        "--kind",
+        dest="kinds",
+        action="append",
+        default=[],
+        help='only prompts of this kind, for rounds and arena, e.g. "2 emoji ×2" (two different emoji, the most '
+        "of one of them two); repeat for several [default: every kind of the model's slice]",
+    )
+    parser.add_argument(
         "--tune-args", nargs=argparse.REMAINDER, default=[], help="further flags for model.training.preference"
     )
     return parser
@@ -626,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     try:
-        report = run_loop(LoopConfig(**{**args, "tune_args": tuple(args["tune_args"])}))
+        report = run_loop(LoopConfig(**{**args, "tune_args": tuple(args["tune_args"]), "kinds": tuple(args["kinds"])}))
     except (ValueError, FileExistsError, ServerError) as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
     json.dump(report["totals"], sys.stdout, indent=2)

@@ -32,6 +32,7 @@ from feedback.models import COMPARISON_OUTCOMES
 from feedback.store import FeedbackStore
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
+from model.evaluation.evaluate import prompt_kind
 from model.pipeline.bundled import DEFAULT_BUNDLE
 
 SLICE = SceneConfig(num_emoji=30, max_objects=2, max_count=2, styles=("flat",))  # the bundled model's
@@ -148,9 +149,17 @@ def test_prompts_come_with_their_scenes_and_suit_the_taste() -> None:
     assert all(1 <= len(scene.objects) <= 2 for _, scene in prompts)
 
 
+def test_prompts_can_be_limited_to_the_kinds_the_model_gets_wrong() -> None:
+    prompts = domain_prompts(SLICE, "train", 12, seed=0, taste=Correctness(), kinds=["2 emoji ×2"])
+    assert len(prompts) == 12 and {prompt_kind(scene) for _, scene in prompts} == {"2 emoji ×2"}
+    with pytest.raises(ValueError, match="^Only 0 of 240 train prompts of kind 3 emoji ×1 suit the correctness"):
+        domain_prompts(SLICE, "train", 12, seed=0, taste=Correctness(), kinds=["3 emoji ×1"])  # the slice has 2
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
+        (["--kind", "two cats"], '--kind takes the form "2 emoji ×2"'),
         (["--raters", "1"], "--raters must be at least 2"),
         (["--images", "1"], "--images must be from 2 to 8"),
         (["--rounds", "0"], "--rounds must be at least 1"),
