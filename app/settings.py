@@ -113,6 +113,10 @@ ENV_VARS: dict[str, str] = {
     "RAPHAEL_CONCURRENCY": "concurrency",
     "RAPHAEL_MAX_WAITING": "max_waiting_generations",
     "RAPHAEL_NEW_RATERS_PER_HOUR": "new_raters_per_hour_per_ip",
+    "RAPHAEL_GENERATIONS_PER_MINUTE": "generations_per_minute",
+    "RAPHAEL_GENERATIONS_PER_MINUTE_PER_IP": "generations_per_minute_per_ip",
+    "RAPHAEL_VOTES_PER_MINUTE": "votes_per_minute",
+    "RAPHAEL_VOTES_PER_MINUTE_PER_IP": "votes_per_minute_per_ip",
     "RAPHAEL_TRUSTED_PROXIES": "trusted_proxies",
     "RAPHAEL_ADMIN_KEY": "admin_key",
     "RAPHAEL_KEYS_DIR": "keys_dir",
@@ -132,7 +136,8 @@ def _convert(name: str, raw: str) -> object:
         return Path(raw).expanduser()
     if name in {
         "port", "queue_size", "concurrency", "torch_threads", "max_waiting_generations", "new_raters_per_hour_per_ip",
-        "ip_hash_days",
+        "ip_hash_days", "generations_per_minute", "generations_per_minute_per_ip", "votes_per_minute",
+        "votes_per_minute_per_ip",
     }:  # fmt: skip
         return int(raw)
     if name == "sqlite_synchronous":
@@ -170,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "RAPHAEL_TORCH_THREADS (CPU threads for torch), RAPHAEL_QUEUE_SIZE (waiting requests before 'queue full'), "
         "RAPHAEL_CONCURRENCY (parallel non-model events), RAPHAEL_MAX_WAITING (model runs admitted at once), "
         "RAPHAEL_NEW_RATERS_PER_HOUR (new rater tokens per address, 60; raise it for a classroom behind one NAT), "
+        "RAPHAEL_GENERATIONS_PER_MINUTE and RAPHAEL_VOTES_PER_MINUTE (per rater, 30 and 240), "
+        "RAPHAEL_GENERATIONS_PER_MINUTE_PER_IP and RAPHAEL_VOTES_PER_MINUTE_PER_IP (per address, 60 and 1200), "
         "RAPHAEL_ADMIN_KEY (opens the dashboard's per-rater tables), RAPHAEL_IP_SALT (a fixed key for the stored IP "
         "hashes, with no daily rotation).",
     )

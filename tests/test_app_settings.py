@@ -36,6 +36,19 @@ def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert flags.db_url == "sqlite:///env.db"  # not given as a flag: the environment's value stays
 
 
+def test_rate_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A classroom behind one address, or a load test, raises them without editing code."""
+    monkeypatch.setenv("RAPHAEL_VOTES_PER_MINUTE_PER_IP", "6000")
+    monkeypatch.setenv("RAPHAEL_VOTES_PER_MINUTE", "600")
+    monkeypatch.setenv("RAPHAEL_GENERATIONS_PER_MINUTE", "10")
+    env = from_env()
+    assert (env.votes_per_minute_per_ip, env.votes_per_minute, env.generations_per_minute) == (6000, 600, 10)
+    assert env.generations_per_minute_per_ip == Settings().generations_per_minute_per_ip
+    monkeypatch.setenv("RAPHAEL_VOTES_PER_MINUTE", "many")
+    with pytest.raises(ValueError, match="^RAPHAEL_VOTES_PER_MINUTE: "):
+        from_env()
+
+
 def test_bad_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAPHAEL_SHARE", "maybe")
     with pytest.raises(ValueError, match="RAPHAEL_SHARE"):
