@@ -388,3 +388,25 @@ def test_a_campaign_reaches_k_answers_from_three_browser_raters(
 
     campaign = store.campaign("squares")
     assert (campaign.items_complete, campaign.n_answers) == (4, 15)
+
+
+def test_best_of_n_says_the_reward_model_picked(page: Page, app_server: AppServer, artifacts_dir: Path) -> None:
+    """The served demo has a reward model: Best of 3 shows the picked images, and the status line says so."""
+    open_demo(page, app_server)
+    page.locator("#prompt textarea").fill("a cat on a blue background")
+    page.locator("#steps input[type=number]").fill("3")
+    page.locator("#steps input[type=number]").press("Enter")
+    page.locator("#best-of input[type=number]").fill("3")
+    page.locator("#best-of input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    status = page.locator("#status")
+    expect(status).to_contain_text("best of 3", timeout=GENERATION_TIMEOUT_MS)
+    expect(status).to_contain_text("picked these 2 of 6 images")
+    expect(page.locator("#card-1 img")).to_be_visible()
+    page.screenshot(path=artifacts_dir / "browser-best-of.png", full_page=True)
+    # The second card's download says it was picked, by which reward model, with its score below the first's.
+    cards = [page.request.get(page.locator(f"#card-{i} img").get_attribute("src")) for i in (0, 1)]
+    first, second = (json.loads(Image.open(io.BytesIO(card.body())).text["parameters"]) for card in cards)
+    assert (second["best_of"], second["batch_index"]) == (3, 1) and second["reward_model"].startswith("reward-")
+    assert first["reward_score"] >= second["reward_score"]
+    assert second["seed"] in range(second["batch_seed"], second["batch_seed"] + 6)
