@@ -94,7 +94,12 @@ class DashboardService:
         data = self.store.dashboard()
         days = data.votes_per_day.assign(day=data.votes_per_day["day"].dt.strftime("%Y-%m-%d"))
         rows = self.store.preference_rows(with_images=False, with_events=False)
-        return dataclasses.replace(data, votes_per_day=days), agreement(rows, n_boot=self.n_boot)
+        report = agreement(rows, n_boot=self.n_boot)
+        # The account each rater signed in with (--sign-in), beside their id, for the admin who must follow up.
+        accounts = self.store.rater_accounts([int(i) for i in report.raters["rater_id"]])
+        raters = report.raters.copy()
+        raters.insert(1, "account", [accounts.get(int(i)) for i in raters["rater_id"]])
+        return dataclasses.replace(data, votes_per_day=days), dataclasses.replace(report, raters=raters)
 
 
 def version_labels(by_model: pd.DataFrame) -> pd.Series:

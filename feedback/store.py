@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from PIL import Image as PILImage
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from feedback.campaigns import CampaignItemSpec
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ANON_ID_CHARS = 128
 REQUIRED_PROVENANCE = (
@@ -882,6 +883,15 @@ class FeedbackStore:
                 votes.update(rows.tuples().all())
         return votes
 
+    def rater_accounts(self, rater_ids: list[int]) -> dict[int, str]:
+        """The signed-in account of each of these raters that has one (the admin's dashboard)."""
+        found: dict[int, str] = {}
+        with self._read() as s:
+            for chunk in _chunks(rater_ids):
+                query = select(Rater.id, Rater.account).where(Rater.id.in_(chunk), Rater.account.is_not(None))
+                found.update((rater_id, account) for rater_id, account in s.execute(query))
+        return found
+
     def vote_history(self, rater_id: int, image_id: str) -> list[int]:
         """Every value the rater gave this image, oldest first (0 = taken back)."""
         with self._read() as s:
@@ -1220,7 +1230,7 @@ def _clean_comment(comment: str | None) -> str | None:
     return comment or None
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
+def _chunks(items: list[T]) -> Iterator[list[T]]:
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
 

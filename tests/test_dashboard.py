@@ -17,7 +17,7 @@ def service(tmp_path: Path) -> Iterator[DashboardService]:
         maker = store.rater("maker")
         image_ids = store.record_generation(maker, provenance(), [solid(c) for c in ("red", "green", "blue", "tan")])
         for name, values in {"ann": (1, 1, -1, -1), "bob": (1, -1, 1, -1), "cy": (-1, -1, 1, 1)}.items():
-            rater = store.rater(name)
+            rater = store.rater(name, account="hf:ann" if name == "ann" else None)
             for image_id, value in zip(image_ids.image_ids, values):
                 store.vote(rater, image_id, value)
         yield DashboardService(store, n_boot=0)
@@ -30,11 +30,13 @@ def test_the_public_json_has_no_rater_rows(service: DashboardService) -> None:
     )
     assert len(admin["agreement"]["raters"]) == 3 and "flagged" not in admin["agreement"]
     assert public["totals"] == admin["totals"] and public["agreement"]["votes"] == admin["agreement"]["votes"]
+    assert sorted(str(row["account"]) for row in admin["agreement"]["raters"]) == ["None", "None", "hf:ann"]
 
 
 def test_the_public_tab_shows_the_tables_headers_without_rows(service: DashboardService) -> None:
     public, admin = service.view(), service.view(admin=True)
     raters, campaign_raters = public[5], public[7]
     assert len(raters) == 0 and list(raters.columns) == list(admin[5].columns) and len(admin[5]) == 3
+    assert list(admin[5].columns[:2]) == ["rater_id", "account"] and "hf:ann" in set(admin[5]["account"])
     assert len(campaign_raters) == 0 and "gold_accuracy" in campaign_raters.columns
     assert public[4] == admin[4]  # the agreement line (α, how many flagged) is public
