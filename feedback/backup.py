@@ -55,6 +55,7 @@ from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
 from feedback.cli import add_store_arguments
+from feedback.engine import sqlite_file
 from feedback.keys import INSTALL_KEY, install_keys
 from feedback.migrate import MIGRATIONS_DIR
 from feedback.models import Image, Rater, Vote
@@ -317,9 +318,9 @@ def _parse(url: str) -> URL:
 
 
 def _sqlite_file(url: URL) -> Path:
-    if url.database in (None, "", ":memory:"):
+    if (db_file := sqlite_file(url)) is None:
         raise BackupError("--db: an in-memory SQLite database has no file to back up or restore.")
-    return Path(url.database)
+    return db_file
 
 
 def _shown(url: URL) -> str:

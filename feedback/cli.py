@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
+from feedback.engine import sqlite_file
 from feedback.store import FeedbackStore
 
 
@@ -35,10 +33,9 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_store(parser: argparse.ArgumentParser, args: argparse.Namespace) -> FeedbackStore:
     """The store at ``args.db``; a SQLite file that does not exist is a usage error, not a new database."""
-    url = make_url(args.db)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        if not Path(url.database).exists():
-            parser.error(f"no database at {url.database}")
+    db_file = sqlite_file(args.db)
+    if db_file is not None and not db_file.exists():
+        parser.error(f"no database at {db_file}")
     return FeedbackStore(args.db, args.image_dir)
 
 

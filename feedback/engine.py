@@ -44,8 +44,8 @@ def make_engine(url: str | URL, synchronous: str = "NORMAL") -> Engine:
     if url.get_backend_name() == "postgresql":
         options = f"-c timezone=UTC -c lock_timeout={LOCK_TIMEOUT_MS}"
         kwargs.update(connect_args={"options": options}, pool_pre_ping=True)
-    elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    elif (db_file := sqlite_file(url)) is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         pragmas = (*SQLITE_PRAGMAS, f"PRAGMA synchronous={synchronous}")
@@ -53,6 +53,14 @@ def make_engine(url: str | URL, synchronous: str = "NORMAL") -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
     logger.debug("engine for %s", url.render_as_string(hide_password=True))
     return engine
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite URL; None for another backend or an in-memory database."""
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 def writer(engine: Engine) -> Engine:

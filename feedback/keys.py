@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from feedback.engine import sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +117,10 @@ def install_keys(url: str, image_dir: str | Path, keys_dir: str | Path | None = 
     """The keys of the store at ``url``: in ``keys_dir``, by default ``keys`` beside a SQLite file, else beside the
     image folder. A keys folder inside the image folder is refused, because the web app serves that folder.
     """
-    parsed = make_url(url)
     images = Path(image_dir).resolve()
     legacy = [images / LEGACY_SALT]
-    db_file = None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        db_file = Path(parsed.database).resolve()
+    if (db_file := sqlite_file(url)) is not None:
+        db_file = db_file.resolve()
         legacy.insert(0, db_file.with_name(db_file.name + LEGACY_SALT))
     if keys_dir is None:
         keys_dir = (db_file.parent if db_file else images.parent) / "keys"
