@@ -8,16 +8,13 @@ export always know that an image was picked, not drawn.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
-import torch
 from PIL import Image
 
 from feedback.images import model_version
-from model.evaluation.reward import load_reward_model
+from model.evaluation.reward import load_reward_model, ranked
 from model.pipeline.identity import model_name, weights_hash
 
 log = logging.getLogger(__name__)
@@ -29,16 +26,10 @@ class Reranker:
     """A reward model loaded from ``folder`` (``python -m model.evaluation.reward train`` writes one)."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.model = load_reward_model(self.folder, flag="--reward-model")
-        self.version = model_version(model_name(self.folder), weights_hash(self.folder))
-        metrics_file = self.folder / "metrics.json"
-        self.metrics: dict[str, Any] = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        self.model = load_reward_model(folder, flag="--reward-model")
+        self.version = model_version(model_name(Path(folder)), weights_hash(Path(folder)))
         log.info("Reward model %s loaded for best-of-n", self.version)
 
     def rank(self, images: list[Image.Image], prompt: str) -> tuple[list[int], list[float]]:
         """Candidate indices best first (ties keep the earlier candidate first) and every candidate's score."""
-        with torch.no_grad():
-            scores = self.model.score(images, [prompt] * len(images))  # (n,)
-        order = torch.argsort(scores, descending=True, stable=True).tolist()
-        return order, scores.tolist()
+        return ranked(self.model, images, prompt)

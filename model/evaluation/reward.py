@@ -203,12 +203,17 @@ def load_reward_model(path: str | Path, flag: str = "--model") -> RewardModel:
     return RewardModel.from_pretrained(path).eval()
 
 
+def ranked(model: RewardModel, images: list[Image.Image], prompt: str) -> tuple[list[int], list[float]]:
+    """Indices of the images for ``prompt``, best first (ties keep the earlier image first), and every score."""
+    scores = model.score(images, [prompt] * len(images))  # (n,)
+    return torch.argsort(scores, descending=True, stable=True).tolist(), scores.tolist()
+
+
 def best_of_n(model: RewardModel, images: list[Image.Image], prompt: str, k: int = 1) -> list[int]:
     """Indices of the ``k`` best images for ``prompt``, best first (ties keep the earlier image first)."""
     if not 1 <= k <= len(images):
         raise ValueError(f"k must be between 1 and the number of images ({len(images)}), got {k}.")
-    scores = model.score(images, [prompt] * len(images))  # (n,)
-    return torch.argsort(scores, descending=True, stable=True)[:k].tolist()
+    return ranked(model, images, prompt)[0][:k]
 
 
 # -- reading exports --------------------------------------------------------------------------------
