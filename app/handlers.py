@@ -89,17 +89,6 @@ def load_png(path: Path) -> Image.Image:
     return image
 
 
-def vote_buttons(vote: int) -> tuple[Any, Any]:
-    """👍 and 👎 button updates: the chosen one is filled, so a rater sees (and can undo) the choice."""
-
-    def button(selected: bool) -> Any:
-        return gr.Button(
-            variant="primary" if selected else "secondary", elem_classes=["vote", "selected"] if selected else ["vote"]
-        )
-
-    return button(vote == 1), button(vote == -1)
-
-
 def history_caption(provenance: dict[str, Any]) -> str:
     prompt = provenance["prompt"]
     return f"{prompt[:40]}{'…' if len(prompt) > 40 else ''} · seed {provenance['seed']}"
@@ -260,7 +249,8 @@ class Handlers:
         return gr.Column(elem_classes=[])
 
     def show_cards(self, summary: dict[str, Any], history: list[dict[str, Any]], request: gr.Request) -> list[Any]:
-        """Fill the result cards (image, its text and id, cleared vote and comment), status, seed and history."""
+        """Fill the result cards (image, its text and id, an empty note and comment), status, seed and history; the
+        page paints the vote buttons (``app.card_votes``)."""
         images = summary["images"]
         p = summary["provenance"]
         text = html.escape(generated_from(p))
@@ -279,8 +269,7 @@ class Handlers:
                 ]
             else:
                 updates += [gr.Column(visible=False), None, "", ""]
-            updates += [*vote_buttons(0), gr.Textbox(value="")]
-        cards = [{"image_id": image["image_id"], "vote": 0} for image in images]
+            updates += ["", gr.Textbox(value="")]  # the card's note and comment start empty
         status = say(
             request,
             "status",
@@ -298,7 +287,7 @@ class Handlers:
         history = [{"summary": summary, "caption": history_caption(p)}, *history][:HISTORY_LENGTH]
         gallery = [(self.store.image_path(h["summary"]["images"][0]["image_id"]), h["caption"]) for h in history]
         seed = gr.Number(summary["seed"], visible=True)
-        return [*updates, cards, status, seed, history, gallery, self.unlock_cards()]
+        return [*updates, status, seed, history, gallery, self.unlock_cards()]
 
     def restore(self, history: list[dict[str, Any]], evt: gr.SelectData) -> list[Any]:
         """Put the settings of a past run back into the controls (with the seed it used)."""
@@ -331,65 +320,6 @@ class Handlers:
         rater_id = self._rater(request, "votes")
         record = self.store.vote(rater_id, image_id, value, note)
         return {"image_id": image_id, "value": record.value, "previous": record.previous, "comment": record.comment}
-
-    @staticmethod
-    def _card(index: int, cards: list[dict[str, Any]], shown_image_id: str) -> dict[str, Any]:
-        """The card a click was cast on, refused when the page showed another image there than the session holds."""
-        if index >= len(cards):
-            raise InvalidInput("This card has no image yet; generate first.")
-        if cards[index]["image_id"] != shown_image_id:
-            raise InvalidInput("This card has just changed to a new image; look at it and vote again.")
-        return cards[index]
-
-    @user_errors
-    def vote_card(
-        self,
-        index: int,
-        value: int,
-        cards: list[dict[str, Any]],
-        shown_image_id: str,
-        comment: str,
-        request: gr.Request,
-    ) -> tuple[list[dict[str, Any]], Any, Any]:
-        """A 👍/👎 click on card ``index``: a second click on the chosen button takes the vote back."""
-        self._card(index, cards, shown_image_id)
-        new_value = 0 if cards[index]["vote"] == value else value
-        result = self.vote(cards[index]["image_id"], new_value, comment, request)
-        cards = [dict(card) for card in cards]
-        cards[index]["vote"] = result["value"]
-        return (cards, *vote_buttons(result["value"]))
-
-    def card_voter(self, index: int, value: int) -> Callable[..., tuple[list[dict[str, Any]], Any, Any]]:
-        """The click handler of card ``index``'s 👍 (``value`` 1) or 👎 (-1) button."""
-
-        def vote_on_card(
-            cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
-        ) -> tuple[list[dict[str, Any]], Any, Any]:
-            return self.vote_card(index, value, cards, shown_image_id, comment, request)
-
-        return vote_on_card
-
-    def card_commenter(self, index: int) -> Callable[..., None]:
-        """The submit handler of card ``index``'s comment box."""
-
-        def comment_on_card(
-            cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
-        ) -> None:
-            self.comment_card(index, cards, shown_image_id, comment, request)
-
-        return comment_on_card
-
-    @user_errors
-    def comment_card(
-        self, index: int, cards: list[dict[str, Any]], shown_image_id: str, comment: str, request: gr.Request
-    ) -> None:
-        """Attach (or change) the comment of the vote on card ``index``."""
-        card = self._card(index, cards, shown_image_id)
-        if card["vote"] == 0:
-            gr.Warning(say(request, "vote_first"))
-            return
-        self.vote(card["image_id"], card["vote"], comment, request)
-        gr.Info(say(request, "comment_saved"))
 
     # -- pairwise -------------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "leaderboard_summary": "**{battles}** judged battle{battles_s} between **{models}** version{models_s}",
         "comment_saved": "Comment saved.",
         "vote_first": "Choose 👍 or 👎 first; the comment is saved with your vote.",
+        "vote_not_sent": "The vote did not reach the server; check the connection and click again.",
+        "cards_stale": "These are the earlier images; wait for the new ones to vote.",
         "rate_progress": "You have judged **{answered}** of {items} items · the campaign has **{complete}** of "
         "{wanted_items} items with {k} answers",
         "rate_done": "**You have judged every item of this campaign. Thank you!**",
@@ -56,6 +58,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "leaderboard_summary": "**{models}** 个版本之间已评判 **{battles}** 场对战",
         "comment_saved": "评论已保存。",
         "vote_first": "请先点 👍 或 👎，评论会随投票一起保存。",
+        "vote_not_sent": "投票没有送达服务器；请检查网络后再点一次。",
+        "cards_stale": "这些是之前的图像；请等新图像出来后再投票。",
         "rate_progress": "你已评价 **{answered}** / {items} 项 · 本任务已有 **{complete}** / {wanted_items} "
         "项收到 {k} 个评价",
         "rate_done": "**你已评价完本任务的全部条目，谢谢！**",

@@ -31,7 +31,7 @@ from app.request_limits import RequestLimits
 from app.reranker import Reranker
 from app.settings import Settings, from_args
 from app.sign_in import check_sign_in_available
-from app.ui import CSS, SHORTCUTS, THEME, build_ui
+from app.ui import CSS, PAGE_SCRIPT, THEME, build_ui
 from app.versions import ModelVersions, version_folders
 from app.vote_route import vote_route
 from feedback.store import FeedbackStore
@@ -107,7 +107,7 @@ def launch(demo: Demo, settings: Settings, **kwargs: Any) -> Any:
         "i18n": page_i18n(TrainedDomain.from_bundle(settings.model_path)),
         "theme": THEME,
         "css": CSS,
-        "js": SHORTCUTS,
+        "js": PAGE_SCRIPT,
         "footer_links": ["api", "settings"],
         "allowed_paths": [str(settings.image_dir.resolve())],
         "max_file_size": settings.max_upload_bytes,

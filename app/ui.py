@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.card_votes import CARD_VOTES, CARDS_SHOWN, comment_script, vote_script
 from app.generation import GenerationService
 from app.guarded_inputs import GuardedDropdown, GuardedNumber, GuardedRadio, GuardedSlider, GuardedTextbox
 from app.handlers import AUTO_STYLE, Handlers
@@ -73,6 +74,8 @@ SHORTCUTS = """
   });
 }
 """
+# What the page runs once on load: the shortcuts, and the cards' votes.
+PAGE_SCRIPT = f"() => {{ ({SHORTCUTS.strip()})(); {CARD_VOTES} }}"
 
 
 @dataclass
@@ -118,11 +121,12 @@ class Card:
     like: gr.Button
     dislike: gr.Button
     comment: gr.Textbox
+    note: gr.Markdown  # what became of the last click: a refusal, "comment saved" (app.card_votes)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         """In the order of the updates ``Handlers.show_cards`` gives each card."""
-        return [self.column, self.image, self.text, self.image_id, self.like, self.dislike, self.comment]
+        return [self.column, self.image, self.text, self.image_id, self.note, self.comment]
 
 
 @dataclass
@@ -130,7 +134,6 @@ class Results:
     container: gr.Column
     status: gr.Markdown
     cards: list[Card]
-    cards_state: gr.State
     originals: gr.Gallery
     details: gr.JSON
     history: gr.State
@@ -325,7 +328,8 @@ def result_card(index: int) -> Card:
         comment = gr.Textbox(
             show_label=False, placeholder=I18N("comment_placeholder"), max_lines=2, elem_id=f"comment-{index}"
         )
-    return Card(column, image, text, image_id, like, dislike, comment)
+        note = gr.Markdown(elem_classes=["card-text"], elem_id=f"card-note-{index}")
+    return Card(column, image, text, image_id, like, dislike, comment, note)
 
 
 def results(settings: Settings) -> Results:
@@ -341,7 +345,7 @@ def results(settings: Settings) -> Results:
         details = gr.JSON(label=I18N("provenance"), elem_id="details")
     with gr.Accordion(I18N("history"), open=False):
         history_gallery = gr.Gallery(show_label=False, columns=8, height=180, allow_preview=False, elem_id="history")
-    return Results(container, status, cards, gr.State([]), originals, details, gr.State([]), history_gallery)
+    return Results(container, status, cards, originals, details, gr.State([]), history_gallery)
 
 
 def compare_panel() -> ComparePanel:
@@ -532,7 +536,6 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
             inputs=[r.details, r.history],
             outputs=[
                 *[x for card in r.cards for x in card.outputs],
-                r.cards_state,
                 r.status,
                 c.used_seed,
                 r.history,
@@ -540,22 +543,19 @@ def build_ui(handlers: Handlers, settings: Settings) -> gr.Blocks:
                 r.container,
             ],
             api_visibility="private",
-        ).then(fn=None, js=SCROLL_TO_RESULTS)  # the cards open below the settings: bring them into view
+        ).then(fn=None, js=CARDS_SHOWN, inputs=[card.image_id for card in r.cards]).then(
+            fn=None,
+            js=SCROLL_TO_RESULTS,  # the cards open below the settings: bring them into view
+        )
         generation.failure(handlers.unlock_cards, outputs=[r.container], queue=False, api_visibility="private")
+        # The cards' votes go from the browser straight to POST /api/vote (app.card_votes), not through the queue.
         for index, card in enumerate(r.cards):
             for button, value in ((card.like, 1), (card.dislike, -1)):
                 button.click(
-                    handlers.card_voter(index, value),
-                    inputs=[r.cards_state, card.image_id, card.comment],
-                    outputs=[r.cards_state, card.like, card.dislike],
-                    api_visibility="private",
-                    **vote_events,
+                    fn=None, js=vote_script(index, value), inputs=[card.image_id, card.comment], outputs=[card.note]
                 )
             card.comment.submit(
-                handlers.card_commenter(index),
-                inputs=[r.cards_state, card.image_id, card.comment],
-                api_visibility="private",
-                **vote_events,
+                fn=None, js=comment_script(index), inputs=[card.image_id, card.comment], outputs=[card.note]
             )
         r.history_gallery.select(
             handlers.restore, inputs=[r.history], outputs=c.generation_inputs, api_visibility="private"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from app.rater_cookie import COOKIE
+from app.vote_route import VOTE_PATH
 from feedback.campaigns import CampaignItemSpec
 from feedback.store import FeedbackStore
 from model.pipeline.bundled import DEFAULT_BUNDLE
@@ -48,6 +49,11 @@ def votes_on_prompt(store: FeedbackStore, prompt: str) -> list[int]:
     return [vote.value for vote in rows.votes if rows.images[vote.image_id].provenance["prompt"] == prompt]
 
 
+def comments_on_prompt(store: FeedbackStore, prompt: str) -> list[str]:
+    rows = store.preference_rows()
+    return [vote.comment for vote in rows.votes if rows.images[vote.image_id].provenance["prompt"] == prompt]
+
+
 def test_enhance_generate_rate_and_see_the_dashboard(
     page: Page, app_server: AppServer, store: FeedbackStore, artifacts_dir: Path
 ) -> None:
@@ -76,7 +82,10 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     assert provenance["enhanced_prompt"] == enhanced.input_value()
 
     dislike, like = page.locator("#dislike-1"), page.locator("#like-1")
-    dislike.click()
+    # A card's vote leaves the page as one plain request to the light route, not through Gradio's queue.
+    with page.expect_response(lambda r: r.url.endswith(VOTE_PATH) and r.request.method == "POST") as sent:
+        dislike.click()
+    assert sent.value.ok and sent.value.json()["value"] == -1
     expect(dislike).to_have_class(SELECTED)
     expect(like).not_to_have_class(SELECTED)
     expect(page.locator("#like-0")).not_to_have_class(SELECTED)
@@ -92,8 +101,25 @@ def test_enhance_generate_rate_and_see_the_dashboard(
     expect(dislike).to_have_class(SELECTED)
     page.locator("#comment-1 textarea").fill("the frog is missing")
     page.locator("#comment-1 textarea").press("Enter")
-    expect_toast(page, "Comment saved.")
+    expect(page.locator("#card-note-1")).to_have_text("Comment saved.")
     assert votes_on_prompt(store, prompt) == [-1]
+    assert comments_on_prompt(store, prompt) == ["the frog is missing"]
+    page.locator("#comment-0 textarea").fill("nice")
+    page.locator("#comment-0 textarea").press("Enter")  # no vote on card 0 yet: the comment waits for one
+    expect(page.locator("#card-note-0")).to_contain_text("Choose 👍 or 👎 first")
+    like0, answers = page.locator("#like-0"), []
+
+    def second_vote_answer(response: Response) -> bool:
+        if response.url.endswith(VOTE_PATH):
+            answers.append(response.json()["value"])
+        return len(answers) == 2
+
+    with page.expect_response(second_vote_answer):
+        like0.dblclick()  # two quick clicks: the second takes the first back, in order
+    assert answers == [1, 0]
+    expect(like0).not_to_have_class(SELECTED)
+    expect(page.locator("#card-note-0")).to_have_text("")
+    assert votes_on_prompt(store, prompt) == [-1]  # card 0's vote came and went
 
     page.get_by_role("tab", name="Dashboard").click()
     # Every tab keeps its own label (a component placed directly under gr.Tabs would show up as one more tab).
@@ -203,6 +229,9 @@ def test_earlier_cards_are_locked_while_a_new_run_generates(
     page.locator("#generate").click()
     expect(results).to_have_class(re.compile(r"\bstale\b"))
     expect(results).to_have_css("pointer-events", "none")
+    page.locator("#like-0").focus()
+    page.keyboard.press("Enter")  # the keyboard still reaches a dimmed card: the page refuses the vote there
+    expect(page.locator("#card-note-0")).to_contain_text("These are the earlier images")
     page.screenshot(path=artifacts_dir / "browser-locked-cards.png", full_page=True)
     expect(page.locator("#card-0 img")).not_to_have_attribute("src", first, timeout=GENERATION_TIMEOUT_MS)
     expect(results).not_to_have_class(re.compile(r"\bstale\b"))
