@@ -1,4 +1,4 @@
-"""Admission control for the model: one run at a time, a bounded line of waiting runs, a fair share per address.
+"""Admission control for the model: a bounded line of waiting requests, a fair share per address.
 
 Gradio's queue is shared by every event, so a client that queues a hundred generations would make
 everyone's votes wait behind them and then be refused as "queue full". Instead the model's events
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,14 +30,13 @@ class ModelBusy(InvalidInput):
 
 
 class Admission:
-    """Lets one model run proceed at a time, with at most ``max_waiting`` runs admitted (running or waiting) and at
-    most ``max_per_ip`` of them from one address. Cost is in image-steps (steps × images), which sets the wait."""
+    """Admits at most ``max_waiting`` requests for the model (running or waiting) and at most ``max_per_ip`` of them
+    from one address. Cost is in image-steps (steps × images), which sets the wait."""
 
     def __init__(self, max_waiting: int, max_per_ip: int) -> None:
         self.max_waiting = max_waiting
         self.max_per_ip = max_per_ip
         self._lock = threading.Lock()
-        self._model = threading.Lock()
         self._admitted: Counter[str] = Counter()
         self._cost_admitted = 0
         self._s_per_image_step = FIRST_GUESS_S_PER_IMAGE_STEP
@@ -83,24 +81,27 @@ class Admission:
 
     @contextmanager
     def slot(self, ip: str | None, cost: int, on_wait: Callable[[int], None] | None = None) -> Iterator[None]:
-        """Hold the model for one run of ``cost`` image-steps; ``on_wait(ahead)`` is called when others are ahead."""
+        """Count one request of ``cost`` image-steps in while it waits for and shares a model run (the generation
+        service runs the model once at a time, drawing alike requests together); ``on_wait(ahead)`` is called when
+        others are ahead. A run that fails with a fault (not a sentence for the user) marks the model unhealthy."""
         key = ip or "unknown"
         ahead = self._admit(key, cost)
         try:
             if ahead and on_wait is not None:
                 on_wait(ahead)
-            with self._model:
-                started = time.monotonic()
-                try:
-                    yield
-                except ValueError:  # a sentence for the user (busy database, bad input): not the model's fault
-                    raise
-                except Exception:
-                    self.last_run_failed = True
-                    raise
-                seconds = time.monotonic() - started
-            with self._lock:
-                self.last_run_failed = False
-                self._s_per_image_step += _EMA * (seconds / max(cost, 1) - self._s_per_image_step)
+            try:
+                yield
+            except ValueError:  # a sentence for the user (busy database, bad input): not the model's fault
+                raise
+            except Exception:
+                self.last_run_failed = True
+                raise
         finally:
             self._leave(key, cost)
+
+    def ran(self, seconds: float, image_steps: int) -> None:
+        """A model run of ``image_steps`` (steps × every image it drew, for all the requests it shared) took
+        ``seconds``: the pace that sets the waits announced next."""
+        with self._lock:
+            self.last_run_failed = False
+            self._s_per_image_step += _EMA * (seconds / max(image_steps, 1) - self._s_per_image_step)

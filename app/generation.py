@@ -2,9 +2,10 @@
 
 It loads the bundled RAPHAEL checkpoint or any other local diffusers pipeline folder, swaps
 samplers, seeds every image with its own generator (image ``i`` of a batch with seed ``s`` is
-exactly what seed ``s + i`` gives alone), reports progress per step, serialises runs on one lock,
-and writes the full provenance of each image: what the feedback store keeps and what the PNG
-text chunk carries, so any rated image can be regenerated.
+exactly what seed ``s + i`` gives alone), reports progress per step, draws the requests that arrive
+while the model runs together in its next run (one model run at a time per server), and writes the
+full provenance of each image: what the feedback store keeps and what the PNG text chunk carries, so
+any rated image can be regenerated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from PIL import Image
 from app.categories import PromptCategorizer
 from app.reranker import NO_REWARD_MODEL, Reranker
 from app.settings import APP_VERSION, Settings
+from feedback.batches import Batches
 from feedback.images import model_version
 from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
 from model.pipeline.identity import model_name, weights_hash
@@ -72,13 +74,35 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """Images in batch order, the per-image seeds and the provenance shared by the batch."""
+    """Images in batch order, the per-image seeds and the provenance shared by the batch; ``seconds`` and
+    ``run_image_steps`` are those of the model run the request shared with others (steps × all its images)."""
 
     images: list[Image.Image]
     seeds: list[int]
     provenance: dict[str, Any]
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    run_image_steps: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class SharedRun:
+    """A request waiting to be drawn, with its first seed and its progress callback."""
+
+    request: GenerationRequest
+    seed: int
+    progress: ProgressCallback | None
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.request.candidates)]
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Requests that may share one model run: one image size, step count, guidance and sampler (prompts,
+        negative prompts and seeds are per image)."""
+        r = self.request
+        return (r.aspect, r.steps, r.cfg, r.sampler)
 
 
 def load_pipeline(model_dir: Path, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
@@ -108,7 +132,9 @@ class GenerationService:
         categorizer: PromptCategorizer | None = None,
         app_version: str = APP_VERSION,
         reranker: Reranker | None = None,
+        model_lock: threading.Lock | None = None,
     ) -> None:
+        """``model_lock``: shared by the services of one server, so that one model runs at a time."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.model_dir = Path(model_dir)
@@ -127,7 +153,10 @@ class GenerationService:
         self.reranker = reranker  # None: best_of must be 1
         self._scheduler_config = self.pipe.scheduler.config
         self._schedulers = {name: build_sampler(name, self._scheduler_config) for name in SAMPLERS}
-        self._lock = threading.Lock()
+        self.model_lock = model_lock or threading.Lock()
+        self._runs: Batches[SharedRun, GenerationResult] = Batches(
+            self._run_shared, MAX_IMAGES, key=lambda run: run.key, size=lambda run: run.request.candidates
+        )
         log.info(
             "Loaded %s (%s, weights %s) on %s in %.1f s; native size %d px",
             self.model_name,
@@ -204,58 +233,84 @@ class GenerationService:
 
     def run(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> GenerationResult:
         """Generate ``request.num_images`` images (the best of ``request.candidates`` when ``best_of`` > 1); raises
-        ValueError with a user-facing message on bad input."""
+        ValueError with a user-facing message on bad input.
+
+        Requests that arrive while the model runs and share its settings (``SharedRun.key``) are drawn together in
+        the next run, up to ``MAX_IMAGES`` images (:mod:`feedback.batches`): each image still has its own seed and
+        generator, so it is the image its seed gives alone, and each request gets its own images back.
+        """
         if request.best_of > 1 and self.reranker is None:
             raise ValueError(NO_REWARD_MODEL)
-        height, width = self.size_for(request.aspect)
         n = request.candidates
         # Drawn so that the seed of every candidate (seed + i) is one a rater can type back in.
         seed = secrets.randbelow(MAX_SEED - n + 2) if request.seed is None else request.seed
-        seeds = [seed + i for i in range(n)]
-        chunks = [seeds[i : i + MAX_IMAGES] for i in range(0, n, MAX_IMAGES)]  # the pipeline's images per call
+        return self._runs.submit(SharedRun(request, seed, progress))
+
+    def _run_shared(self, runs: list[SharedRun]) -> list[GenerationResult]:
+        """One model run for requests of one key: their images in pipeline calls of at most ``MAX_IMAGES``, then
+        each request's own images (reranked when it asked for best-of-n)."""
+        first = runs[0].request
+        height, width = self.size_for(first.aspect)
+        draws = [(run.request, image_seed) for run in runs for image_seed in run.seeds]
+        chunks = [draws[i : i + MAX_IMAGES] for i in range(0, len(draws), MAX_IMAGES)]  # images per pipeline call
         images: list[Image.Image] = []
 
         def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-            if progress is not None:
-                progress(done_steps + step + 1, request.steps * len(chunks))
+            for run in runs:
+                if run.progress is not None:
+                    run.progress(done_steps + step + 1, first.steps * len(chunks))
             return callback_kwargs
 
-        with self._lock:
-            self.pipe.scheduler = self._schedulers[request.sampler]
+        with self.model_lock:
+            self.pipe.scheduler = self._schedulers[first.sampler]
             started = time.perf_counter()
             for index, chunk in enumerate(chunks):
-                done_steps = index * request.steps
+                done_steps = index * first.steps
+                negatives = [request.negative_prompt for request, _ in chunk]
                 output = self.pipe(
-                    prompt=request.model_prompt,
-                    negative_prompt=request.negative_prompt or None,
+                    prompt=[request.model_prompt for request, _ in chunk],
+                    negative_prompt=negatives if any(negatives) else None,
                     height=height,
                     width=width,
-                    num_inference_steps=request.steps,
-                    guidance_scale=request.cfg,
-                    num_images_per_prompt=len(chunk),
+                    num_inference_steps=first.steps,
+                    guidance_scale=first.cfg,
                     # One CPU generator per image: the same seed gives the same image on any device and in any batch.
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in chunk],
+                    generator=[torch.Generator("cpu").manual_seed(image_seed) for _, image_seed in chunk],
                     output_type="pil",
                     callback_on_step_end=on_step_end,
                 )
                 images += output.images
-            picked: dict[str, Any] = {}
-            if request.best_of > 1:
-                order, scores = self.reranker.rank(images, request.model_prompt)
-                shown = order[: request.num_images]
-                images, seeds = [images[i] for i in shown], [seeds[i] for i in shown]
-                picked = {
-                    "best_of": request.best_of,
-                    "reward_model": self.reranker.version,
-                    "reward_scores": [round(scores[i], 4) for i in shown],
-                }
+            results = []
+            for run in runs:
+                own, images = images[: len(run.seeds)], images[len(run.seeds) :]
+                results.append(self._result(run, own, height, width, len(draws)))
             seconds = time.perf_counter() - started
-        log.info("Generated %d image(s) of %dx%d in %.2f s", n, width, height, seconds)
+        log.info(
+            "Generated %d image(s) of %dx%d for %d request(s) in %.2f s", len(draws), width, height, len(runs), seconds
+        )
+        return [replace(result, seconds=seconds, run_image_steps=first.steps * len(draws)) for result in results]
+
+    def _result(
+        self, run: SharedRun, images: list[Image.Image], height: int, width: int, run_images: int
+    ) -> GenerationResult:
+        """A request's images from a shared run (the reward model's top ones for best-of-n) and their provenance."""
+        request, seeds = run.request, run.seeds
+        picked: dict[str, Any] = {}
+        if request.best_of > 1:
+            order, scores = self.reranker.rank(images, request.model_prompt)
+            shown = order[: request.num_images]
+            images, seeds = [images[i] for i in shown], [seeds[i] for i in shown]
+            picked = {
+                "best_of": request.best_of,
+                "reward_model": self.reranker.version,
+                "reward_scores": [round(scores[i], 4) for i in shown],
+            }
+        provenance = self.provenance(request, run.seed, seeds, height, width)
         return GenerationResult(
             images=images,
             seeds=seeds,
-            provenance={**self.provenance(request, seed, seeds, height, width), **picked},
-            seconds=seconds,
+            provenance={**provenance, **picked, "run_images": run_images},
+            seconds=0.0,  # the shared run's time, set when it is over
             warnings=self.prompt_warnings(request.enhanced_prompt or request.prompt),  # as typed: names what is lost
         )
 

@@ -201,6 +201,7 @@ class Handlers:
         cost = gen_request.steps * gen_request.candidates
         with self.admission.slot(self._ip(request), cost, self._wait_reporter(progress)):
             result: GenerationResult = self.generation.run(gen_request, progress=self._progress_reporter(progress))
+        self.admission.ran(result.seconds, result.run_image_steps)
         for warning in result.warnings:
             gr.Warning(warning)
         record = self.store.record_generation(rater_id, result.provenance, result.images)

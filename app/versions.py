@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,12 @@ class ModelVersions:
         torch_threads: int | None = None,
         primary: GenerationService | None = None,
     ) -> ModelVersions:
-        """Load every folder; ``primary``, when given, is the already loaded first one."""
+        """Load every folder; ``primary``, when given, is the already loaded first one. The versions share one
+        model lock, so that one model runs at a time."""
         services = [primary] if primary is not None else []
+        model_lock = primary.model_lock if primary is not None else threading.Lock()
         for folder in folders[len(services) :]:
-            services.append(GenerationService(folder, device, torch_threads))
+            services.append(GenerationService(folder, device, torch_threads, model_lock=model_lock))
         return cls(services)
 
     @property

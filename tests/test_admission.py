@@ -1,7 +1,7 @@
-"""Admission: one model run at a time, a bounded line, a fair share per address, and a wait that is said."""
+"""Admission: a bounded line, a fair share per address, and a wait that is said (the generation service runs the
+model once at a time: tests/test_generation.py)."""
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,28 +30,26 @@ def running(admission: Admission, ip: str, cost: int) -> Iterator[None]:
         runner.join(5)
 
 
-def test_runs_wait_their_turn_and_the_line_is_bounded() -> None:
+def test_the_line_is_bounded_and_a_request_is_told_who_is_ahead() -> None:
     admission = Admission(max_waiting=2, max_per_ip=2)
     ahead: list[int] = []
-    order: list[str] = []
+    second_in, release_second = threading.Event(), threading.Event()
 
     def second() -> None:
         with admission.slot("10.0.0.2", 50, on_wait=ahead.append):
-            order.append("second")
+            second_in.set()
+            release_second.wait(5)
 
     with running(admission, "10.0.0.1", 100):
         waiting = threading.Thread(target=second)
         waiting.start()
-        deadline = time.monotonic() + 5
-        while admission.admitted < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert order == [] and ahead == [1]  # it waits for the model and was told one run is ahead
-
+        assert second_in.wait(5) and ahead == [1]  # admitted, and told that one request is ahead
         with pytest.raises(ModelBusy, match=r"The model is busy with 2 requests; please try again in about \d+ s\."):
             with admission.slot("10.0.0.3", 10):
                 pass
-    waiting.join(5)
-    assert order == ["second"] and admission.admitted == 0
+        release_second.set()
+        waiting.join(5)
+    assert admission.admitted == 0
 
 
 def test_one_address_gets_a_fair_share() -> None:
@@ -76,8 +74,7 @@ def test_a_failed_run_leaves_the_line() -> None:
 
 def test_the_wait_follows_the_measured_pace() -> None:
     admission = Admission(max_waiting=1, max_per_ip=1)
-    with admission.slot(None, 10):
-        time.sleep(0.2)  # 0.02 s per image-step, measured
+    admission.ran(0.2, 10)  # a model run measured at 0.02 s per image-step
     with running(admission, "10.0.0.1", 1000):
         with pytest.raises(ModelBusy) as busy:
             with admission.slot("10.0.0.2", 10):

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +210,52 @@ def test_a_tuned_pipeline_shows_the_name_its_training_record_gives(tiny_sd_dir: 
     (tuned / "training.json").write_text(json.dumps({"steps": 5}))  # a record without a name
     assert model_name(tuned) == "pipeline"
     assert model_name(DEFAULT_BUNDLE) == "raphael-tiny"  # the bundled model keeps its folder's name
+
+
+def concurrently(service: GenerationService, requests: list[GenerationRequest]) -> list:
+    """Run ``requests`` from threads while the model is busy with another request, so that they queue up together
+    for the next run (the first request to find the model idle runs alone, at once)."""
+    results: list = [None] * len(requests)
+    with service.model_lock:  # the model is busy until the block ends
+        first = threading.Thread(target=service.run, args=(request(seed=99, num_images=1, steps=2),))
+        first.start()
+        time.sleep(0.2)  # it leads the current run, waiting for the model
+        threads = [
+            threading.Thread(target=lambda i=i, r=r: results.__setitem__(i, service.run(r)))
+            for i, r in enumerate(requests)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+    for thread in [first, *threads]:
+        thread.join(timeout=120)
+    return results
+
+
+def test_requests_that_arrive_together_share_one_run_and_get_their_own_images(service: GenerationService) -> None:
+    requests = [
+        request(prompt="two cats on a red background", seed=11, num_images=1),
+        request(prompt="a rocket on a blue background", seed=40, num_images=2, negative_prompt="blurry"),
+        request(prompt="a frog at the top", seed=7, num_images=1),
+    ]
+    shared = concurrently(service, requests)
+    for req, result in zip(requests, shared, strict=True):
+        alone = service.run(req)  # the same request with the model to itself
+        assert result.seeds == alone.seeds and result.provenance["prompt"] == req.prompt
+        assert result.provenance["run_images"] == 4 and alone.provenance["run_images"] == req.num_images
+        assert result.run_image_steps == 4 * req.steps and result.seconds == shared[0].seconds
+        for mine, own in zip(result.images, alone.images, strict=True):
+            assert np.abs(pixels(mine) - pixels(own)).max() <= 2  # batch size changes only the last bits
+
+
+def test_requests_with_other_settings_do_not_share_a_run(service: GenerationService) -> None:
+    requests = [request(seed=1, num_images=1), request(seed=2, num_images=1, steps=4), request(seed=3, cfg=2.0)]
+    shared = concurrently(service, requests)
+    assert [r.provenance["run_images"] for r in shared] == [1, 1, 2]
+    assert [r.provenance["steps"] for r in shared] == [3, 4, 3]
+
+
+def test_a_run_never_draws_more_than_a_pipeline_call_takes(service: GenerationService) -> None:
+    requests = [request(seed=10 * i, num_images=3) for i in range(4)]  # 12 images wanted at once
+    shared = concurrently(service, requests)
+    assert [r.provenance["run_images"] for r in shared] == [6, 6, 6, 6]  # 3 + 3 fit in 8, a third does not

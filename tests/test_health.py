@@ -80,7 +80,7 @@ def test_a_failed_model_run_makes_it_unhealthy_until_one_succeeds(
             raise ValueError("The feedback database is busy")  # the user's sentence, not the model's fault
     assert client.get(HEALTH_PATH).json()["models"]["last_run"] == "failed"
     with admission.slot("10.0.0.1", 10):
-        pass
+        admission.ran(0.5, 10)  # the run went through and was timed
     assert client.get(HEALTH_PATH).json()["models"] == {
         "ok": True,
         "last_run": "ok",
