@@ -66,6 +66,10 @@ bench: venv ## benchmarks that print JSON
 	$(PY) -m bench.moe_overhead
 	$(PY) -m bench.data_throughput
 	$(PY) -m bench.admission_load --torch-threads 1
+	$(PY) -m bench.vote_throughput
+	$(PY) -m bench.export_throughput
+	$(PY) -m bench.shared_runs
+	$(PY) -m bench.first_image
 
 export: venv ## export preference data, e.g. ARGS="--format pickapic --as parquet --out exports/pairs"
 	$(PY) -m feedback.export $(ARGS)

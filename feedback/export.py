@@ -52,6 +52,18 @@ ships them in Parquet. JSON has no bytes type: base64 text or paths to JPEG file
 would both fail in that script and need a loader of one's own, while Parquet and ``datasets``
 carry the bytes and load as they are. A refusal that names them beats a file that only looks loadable.
 
+Streaming
+---------
+An export streams: rows come from :meth:`FeedbackStore.feedback_reader` (one read transaction) a chunk at a time,
+images are read or converted for that chunk only, and each chunk becomes one Parquet row group or Arrow batch
+(``datasets`` output: an Arrow file beside the export, then :meth:`datasets.Dataset.save_to_disk`). Pairs need no
+more than one rater's votes at a time (ids and provenance, no images): comparison rows come first, in the order
+the comparisons were made, then vote pairs rater by rater, merged with that rater's comparisons. JPEGs are made
+in worker processes while the next chunk is read, and a small cache keeps the ones a rater's other pairs reuse.
+The files are those the in-memory exporter wrote (columns, types, metadata, row order), in more row groups.
+``--exclude-flagged`` and ``--campaign`` judge raters on all the kept feedback first, so they read every current
+vote and comparison (ids only) into memory.
+
 Filters
 -------
 ``--model`` keeps feedback on images of one model (name or full weights hash; both images of a
@@ -73,22 +85,32 @@ import dataclasses
 import io
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import sys
-from collections import Counter, defaultdict
+import tempfile
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, groupby
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.arrow_writer import get_parquet_column_options
 from PIL import Image as PILImage
 from sqlalchemy.engine import make_url
 
 from feedback.agreement import agreement
 from feedback.campaigns import FLAG_REASONS, campaign_report, flag_counts
 from feedback.cli import add_filter_arguments, add_store_arguments, open_store
-from feedback.store import ComparisonRow, FeedbackStore, ImageRow, PreferenceRows
+from feedback.store import FeedbackReader, FeedbackStore, ImageRow, PreferenceRows
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +118,15 @@ FORMATS = {"pickapic": "pickapic", "dpo": "pickapic", "kto": "kto", "jsonl": "js
 OUTPUTS = ("parquet", "jsonl", "datasets")
 COMPARISON_LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
 JPEG_QUALITY = 95
+CHUNK_ROWS = 1000  # rows read from the store at a time, and the most rows per Parquet row group or Arrow batch
+CHUNK_BYTES = 32 * 2**20  # a chunk ends early once its image bytes reach this (large images)
+JPEG_CACHE_BYTES = 8 * 2**20  # JPEGs kept for the pairs that reuse an image (a rater's likes × dislikes)
+JPEG_WORKERS = 4  # the most processes that convert a pairs export's PNGs to JPEG
+ROW_BYTES: dict[str, Callable[[dict[str, Any]], int]] = {  # the image bytes of a row, as chunks count them
+    "pickapic": lambda row: 3 * sum(row[side].width * row[side].height for side in ("jpg_0", "jpg_1")),  # pixels
+    "kto": lambda row: len(row["image"]["bytes"]),
+    "jsonl": lambda row: 0,
+}
 PICKAPIC_COUNTS = (
     "rows",
     "pairs_from_comparisons",
@@ -108,6 +139,11 @@ PICKAPIC_COUNTS = (
     "comparisons_replaced_by_later",
     "vote_pairs_superseded_by_comparison",
 )
+EMPTY_COUNTS = {  # every count an export of each format reports, zero included
+    "pickapic": PICKAPIC_COUNTS,
+    "kto": ("rows", "likes", "dislikes", "images"),
+    "jsonl": ("likes", "dislikes", "take_backs", "rows"),
+}
 
 COLUMNS: dict[str, dict[str, str]] = {
     "pickapic": {
@@ -252,19 +288,25 @@ class ExportResult:
 # -- rows -------------------------------------------------------------------------------------------
 
 
-def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Pick-a-Pic v2 rows from explicit comparisons and from each rater's 👍/👎 of one prompt and size."""
-    counts: Counter[str] = Counter(dict.fromkeys(PICKAPIC_COUNTS, 0))
-    latest: dict[tuple[int, frozenset[str]], ComparisonRow] = {}
-    for comparison in rows.comparisons:  # ordered by id: later judgements replace earlier ones
-        key = (comparison.rater_id, frozenset((comparison.left_image_id, comparison.right_image_id)))
-        counts["comparisons_replaced_by_later"] += key in latest
-        latest[key] = comparison
+def pickapic_rows(reader: FeedbackReader, counts: Counter[str]) -> Iterator[dict[str, Any]]:
+    """Pick-a-Pic v2 rows from explicit comparisons and from each rater's 👍/👎 of one prompt and size, streamed.
 
-    jpeg = _JpegCache()
-    out: list[dict[str, Any]] = []
-    for comparison in latest.values():
-        left, right = rows.images[comparison.left_image_id], rows.images[comparison.right_image_id]
+    Comparison rows come first, in the order the comparisons were made; then vote pairs rater by rater, caption by
+    caption. Memory holds one rater's votes (ids and provenance, no image bytes). ``jpg_0`` and ``jpg_1`` hold the
+    images (:class:`ImageRow`) until :meth:`_Jpegs.fill` converts them. ``counts`` (:data:`PICKAPIC_COUNTS` but
+    ``rows``) grows as the rows are taken.
+    """
+    repeated = reader.repeated_comparisons()
+    for comparison, left, right in reader.comparisons():
+        key = (comparison.rater_id, frozenset((comparison.left_image_id, comparison.right_image_id)))
+        if key in repeated:  # only the latest judgement of the pair counts, in the place of the first
+            first, latest = repeated[key]
+            if comparison.id != first:
+                counts["comparisons_replaced_by_later"] += 1
+                continue
+            if latest.left_image_id != comparison.left_image_id:
+                left, right = right, left
+            comparison = latest
         if comparison.outcome not in COMPARISON_LABELS:
             counts["both_bad_skipped"] += 1
         elif left.caption != right.caption:
@@ -273,75 +315,68 @@ def pickapic_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[s
             counts["cross_size_comparisons_skipped"] += 1
         else:
             labels = COMPARISON_LABELS[comparison.outcome]
-            out.append(_pair(left, right, labels, comparison.rater_id, "comparison", jpeg))
+            yield _pair(left, right, labels, comparison.rater_id, "comparison")
             counts["pairs_from_comparisons"] += 1
             counts["ties"] += labels == (0.5, 0.5)
 
-    by_rater_prompt: dict[tuple[int, str], dict[int, list[str]]] = defaultdict(lambda: {1: [], -1: []})
-    for vote in rows.votes:
-        by_rater_prompt[(vote.rater_id, rows.images[vote.image_id].caption)][vote.value].append(vote.image_id)
-    for (rater_id, _caption), votes in sorted(by_rater_prompt.items()):
-        for liked in sorted(votes[1]):
-            for disliked in sorted(votes[-1]):
-                if not _same_size(rows.images[liked], rows.images[disliked]):
-                    counts["cross_size_vote_pairs_skipped"] += 1
-                    continue
-                if (rater_id, frozenset((liked, disliked))) in latest:
-                    counts["vote_pairs_superseded_by_comparison"] += 1
-                    continue
-                first, second = sorted((liked, disliked))
-                labels = (1.0, 0.0) if first == liked else (0.0, 1.0)
-                out.append(_pair(rows.images[first], rows.images[second], labels, rater_id, "votes", jpeg))
-                counts["pairs_from_votes"] += 1
-    counts["rows"] = len(out)
-    return out, counts
+    compared = _ComparedPairs(reader.compared_pairs())
+    for rater_id, votes in groupby(reader.votes(by_rater=True), key=lambda vote_image: vote_image[0].rater_id):
+        compared_by_rater = compared.of(rater_id)
+        by_prompt: dict[str, dict[int, list[ImageRow]]] = defaultdict(lambda: {1: [], -1: []})
+        for vote, image in votes:
+            by_prompt[image.caption][vote.value].append(image)
+        for caption in sorted(by_prompt):
+            liked_images, disliked_images = (sorted(by_prompt[caption][v], key=_image_id) for v in (1, -1))
+            for liked in liked_images:
+                for disliked in disliked_images:
+                    if not _same_size(liked, disliked):
+                        counts["cross_size_vote_pairs_skipped"] += 1
+                        continue
+                    if frozenset((liked.id, disliked.id)) in compared_by_rater:
+                        counts["vote_pairs_superseded_by_comparison"] += 1
+                        continue
+                    first, second = sorted((liked, disliked), key=_image_id)
+                    labels = (1.0, 0.0) if first is liked else (0.0, 1.0)
+                    yield _pair(first, second, labels, rater_id, "votes")
+                    counts["pairs_from_votes"] += 1
 
 
-def kto_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """One unpaired row per rater and image with a current vote."""
-    out = [
-        {
-            "file_name": f"{rows.images[vote.image_id].sha256}.png",
-            "caption": rows.images[vote.image_id].caption,
+def kto_rows(reader: FeedbackReader, counts: Counter[str]) -> Iterator[tuple[dict[str, Any], ImageRow]]:
+    """One unpaired row per rater and image with a current vote, in the order the votes were cast, with its image."""
+    for vote, image in reader.votes():
+        counts["likes" if vote.value == 1 else "dislikes"] += 1
+        record = {
+            "file_name": f"{image.sha256}.png",
+            "caption": image.caption,
             "label": vote.value == 1,
             "user_id": vote.rater_id,
             "image_uid": vote.image_id,
-            "model": rows.images[vote.image_id].model,
+            "model": image.model,
         }
-        for vote in rows.votes
-    ]
-    counts = Counter(rows=len(out), likes=sum(r["label"] for r in out), dislikes=sum(not r["label"] for r in out))
-    counts["images"] = len({r["image_uid"] for r in out})
-    return out, counts
+        yield record, image
 
 
-def log_rows(rows: PreferenceRows) -> tuple[list[dict[str, Any]], Counter[str]]:
+def log_rows(reader: FeedbackReader, counts: Counter[str]) -> Iterator[dict[str, Any]]:
     """One row per vote event with the image's full provenance."""
-    out = []
-    for event in rows.events:
-        image = rows.images[event.image_id]
+    for event, image in reader.events():
+        counts[{1: "likes", -1: "dislikes", 0: "take_backs"}[event.value]] += 1
         provenance = {key: value for key, value in image.provenance.items() if key != "extra"}
-        out.append(
-            {
-                "event_id": event.id,
-                "created_at": event.created_at.isoformat(),
-                "user_id": event.rater_id,
-                "image_uid": event.image_id,
-                "value": event.value,
-                "comment": event.comment,
-                "generation_id": image.generation_id,
-                "batch_index": image.batch_index,
-                "sha256": image.sha256,
-                "file": image.file,
-                "generated_at": image.generated_at.isoformat(),
-                **provenance,
-                "model": image.model,
-                "extra": json.dumps(image.provenance["extra"], sort_keys=True, ensure_ascii=False),
-            }
-        )
-    counts = Counter(dict.fromkeys(("likes", "dislikes", "take_backs"), 0), rows=len(out))
-    counts.update({1: "likes", -1: "dislikes", 0: "take_backs"}[r["value"]] for r in out)
-    return out, counts
+        yield {
+            "event_id": event.id,
+            "created_at": event.created_at.isoformat(),
+            "user_id": event.rater_id,
+            "image_uid": event.image_id,
+            "value": event.value,
+            "comment": event.comment,
+            "generation_id": image.generation_id,
+            "batch_index": image.batch_index,
+            "sha256": image.sha256,
+            "file": image.file,
+            "generated_at": image.generated_at.isoformat(),
+            **provenance,
+            "model": image.model,
+            "extra": json.dumps(image.provenance["extra"], sort_keys=True, ensure_ascii=False),
+        }
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -357,8 +392,9 @@ def without_raters(rows: PreferenceRows, raters: set[int]) -> PreferenceRows:
     )
 
 
-def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[str, int]]:
-    """``rows`` less the feedback of the raters :func:`feedback.agreement.agreement` flags, and what went."""
+def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, set[int], dict[str, int]]:
+    """``rows`` less the feedback of the raters :func:`feedback.agreement.agreement` flags, those raters, and what
+    went."""
     report = agreement(rows, n_boot=0)
     flagged = set(report.raters.loc[report.raters["flagged"], "rater_id"].astype(int))
     kept = without_raters(rows, flagged)
@@ -368,13 +404,14 @@ def without_flagged_raters(rows: PreferenceRows) -> tuple[PreferenceRows, dict[s
         "comparisons_of_flagged_raters": len(rows.comparisons) - len(kept.comparisons),
     }
     logger.info("left out %d flagged raters: %s", len(flagged), dropped)
-    return kept, dropped
+    return kept, flagged, dropped
 
 
 def without_campaign_flagged_raters(
     store: FeedbackStore, rows: PreferenceRows, campaign: str
-) -> tuple[PreferenceRows, dict[str, int]]:
-    """``rows`` less the feedback of the raters :func:`feedback.campaigns.campaign_report` flags, and what went."""
+) -> tuple[PreferenceRows, set[int], dict[str, int]]:
+    """``rows`` less the feedback of the raters :func:`feedback.campaigns.campaign_report` flags, those raters, and
+    what went."""
     raters = campaign_report(store, campaign, n_boot=0).raters
     flagged = set(raters.loc[raters["flagged"], "rater_id"].astype(int))
     kept = without_raters(rows, flagged)
@@ -385,7 +422,37 @@ def without_campaign_flagged_raters(
         "comparisons_of_campaign_flagged_raters": len(rows.comparisons) - len(kept.comparisons),
     }
     logger.info("left out %d raters flagged in campaign %r: %s", len(flagged), campaign, dropped)
-    return kept, dropped
+    return kept, flagged, dropped
+
+
+def left_out_raters(store: FeedbackStore, filters: ExportFilters) -> tuple[set[int], dict[str, int]]:
+    """The raters ``--campaign`` and ``--exclude-flagged`` leave out, and the counts for the card.
+
+    Both judge raters on all the feedback the other filters keep, so this reads every current vote and comparison
+    (ids, no images) into memory: only these two filters make an export's memory grow with the store.
+    """
+    if filters.campaign is None and not filters.exclude_flagged:
+        return set(), {}
+    rows = store.preference_rows(
+        model=filters.model,
+        since=filters.since,
+        until=filters.until,
+        min_votes=filters.min_votes,
+        with_images=False,
+        with_events=False,
+        campaign=filters.campaign,
+    )
+    left_out: set[int] = set()
+    dropped: dict[str, int] = {}
+    if filters.campaign is not None:
+        rows, flagged, counts = without_campaign_flagged_raters(store, rows, filters.campaign)
+        left_out |= flagged
+        dropped.update(counts)
+    if filters.exclude_flagged:
+        rows, flagged, counts = without_flagged_raters(rows)
+        left_out |= flagged
+        dropped.update(counts)
+    return left_out, dropped
 
 
 def export(
@@ -394,12 +461,24 @@ def export(
     out_dir: str | Path,
     output: str = "parquet",
     filters: ExportFilters | None = None,
+    chunk_size: int = CHUNK_ROWS,
+    jpeg_workers: int | None = None,
 ) -> ExportResult:
-    """Write one export (data files plus README.md) into ``out_dir``, which must be new or empty."""
+    """Write one export (data files plus README.md) into ``out_dir``, which must be new or empty.
+
+    Rows stream from the store to the files ``chunk_size`` at a time (fewer when their images pass
+    :data:`CHUNK_BYTES`): one Parquet row group or Arrow batch each, so memory does not grow with the store.
+    ``jpeg_workers``: processes that convert a pairs export's images (default: one per CPU, at most
+    :data:`JPEG_WORKERS`).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    if jpeg_workers is None:
+        jpeg_workers = min(JPEG_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     fmt, filters = FORMATS[fmt], filters or ExportFilters()
     if (fmt, output) == ("pickapic", "jsonl"):
         raise ValueError(
@@ -411,56 +490,114 @@ def export(
         raise FileExistsError(f"{out} is not empty; choose a new folder for the export")
     out.mkdir(parents=True, exist_ok=True)
 
-    rows = store.preference_rows(
-        model=filters.model,
-        since=filters.since,
-        until=filters.until,
-        min_votes=filters.min_votes,
-        with_events=fmt == "jsonl",  # only the vote log reads the history
-        campaign=filters.campaign,
-    )
-    dropped = {}
-    if filters.campaign is not None:
-        rows, dropped = without_campaign_flagged_raters(store, rows, filters.campaign)
-    if filters.exclude_flagged:
-        rows, flagged = without_flagged_raters(rows)
-        dropped.update(flagged)
-    builders = {"pickapic": pickapic_rows, "kto": kto_rows, "jsonl": log_rows}
-    records, counts = builders[fmt](rows)
+    left_out, dropped = left_out_raters(store, filters)
+    counts: Counter[str] = Counter(dict.fromkeys(EMPTY_COUNTS[fmt], 0))
+    with ExitStack() as stack:
+        reader = stack.enter_context(
+            store.feedback_reader(
+                model=filters.model,
+                since=filters.since,
+                until=filters.until,
+                min_votes=filters.min_votes,
+                campaign=filters.campaign,
+                without_raters=left_out,
+                chunk_size=chunk_size,
+            )
+        )
+        if fmt == "pickapic":
+            records = pickapic_rows(reader, counts)
+        elif fmt == "jsonl":
+            records = log_rows(reader, counts)
+        elif output == "jsonl":  # kto as an imagefolder: the PNG files beside metadata.jsonl
+            records = _copied_pngs(kto_rows(reader, counts), out)
+        else:
+            records = ({**record, "image": _png(image, record)} for record, image in kto_rows(reader, counts))
+        if output == "jsonl":
+            rows = _write_jsonl(records, out / ("metadata.jsonl" if fmt == "kto" else "train.jsonl"))
+        else:
+            chunks = _chunks(records, chunk_size, ROW_BYTES[fmt])
+            if fmt == "pickapic":
+                chunks = stack.enter_context(_Jpegs(jpeg_workers)).fill(chunks)
+            features, chunks = _features_as_rows(fmt, chunks)
+            write = _write_parquet if output == "parquet" else _save_to_disk
+            rows = write(chunks, features, out / "train.parquet" if output == "parquet" else out)
+        if fmt == "kto":
+            counts["images"] = reader.voted_images()
+    counts["rows"] = rows
     counts.update(dropped)
 
-    if fmt == "kto" and output == "jsonl":
-        _write_imagefolder(records, rows, out)
-    elif output == "jsonl":
-        with (out / "train.jsonl").open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        if fmt == "kto":
-            for record in records:
-                png = rows.images[record["image_uid"]].path.read_bytes()
-                record["image"] = {"bytes": png, "path": record["file_name"]}
-        dataset = datasets.Dataset.from_list(records, features=FEATURES[fmt]) if records else _empty(fmt)
-        if output == "parquet":
-            dataset.to_parquet(str(out / "train.parquet"))
-        else:
-            dataset.save_to_disk(str(out))
-
-    result = ExportResult(out_dir=out, format=fmt, output=output, rows=len(records), counts=dict(counts))
+    result = ExportResult(out_dir=out, format=fmt, output=output, rows=rows, counts=dict(counts))
     (out / "README.md").write_text(dataset_card(result, filters, store.url), encoding="utf-8")
-    logger.info("exported %d %s rows as %s to %s", len(records), fmt, output, out)
+    logger.info("exported %d %s rows as %s to %s", rows, fmt, output, out)
     return result
 
 
-def _write_imagefolder(records: list[dict[str, Any]], rows: PreferenceRows, out: Path) -> None:
-    """HF imagefolder layout: metadata.jsonl plus the PNGs it names, each written once."""
-    for record in records:
+def _png(image: ImageRow, record: dict[str, Any]) -> dict[str, Any]:
+    """The stored PNG as a :class:`datasets.Image` value."""
+    return {"bytes": image.path.read_bytes(), "path": record["file_name"]}
+
+
+def _copied_pngs(rows: Iterable[tuple[dict[str, Any], ImageRow]], out: Path) -> Iterator[dict[str, Any]]:
+    """HF imagefolder layout: each row's PNG copied beside metadata.jsonl (once per file), then the row."""
+    for record, image in rows:
         target = out / record["file_name"]
         if not target.exists():
-            shutil.copyfile(rows.images[record["image_uid"]].path, target)
-    with (out / "metadata.jsonl").open("w", encoding="utf-8") as handle:
+            shutil.copyfile(image.path, target)
+        yield record
+
+
+def _write_jsonl(records: Iterable[dict[str, Any]], path: Path) -> int:
+    rows = 0
+    with path.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            rows += 1
+    return rows
+
+
+def _features_as_rows(
+    fmt: str, chunks: Iterator[list[dict[str, Any]]]
+) -> tuple[datasets.Features, Iterator[list[dict[str, Any]]]]:
+    """The format's features with the columns in the order of the rows' keys, as :meth:`datasets.Dataset.from_list`
+    lays them out (:data:`FEATURES` order when there are no rows), and the chunks, none taken."""
+    first = next(chunks, None)
+    if first is None:
+        return FEATURES[fmt], iter(())
+    return datasets.Features({name: FEATURES[fmt][name] for name in first[0]}), chain([first], chunks)
+
+
+def _write_parquet(chunks: Iterable[list[dict[str, Any]]], features: datasets.Features, path: Path) -> int:
+    """One row group per chunk, with the column options, content-defined chunking and page index that
+    :meth:`datasets.Dataset.to_parquet` uses, so the file reads as one that datasets wrote."""
+    schema, rows = features.arrow_schema, 0
+    with pq.ParquetWriter(
+        path,
+        schema,
+        use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS,
+        write_page_index=True,
+        **get_parquet_column_options(features, schema),
+    ) as writer:
+        for chunk in chunks:
+            writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+            rows += len(chunk)
+        writer.add_key_value_metadata({"content_defined_chunking": json.dumps(datasets.config.DEFAULT_CDC_OPTIONS)})
+    return rows
+
+
+def _save_to_disk(chunks: Iterable[list[dict[str, Any]]], features: datasets.Features, out: Path) -> int:
+    """:meth:`datasets.Dataset.save_to_disk` into ``out``, from an Arrow file written chunk by chunk beside it and
+    memory-mapped (the layout datasets keeps its own cache in), then removed."""
+    schema, rows = features.arrow_schema, 0
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=out) as staging:
+        arrow = Path(staging) / "train.arrow"
+        with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for chunk in chunks:
+                writer.write_table(pa.Table.from_pylist(chunk, schema=schema))
+                rows += len(chunk)
+        dataset = datasets.Dataset.from_file(str(arrow))
+        dataset.save_to_disk(str(out))
+        del dataset  # unmaps the staging file before it goes
+    return rows
 
 
 def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) -> str:
@@ -554,19 +691,116 @@ def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) 
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-class _JpegCache:
-    """JPEG bytes of stored PNGs, each converted once."""
+class _Jpegs:
+    """Puts JPEG bytes into the ``jpg_0``/``jpg_1`` of pair rows, chunk by chunk, where :func:`pickapic_rows` left
+    the images: each image is converted once while it stays in a bounded cache (a rater's vote pairs reuse their
+    images), and a chunk's conversions run in ``workers`` processes while the next chunk is read from the store.
 
-    def __init__(self) -> None:
-        self._cache: dict[str, bytes] = {}
+    The workers are forked (Linux), so they start at once with this module loaded; they only open PNGs. With one
+    worker, or without fork, the conversions run in this process.
+    """
 
-    def __call__(self, image: ImageRow) -> bytes:
-        if image.id not in self._cache:
-            with PILImage.open(image.path) as png:
-                buffer = io.BytesIO()
-                png.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-            self._cache[image.id] = buffer.getvalue()
-        return self._cache[image.id]
+    def __init__(self, workers: int, max_bytes: int = JPEG_CACHE_BYTES) -> None:
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes, self._max_bytes = 0, max_bytes
+        fork = "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux"
+        self._workers = workers if fork else 1
+        context = multiprocessing.get_context("fork") if fork else None
+        self._pool = ProcessPoolExecutor(workers, mp_context=context) if self._workers > 1 else None
+
+    def __enter__(self) -> _Jpegs:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def fill(self, chunks: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        """The chunks with their JPEGs, each handed on once the next one's conversions have started."""
+        pending = None
+        for chunk in chunks:
+            started = self._start(chunk)
+            if pending is not None:
+                yield self._finish(*pending)
+            pending = (chunk, *started)
+        if pending is not None:
+            yield self._finish(*pending)
+
+    def _start(self, chunk: list[dict[str, Any]]) -> tuple[dict[str, bytes], dict[str, Path], Iterator[bytes]]:
+        """The chunk's JPEGs that are cached, the images still to convert, and their conversions, begun."""
+        ready: dict[str, bytes] = {}
+        todo: dict[str, Path] = {}
+        for row in chunk:
+            for image in (row["jpg_0"], row["jpg_1"]):
+                if image.sha256 in ready or image.sha256 in todo:
+                    continue
+                if (cached := self._cache.get(image.sha256)) is not None:
+                    self._cache.move_to_end(image.sha256)
+                    ready[image.sha256] = cached
+                else:
+                    todo[image.sha256] = image.path
+        if self._pool is None or len(todo) < 2:
+            return ready, todo, map(_jpeg, todo.values())  # lazy: converted in _finish
+        spread = max(1, len(todo) // (4 * self._workers))
+        return ready, todo, self._pool.map(_jpeg, todo.values(), chunksize=spread)
+
+    def _finish(
+        self, chunk: list[dict[str, Any]], ready: dict[str, bytes], todo: dict[str, Path], jpegs: Iterator[bytes]
+    ) -> list[dict[str, Any]]:
+        for sha256, jpeg in zip(todo, jpegs, strict=True):
+            ready[sha256] = self._cache[sha256] = jpeg
+            self._bytes += len(jpeg)
+        while self._bytes > self._max_bytes:
+            self._bytes -= len(self._cache.popitem(last=False)[1])
+        for row in chunk:
+            row["jpg_0"], row["jpg_1"] = ready[row["jpg_0"].sha256], ready[row["jpg_1"].sha256]
+        return chunk
+
+
+def _jpeg(png: Path) -> bytes:
+    """JPEG bytes of a stored PNG, as Pick-a-Pic stores its images (quality 95, no chroma subsampling)."""
+    with PILImage.open(png) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
+
+
+class _ComparedPairs:
+    """Each rater's compared pairs, from (rater, left, right) rows grouped by rater, asked for in rising rater order
+    (a merge: one rater's pairs in memory at a time)."""
+
+    def __init__(self, rows: Iterator[tuple[int, str, str]]) -> None:
+        self._groups = groupby(rows, key=lambda row: row[0])
+        self._next = next(self._groups, None)
+
+    def of(self, rater_id: int) -> set[frozenset[str]]:
+        while self._next is not None and self._next[0] < rater_id:
+            self._next = next(self._groups, None)
+        if self._next is None or self._next[0] != rater_id:
+            return set()
+        pairs = {frozenset((left, right)) for _, left, right in self._next[1]}
+        self._next = next(self._groups, None)
+        return pairs
+
+
+def _chunks(
+    records: Iterable[dict[str, Any]], rows: int, size: Callable[[dict[str, Any]], int]
+) -> Iterator[list[dict[str, Any]]]:
+    """``records`` in lists of ``rows``, or fewer once their ``size`` (image bytes) adds up to :data:`CHUNK_BYTES`."""
+    chunk: list[dict[str, Any]] = []
+    total = 0
+    for record in records:
+        chunk.append(record)
+        total += size(record)
+        if len(chunk) >= rows or total >= CHUNK_BYTES:
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
+
+
+def _image_id(image: ImageRow) -> str:
+    return image.id
 
 
 def _same_size(image_0: ImageRow, image_1: ImageRow) -> bool:
@@ -579,13 +813,12 @@ def _pair(
     labels: tuple[float, float],
     rater_id: int,
     source: str,
-    jpeg: _JpegCache,
 ) -> dict[str, Any]:
     best = image_0.id if labels[0] > labels[1] else image_1.id if labels[1] > labels[0] else ""
     return {
         "caption": image_0.caption,
-        "jpg_0": jpeg(image_0),
-        "jpg_1": jpeg(image_1),
+        "jpg_0": image_0,  # until _Jpegs.fill puts the JPEG bytes here
+        "jpg_1": image_1,
         "label_0": labels[0],
         "label_1": labels[1],
         "model_0": image_0.model,
@@ -598,10 +831,6 @@ def _pair(
         "image_1_uid": image_1.id,
         "source": source,
     }
-
-
-def _empty(fmt: str) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({name: [] for name in FEATURES[fmt]}, features=FEATURES[fmt])
 
 
 CLI_DESCRIPTION = """\

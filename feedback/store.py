@@ -26,8 +26,7 @@ import math
 import random
 import sqlite3
 import uuid
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -36,12 +35,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from PIL import Image as PILImage
-from sqlalchemy import Select, and_, case, func, or_, select, union, update
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    union,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from feedback import migrate
+from feedback.batches import Batches
 from feedback.engine import make_engine, writer
 from feedback.images import ImageFiles, generated_from, image_provenance, model_version
 from feedback.keys import IP_HASH_DAYS, install_keys
@@ -79,7 +95,30 @@ OPTIONAL_PROVENANCE = ("enhanced_prompt", "model_prompt", "negative_prompt", "ca
 PROVENANCE_KEYS = REQUIRED_PROVENANCE + OPTIONAL_PROVENANCE
 _PROVENANCE_TYPES = {"seed": int, "steps": int, "cfg": float, "width": int, "height": int}
 _IN_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
+READ_CHUNK_ROWS = 1000  # rows a FeedbackReader fetches from the database at a time
 _VOTE_ATTEMPTS = 3
+_KNOWN_RATERS = 100_000  # raters whose ids the store keeps in memory, so that a vote needs no lookup first
+_VOTE_BATCH = 200  # votes per group commit: 200 keys to check and lock stay within one IN (...) clause
+# The votes' group commit statements (FeedbackStore._commit_votes), built once so that each is compiled once. The
+# current votes are locked in key order, so that two processes' batches on Postgres cannot deadlock.
+_VOTES = Vote.__table__
+_BY_KEY = (_VOTES.c.rater_id == bindparam("r"), _VOTES.c.image_id == bindparam("i"))
+_BATCH_RATERS = select(Rater.id).where(Rater.id.in_(bindparam("ids", expanding=True)))
+_BATCH_IMAGES = select(Image.id).where(Image.id.in_(bindparam("ids", expanding=True)))
+_BATCH_VOTES = (
+    select(_VOTES.c.rater_id, _VOTES.c.image_id, _VOTES.c.value, _VOTES.c.comment)
+    .where(tuple_(_VOTES.c.rater_id, _VOTES.c.image_id).in_(bindparam("keys", expanding=True)))
+    .order_by(_VOTES.c.rater_id, _VOTES.c.image_id)
+    .with_for_update()
+)
+_ADD_VOTES = insert(_VOTES).values(
+    rater_id=bindparam("r"), image_id=bindparam("i"), value=bindparam("v"), comment=bindparam("c")
+)
+_CHANGE_VOTES = (
+    update(_VOTES).where(*_BY_KEY).values(value=bindparam("v"), comment=bindparam("c"), updated_at=func.now())
+)
+_TAKE_BACK_VOTES = delete(_VOTES).where(*_BY_KEY)
+_ADD_EVENTS = insert(VoteEvent.__table__)
 _SWAPPED = {"left": "right", "right": "left"}  # a comparison outcome seen from the other side; ties stay
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 _IMAGES_NOT_SAVED = (
@@ -106,6 +145,16 @@ class GenerationRecord:
     id: str
     image_ids: list[str]
     paths: list[Path]
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    """One vote waiting for its group commit (value and comment already checked)."""
+
+    rater_id: int
+    image_id: str
+    value: int
+    comment: str | None
 
 
 @dataclass(frozen=True)
@@ -283,6 +332,8 @@ class FeedbackStore:
         self._session = sessionmaker(writer(self._engine), expire_on_commit=False)
         self._read = sessionmaker(self._engine, expire_on_commit=False)
         self.images = ImageFiles(image_dir)
+        self._votes = Batches(self._commit_votes, _VOTE_BATCH)  # group commit
+        self._known_raters: dict[str, tuple[int, str | None]] = {}  # anon id → rater id and account, seen here
         logger.info("feedback store ready on %s", make_url(url).render_as_string(hide_password=True))
 
     @property
@@ -348,13 +399,14 @@ class FeedbackStore:
             raise FeedbackError("Your session id is missing or malformed; reload the page.")
         if account is not None and not 0 < len(account) <= MAX_ACCOUNT_CHARS:
             raise FeedbackError("The signed-in account name is empty or too long; sign in again.")
-        found = self._find_rater(anon_id)
+        found = self._known_raters.get(anon_id) or self._find_rater(anon_id)
         if found is not None:
             rater_id, known_account = found
             if account is not None and account != known_account:
                 with self._write() as s:
                     s.execute(update(Rater).where(Rater.id == rater_id).values(account=account))
                 logger.info("rater %d signed in", rater_id)
+            self._remember_rater(anon_id, rater_id, account or known_account)
             return rater_id
         if self._ip_hashes_checked != datetime.now(UTC).date():
             self.forget_ip_hashes()
@@ -365,7 +417,8 @@ class FeedbackStore:
                 s.add(rater)
                 s.flush()
                 logger.info("new rater %d%s", rater.id, " (signed in)" if account else "")
-                return rater.id
+            self._remember_rater(anon_id, rater.id, account)
+            return rater.id
         except IntegrityError:  # another request created it first
             if self._find_rater(anon_id) is None:
                 raise
@@ -437,28 +490,70 @@ class FeedbackStore:
         """Set the rater's vote on an image: +1 👍, -1 👎, 0 takes it back.
 
         A change of value or comment replaces the current vote and is appended to the history;
-        repeating the current state changes nothing.
+        repeating the current state changes nothing. Votes that arrive together (the server's request
+        threads) share one transaction (:mod:`feedback.batches`); each call returns once its own
+        vote is committed.
         """
         if isinstance(value, bool) or value not in (-1, 0, 1):
             raise FeedbackError("A vote is 👍 (+1) or 👎 (-1); 0 takes your vote back.")
-        comment = _clean_comment(comment)
+        return self._votes.submit(VoteRequest(rater_id, image_id, value, _clean_comment(comment)))
+
+    def _commit_votes(self, batch: list[VoteRequest]) -> list[VoteRecord | FeedbackError]:
+        """One transaction for a batch of votes, in their order; a vote on an unknown rater or image is refused
+        alone. Postgres: a batch whose first vote on an image lost the insert to another process is retried, and
+        then sees and updates that row."""
         for _ in range(_VOTE_ATTEMPTS - 1):
             try:
-                return self._vote_once(rater_id, image_id, value, comment)
+                return self._commit_votes_once(batch)
             except IntegrityError:
-                # Postgres: a concurrent first vote by the same rater on the same image won the
-                # insert. Try again; this time we see and update its row.
-                logger.warning("vote by rater %d on %s raced; retrying", rater_id, image_id)
-        return self._vote_once(rater_id, image_id, value, comment)
+                logger.warning("a batch of %d votes raced another writer; retrying", len(batch))
+        return self._commit_votes_once(batch)
 
-    def _vote_once(self, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
+    def _commit_votes_once(self, batch: list[VoteRequest]) -> list[VoteRecord | FeedbackError]:
+        keys = sorted({(v.rater_id, v.image_id) for v in batch})
         with self._write() as s:
-            self._require_rater(s, rater_id)
-            self._require_images(s, [image_id])
-            record = self._set_vote(s, rater_id, image_id, value, comment)
-        if record.changed:
-            logger.info("rater %d voted %+d on %s (was %+d)", rater_id, value, image_id, record.previous)
-        return record
+            connection = s.connection()
+            raters = set(connection.scalars(_BATCH_RATERS, {"ids": sorted({v.rater_id for v in batch})}))
+            images = set(connection.scalars(_BATCH_IMAGES, {"ids": sorted({v.image_id for v in batch})}))
+            stored: dict[tuple[int, str], tuple[int, str | None] | None] = {
+                (row.rater_id, row.image_id): (row.value, row.comment)
+                for row in connection.execute(_BATCH_VOTES, {"keys": keys})
+            }
+            state = dict(stored)  # each key's vote after the batch's votes so far; None: no vote
+            outcomes: list[VoteRecord | FeedbackError] = []
+            history: list[dict[str, Any]] = []
+            for v in batch:
+                if v.rater_id not in raters:
+                    outcomes.append(FeedbackError("Your session is unknown; reload the page."))
+                    continue
+                if v.image_id not in images:
+                    outcomes.append(FeedbackError("That image does not exist (any more); generate a new one."))
+                    continue
+                key = (v.rater_id, v.image_id)
+                current = state.get(key)
+                changed = not (current is None and v.value == 0) and current != (v.value, v.comment)
+                if changed:
+                    state[key] = (v.value, v.comment) if v.value else None
+                    history.append(
+                        {"rater_id": v.rater_id, "image_id": v.image_id, "value": v.value, "comment": v.comment}
+                    )
+                previous = current[0] if current else 0
+                outcomes.append(
+                    VoteRecord(v.rater_id, v.image_id, v.value, previous, v.comment if v.value else None, changed)
+                )
+            # Rows written in key order too (inserts of the same new keys by two Postgres processes wait in order).
+            final = sorted((key, vote) for key, vote in state.items() if vote != stored.get(key))
+            rows = [{"r": r, "i": i, "v": vote[0], "c": vote[1]} for (r, i), vote in final if vote is not None]
+            if added := [row for row in rows if (row["r"], row["i"]) not in stored]:
+                connection.execute(_ADD_VOTES, added)
+            if changed_rows := [row for row in rows if (row["r"], row["i"]) in stored]:
+                connection.execute(_CHANGE_VOTES, changed_rows)
+            if taken_back := [{"r": r, "i": i} for (r, i), vote in final if vote is None]:
+                connection.execute(_TAKE_BACK_VOTES, taken_back)
+            if history:
+                connection.execute(_ADD_EVENTS, history)
+        logger.debug("committed %d votes, %d of them changes", len(batch), len(history))
+        return outcomes
 
     @staticmethod
     def _set_vote(s: Session, rater_id: int, image_id: str, value: int, comment: str | None) -> VoteRecord:
@@ -961,7 +1056,78 @@ class FeedbackStore:
         ``with_events=False`` the vote history, for readers that need only current judgements:
         both grow with every click, so a dashboard refresh should not pay for them. ``campaign`` keeps
         votes and comparisons on the images of that campaign's normal items (gold items are checks, not data).
+
+        Everything comes back in memory; an export of any size streams through :meth:`feedback_reader` instead.
         """
+        with self._read() as s:
+            selects = self._feedback_selects(
+                s, model=model, since=since, until=until, min_votes=min_votes, campaign=campaign
+            )
+            vote_rows = [VoteRow(*row) for row in s.execute(selects.votes.order_by(Vote.id))]
+            comparison_rows = [ComparisonRow(*row) for row in s.execute(selects.comparisons.order_by(Comparison.id))]
+            event_rows = (
+                [VoteEventRow(*row) for row in s.execute(selects.events.order_by(VoteEvent.id))] if with_events else []
+            )
+            wanted = {row.image_id for row in vote_rows} | {row.image_id for row in event_rows}
+            wanted |= {image_id for row in comparison_rows for image_id in (row.left_image_id, row.right_image_id)}
+            images = self._image_rows(s, sorted(wanted)) if with_images else {}
+            items = self._item_keys(s, sorted(wanted))
+        logger.info(
+            "preference rows: %d votes, %d comparisons, %d events, %d images",
+            len(vote_rows),
+            len(comparison_rows),
+            len(event_rows),
+            len(images),
+        )
+        return PreferenceRows(
+            votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images, items=items
+        )
+
+    @contextmanager
+    def feedback_reader(
+        self,
+        *,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_votes: int = 0,
+        campaign: str | None = None,
+        without_raters: Collection[int] = (),
+        chunk_size: int = READ_CHUNK_ROWS,
+    ) -> Iterator[FeedbackReader]:
+        """The feedback :meth:`preference_rows` selects (same filters), less that of ``without_raters``, streamed.
+
+        Every query of the reader runs in one read transaction (one snapshot: on Postgres at REPEATABLE READ), and
+        rows come from the database ``chunk_size`` at a time, so an export holds one chunk, not the whole store.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+        with self._read() as s:
+            if self._engine.dialect.name == "postgresql":
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            selects = self._feedback_selects(
+                s,
+                model=model,
+                since=since,
+                until=until,
+                min_votes=min_votes,
+                campaign=campaign,
+                without_raters=without_raters,
+            )
+            yield FeedbackReader(s, selects, self.images, chunk_size)
+
+    def _feedback_selects(
+        self,
+        s: Session,
+        *,
+        model: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        min_votes: int,
+        campaign: str | None,
+        without_raters: Collection[int] = (),
+    ) -> _FeedbackSelects:
+        """The filtered votes, comparisons and vote events (the filters of :meth:`preference_rows`), unordered."""
 
         def filtered(query: Select, when: Any, *generations: Any) -> Select:
             """``query`` within the time window, on images of the chosen model."""
@@ -978,7 +1144,7 @@ class FeedbackStore:
         vote_query = (
             select(*(getattr(Vote, field.name) for field in fields(VoteRow)))
             .join(Image, Image.id == Vote.image_id)
-            .join(Generation)
+            .join(Generation, Generation.id == Image.generation_id)
         )
         comparison_query = (
             select(*(getattr(Comparison, field.name) for field in fields(ComparisonRow)))
@@ -990,83 +1156,70 @@ class FeedbackStore:
         event_query = (
             select(*(getattr(VoteEvent, field.name) for field in fields(VoteEventRow)))
             .join(Image, Image.id == VoteEvent.image_id)
-            .join(Generation)
+            .join(Generation, Generation.id == Image.generation_id)
         )
-        with self._read() as s:
-            if campaign is not None:
-                campaign_id = self._campaign_named(s, campaign).id
-                data_items = (CampaignItem.campaign_id == campaign_id, CampaignItem.gold_answer.is_(None))
-                item_images = select(CampaignItem.image_id).where(*data_items, CampaignItem.image_id.is_not(None))
-                vote_query = vote_query.where(Vote.image_id.in_(item_images))
-                event_query = event_query.where(VoteEvent.image_id.in_(item_images))
-                left_id, right_id = Comparison.left_image_id, Comparison.right_image_id
-                comparison_query = comparison_query.where(
-                    select(CampaignItem.id)
-                    .where(
-                        *data_items,
-                        or_(
-                            and_(CampaignItem.left_image_id == left_id, CampaignItem.right_image_id == right_id),
-                            and_(CampaignItem.left_image_id == right_id, CampaignItem.right_image_id == left_id),
-                        ),
-                    )
-                    .exists()
+        if campaign is not None:
+            campaign_id = self._campaign_named(s, campaign).id
+            data_items = (CampaignItem.campaign_id == campaign_id, CampaignItem.gold_answer.is_(None))
+            item_images = select(CampaignItem.image_id).where(*data_items, CampaignItem.image_id.is_not(None))
+            vote_query = vote_query.where(Vote.image_id.in_(item_images))
+            event_query = event_query.where(VoteEvent.image_id.in_(item_images))
+            left_id, right_id = Comparison.left_image_id, Comparison.right_image_id
+            comparison_query = comparison_query.where(
+                select(CampaignItem.id)
+                .where(
+                    *data_items,
+                    or_(
+                        and_(CampaignItem.left_image_id == left_id, CampaignItem.right_image_id == right_id),
+                        and_(CampaignItem.left_image_id == right_id, CampaignItem.right_image_id == left_id),
+                    ),
                 )
-            votes = s.execute(filtered(vote_query, Vote.updated_at, Generation).order_by(Vote.id)).all()
-            comparisons = s.execute(
-                filtered(comparison_query, Comparison.created_at, left_gen, right_gen).order_by(Comparison.id)
-            ).all()
-            events = (
-                s.execute(filtered(event_query, VoteEvent.created_at, Generation).order_by(VoteEvent.id)).all()
-                if with_events
-                else []
+                .exists()
             )
-
-            judged = Counter(row.image_id for row in votes)
-            judged.update(image_id for row in comparisons for image_id in (row.left_image_id, row.right_image_id))
-            vote_rows = [VoteRow(*row) for row in votes if judged[row.image_id] >= min_votes]
-            comparison_rows = [
-                ComparisonRow(*row)
-                for row in comparisons
-                if min(judged[row.left_image_id], judged[row.right_image_id]) >= min_votes
-            ]
-            event_rows = [VoteEventRow(*row) for row in events if judged[row.image_id] >= min_votes]
-            wanted = {row.image_id for row in vote_rows} | {row.image_id for row in event_rows}
-            wanted |= {image_id for row in comparison_rows for image_id in (row.left_image_id, row.right_image_id)}
-            images = self._image_rows(s, sorted(wanted)) if with_images else {}
-            items = self._item_keys(s, sorted(wanted))
-        logger.info(
-            "preference rows: %d votes, %d comparisons, %d events, %d images",
-            len(vote_rows),
-            len(comparison_rows),
-            len(event_rows),
-            len(images),
-        )
-        return PreferenceRows(
-            votes=vote_rows, comparisons=comparison_rows, events=event_rows, images=images, items=items
+        vote_query = filtered(vote_query, Vote.updated_at, Generation)
+        comparison_query = filtered(comparison_query, Comparison.created_at, left_gen, right_gen)
+        event_query = filtered(event_query, VoteEvent.created_at, Generation)
+        if min_votes > 0:  # an image's judgements: its current votes and the comparisons it is in, as filtered
+            judgements = union_all(
+                vote_query.with_only_columns(Vote.image_id.label("image_id"), maintain_column_froms=True),
+                comparison_query.with_only_columns(
+                    Comparison.left_image_id.label("image_id"), maintain_column_froms=True
+                ),
+                comparison_query.with_only_columns(
+                    Comparison.right_image_id.label("image_id"), maintain_column_froms=True
+                ),
+            ).subquery()
+            judged = select(judgements.c.image_id).group_by(judgements.c.image_id).having(func.count() >= min_votes)
+            vote_query = vote_query.where(Vote.image_id.in_(judged))
+            comparison_query = comparison_query.where(
+                Comparison.left_image_id.in_(judged), Comparison.right_image_id.in_(judged)
+            )
+            event_query = event_query.where(VoteEvent.image_id.in_(judged))
+        if without_raters:
+            raters = sorted(set(without_raters))
+            vote_query = vote_query.where(*(Vote.rater_id.not_in(chunk) for chunk in _chunks(raters)))
+            comparison_query = comparison_query.where(
+                *(Comparison.rater_id.not_in(chunk) for chunk in _chunks(raters))
+            )
+            event_query = event_query.where(*(VoteEvent.rater_id.not_in(chunk) for chunk in _chunks(raters)))
+        return _FeedbackSelects(
+            votes=vote_query,
+            comparisons=comparison_query,
+            events=event_query,
+            images=(Image, Generation),
+            compared_images=((left, left_gen), (right, right_gen)),
         )
 
     # -- helpers ------------------------------------------------------------------------------
 
     def _image_rows(self, s: Session, image_ids: list[str]) -> dict[str, ImageRow]:
         rows: dict[str, ImageRow] = {}
+        columns = _image_columns(Image, Generation)
         for chunk in _chunks(image_ids):
-            for image, generation in s.execute(select(Image, Generation).join(Generation).where(Image.id.in_(chunk))):
-                provenance = {key: getattr(generation, key) for key in PROVENANCE_KEYS}
-                provenance["extra"] = generation.extra
-                if generation.extra.get("seeds"):  # the image's own seed regenerates it alone
-                    provenance["seed"] = generation.extra["seeds"][image.batch_index]
-                rows[image.id] = ImageRow(
-                    id=image.id,
-                    generation_id=image.generation_id,
-                    batch_index=image.batch_index,
-                    sha256=image.sha256,
-                    file=image.path,
-                    path=self.images.path(image.path),
-                    width=image.width,
-                    height=image.height,
-                    generated_at=generation.created_at,
-                    provenance=provenance,
-                )
+            query = select(*columns).join(Generation, Generation.id == Image.generation_id).where(Image.id.in_(chunk))
+            for values in s.execute(query):
+                image = _image_row(self.images, values)
+                rows[image.id] = image
         return rows
 
     @staticmethod
@@ -1131,6 +1284,13 @@ class FeedbackStore:
             )
             return s.scalar(query) is not None
 
+    def _remember_rater(self, anon_id: str, rater_id: int, account: str | None) -> None:
+        """Keep a rater's id for the next request (raters are never deleted, so it stays right; a full cache starts
+        over rather than grow)."""
+        if len(self._known_raters) >= _KNOWN_RATERS:
+            self._known_raters.clear()
+        self._known_raters[anon_id] = (rater_id, account)
+
     def _find_rater(self, anon_id: str) -> tuple[int, str | None] | None:
         """The rater's id and signed-in account, or None for an id never seen."""
         with self._read() as s:
@@ -1153,6 +1313,137 @@ class FeedbackStore:
         if not ip:
             return None
         return hmac.new(self.keys.ip_key(datetime.now(UTC).date()), ip.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class _FeedbackSelects:
+    """The filtered feedback queries (columns of VoteRow, ComparisonRow, VoteEventRow), with the image and generation
+    entities each is joined to, so that a reader can add the images' columns."""
+
+    votes: Select
+    comparisons: Select
+    events: Select
+    images: tuple[Any, Any]  # (Image, Generation) of votes and events
+    compared_images: tuple[tuple[Any, Any], tuple[Any, Any]]  # (image, generation) aliases of left and right
+
+
+class FeedbackReader:
+    """The feedback one export reads, in one read transaction, streamed: each method runs one query and yields its
+    rows as the database sends them, ``chunk_size`` at a time, so memory holds a chunk whatever the store's size.
+
+    Made by :meth:`FeedbackStore.feedback_reader`; valid inside its ``with`` block only. Two of its streams may be
+    read side by side (a merge by rater).
+    """
+
+    def __init__(self, session: Session, selects: _FeedbackSelects, images: ImageFiles, chunk_size: int) -> None:
+        self._session, self._selects, self._images, self._chunk_size = session, selects, images, chunk_size
+
+    def votes(self, *, by_rater: bool = False) -> Iterator[tuple[VoteRow, ImageRow]]:
+        """Current votes with their images, in the order they were first cast; ``by_rater``: grouped by rater."""
+        image, generation = self._selects.images
+        query = self._selects.votes.add_columns(*_image_columns(image, generation))
+        order = (Vote.rater_id, Vote.id) if by_rater else (Vote.id,)
+        width = len(fields(VoteRow))
+        for row in self._stream(query.order_by(*order)):
+            yield VoteRow(*row[:width]), _image_row(self._images, row[width:])
+
+    def comparisons(self) -> Iterator[tuple[ComparisonRow, ImageRow, ImageRow]]:
+        """Comparisons with their left and right images, in the order they were made (their ids)."""
+        (left, left_gen), (right, right_gen) = self._selects.compared_images
+        image_columns = _image_columns(left, left_gen) + _image_columns(right, right_gen)
+        query = self._selects.comparisons.add_columns(*image_columns).order_by(Comparison.id)
+        width, image_width = len(fields(ComparisonRow)), len(image_columns) // 2
+        for row in self._stream(query):
+            images = row[width:]
+            yield (
+                ComparisonRow(*row[:width]),
+                _image_row(self._images, images[:image_width]),
+                _image_row(self._images, images[image_width:]),
+            )
+
+    def compared_pairs(self) -> Iterator[tuple[int, str, str]]:
+        """(rater, left image, right image) of every comparison, grouped by rater: no images, for a merge by rater."""
+        query = self._selects.comparisons.with_only_columns(
+            Comparison.rater_id, Comparison.left_image_id, Comparison.right_image_id, maintain_column_froms=True
+        )
+        for row in self._stream(query.order_by(Comparison.rater_id, Comparison.id)):
+            yield row[0], row[1], row[2]
+
+    def repeated_comparisons(self) -> dict[tuple[int, frozenset[str]], tuple[int, ComparisonRow]]:
+        """(rater, the two images) -> (id of the first, the latest) for each pair a rater compared more than once.
+
+        The store has kept one row per rater and pair since December 2026; older databases may hold repeats.
+        """
+        compared = self._selects.comparisons.subquery()
+        left, right = compared.c.left_image_id, compared.c.right_image_id
+        low, high = case((left < right, left), else_=right), case((left < right, right), else_=left)
+        groups = (
+            select(func.min(compared.c.id).label("first"), func.max(compared.c.id).label("latest"))
+            .group_by(compared.c.rater_id, low, high)
+            .having(func.count() > 1)
+            .subquery()
+        )
+        columns = (getattr(Comparison, field.name) for field in fields(ComparisonRow))
+        query = select(groups.c.first, *columns).join(Comparison, Comparison.id == groups.c.latest)
+        repeated = {}
+        for first, *values in self._session.execute(query):
+            latest = ComparisonRow(*values)
+            repeated[(latest.rater_id, frozenset((latest.left_image_id, latest.right_image_id)))] = (first, latest)
+        return repeated
+
+    def events(self) -> Iterator[tuple[VoteEventRow, ImageRow]]:
+        """Every vote event (changes and take-backs too) with its image, in order."""
+        image, generation = self._selects.images
+        query = self._selects.events.add_columns(*_image_columns(image, generation)).order_by(VoteEvent.id)
+        width = len(fields(VoteEventRow))
+        for row in self._stream(query):
+            yield VoteEventRow(*row[:width]), _image_row(self._images, row[width:])
+
+    def voted_images(self) -> int:
+        """How many distinct images the votes are on."""
+        votes = self._selects.votes.subquery()
+        return self._session.scalar(select(func.count(distinct(votes.c.image_id)))) or 0
+
+    def _stream(self, query: Select) -> Iterator[Row[Any]]:
+        # yield_per: SQLite steps its cursor, psycopg opens a server-side cursor; chunk_size rows at a time
+        yield from self._session.execute(query.execution_options(yield_per=self._chunk_size))
+
+
+def _image_columns(image: Any, generation: Any) -> list[Any]:
+    """The columns :func:`_image_row` reads, of ``image`` and its ``generation`` (entities or aliases)."""
+    return [
+        image.id,
+        image.generation_id,
+        image.batch_index,
+        image.sha256,
+        image.path,
+        image.width,
+        image.height,
+        generation.created_at,
+        *(getattr(generation, key) for key in PROVENANCE_KEYS),
+        generation.extra,
+    ]
+
+
+def _image_row(files: ImageFiles, values: Any) -> ImageRow:
+    """An :class:`ImageRow` from the values of :func:`_image_columns`."""
+    image_id, generation_id, batch_index, sha256, relpath, width, height, created_at, *rest = values
+    provenance = dict(zip(PROVENANCE_KEYS, rest[: len(PROVENANCE_KEYS)], strict=True))
+    provenance["extra"] = extra = rest[len(PROVENANCE_KEYS)]
+    if extra.get("seeds"):  # the image's own seed regenerates it alone
+        provenance["seed"] = extra["seeds"][batch_index]
+    return ImageRow(
+        id=image_id,
+        generation_id=generation_id,
+        batch_index=batch_index,
+        sha256=sha256,
+        file=relpath,
+        path=files.path(relpath),
+        width=width,
+        height=height,
+        generated_at=created_at,
+        provenance=provenance,
+    )
 
 
 def _check_campaign_items(kind: str, items: list[CampaignItemSpec]) -> list[str]:

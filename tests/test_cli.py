@@ -29,6 +29,10 @@ CLIS = [
     "bench.moe_overhead",
     "bench.data_throughput",
     "bench.admission_load",
+    "bench.vote_throughput",
+    "bench.export_throughput",
+    "bench.shared_runs",
+    "bench.first_image",
 ]
 
 
