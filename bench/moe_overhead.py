@@ -1,9 +1,11 @@
 """MoE overhead: RAPHAEL-tiny against its dense baseline of equal active parameters.
 
 Prints JSON: ms per denoising step (one UNet call with CFG, i.e. batch 2B) at batch 1 and 8,
-for both models measured side by side in one process, their ratio, the floating-point operations
-of one step (what "equal compute" means apart from the machine), and a profile of where the MoE
-model spends its extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
+for both models measured side by side in one process, their ratio (also side by side under
+``ratio``, with the quartiles of the per-repeat ratios: a busy machine shows there), the
+floating-point operations and the operators dispatched in one step (what "equal compute" and
+"equal overhead" mean apart from the machine), and a profile of where the MoE model spends its
+extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
 ``--device cuda`` measures on a GPU, where the profile reads GPU time instead of CPU time.
 """
 
@@ -48,8 +50,8 @@ def synchronize(device: str) -> None:
 
 
 @torch.no_grad()
-def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int, device: str) -> dict[str, float]:
-    """Median ms per step, alternating the models so that machine noise hits both alike."""
+def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int, device: str) -> dict[str, list[float]]:
+    """ms per step of every repeat, alternating the models so that machine noise hits both alike."""
     inputs = step_inputs(batch, device)
     for m in models.values():
         m(*inputs)  # warm-up: first-touch allocations
@@ -61,7 +63,20 @@ def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int, device
             m(*inputs)
             synchronize(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def timing_summary(samples: dict[str, list[float]]) -> dict[str, float | list[float]]:
+    """Median ms of each model, their ratio, and the quartiles of the ratios of the repeats' alternating pairs."""
+    raphael, dense = statistics.median(samples["raphael"]), statistics.median(samples["dense"])
+    paired = [r / d for r, d in zip(samples["raphael"], samples["dense"])]
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    return {
+        "raphael_ms": round(raphael, 2),
+        "dense_ms": round(dense, 2),
+        "ratio": round(raphael / dense, 3),
+        "paired_ratio_quartiles": [round(q, 3) for q in quartiles],
+    }
 
 
 @torch.no_grad()
@@ -108,6 +123,31 @@ def step_flops(models: dict[str, RaphaelUNet], batch: int, device: str) -> dict[
 
 
 @torch.no_grad()
+def step_operators(models: dict[str, RaphaelUNet], batch: int, device: str) -> dict[str, int | float]:
+    """ATen operators dispatched in one CFG step per model: the per-call overhead, which no FLOP count sees.
+
+    At batch 1 the step is mostly small operators, so their number, unlike a time, holds still on a
+    busy machine.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    inputs = step_inputs(batch, device)
+    counts = {}
+    for name, model in models.items():
+        with Count() as counter:
+            model(*inputs)
+        counts[name] = counter.calls
+    return {**counts, "ratio": round(counts["raphael"] / counts["dense"], 3)}
+
+
+@torch.no_grad()
 def moe_profile(model: RaphaelUNet, batch: int, device: str) -> dict[str, float]:
     """Share of time per operator in the MoE model: CPU time on a CPU, GPU kernel time on a GPU."""
     from torch.profiler import ProfilerActivity, profile
@@ -144,13 +184,10 @@ def main() -> None:
         "goal_ratio": 1.15,
     }
     for batch in (1, 8):
-        ms = time_models(models, batch, args.repeats, args.device)
-        result[f"batch{batch}"] = {
-            "raphael_ms": round(ms["raphael"], 2),
-            "dense_ms": round(ms["dense"], 2),
-            "ratio": round(ms["raphael"] / ms["dense"], 3),
-        }
+        result[f"batch{batch}"] = timing_summary(time_models(models, batch, args.repeats, args.device))
+    result["ratio"] = {f"batch{batch}": result[f"batch{batch}"]["ratio"] for batch in (1, 8)}
     result["flops_batch8"] = step_flops(models, 8, args.device)
+    result["operators_batch1"] = step_operators(models, 1, args.device)
     result["space_moe_regions"] = region_coverage(models["raphael"], 8, args.device)
     result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8, args.device)
     print(json.dumps(result, indent=2))

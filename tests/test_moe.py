@@ -133,3 +133,90 @@ def test_balance_loss_is_one_when_uniform_and_masks_pads():
     collapsed_pads = torch.cat([probs[:4], skewed[:4]])
     mixed_index = torch.cat([index[:4], torch.zeros(4, dtype=torch.long)])
     assert load_balancing_loss(collapsed_pads, mixed_index, valid).item() == pytest.approx(1.0)
+
+
+def looped_space_moe(moe: SpaceMoE, h, text, mask, attn) -> torch.Tensor:
+    """Reference dispatch: every expert on every position, weighted by ``W_e = sum_i p_i / n_y * M̂_i``."""
+    route = moe.router(text)
+    regions = (attn >= moe.threshold * attn.amax(dim=1, keepdim=True)) & mask.bool()[:, None, :]  # (B, N, L)
+    real = mask.to(h.dtype)  # (B, L)
+    out = torch.zeros_like(h)
+    for e, expert in enumerate(moe.experts):
+        token_weight = route.expert_prob * (route.expert_index == e) * real / real.sum(1, keepdim=True).clamp(min=1)
+        out = out + (regions * token_weight[:, None, :]).sum(-1, keepdim=True) * expert(h)  # (B, N, C)
+    return out
+
+
+def looped_time_moe(moe: TimeMoE, h, temb) -> torch.Tensor:
+    """Reference dispatch: every expert on every sample, kept where the sample chose it, times its gate probability."""
+    route = moe.router(temb)
+    out = torch.zeros_like(h)
+    for e, expert in enumerate(moe.experts):
+        out = out + ((route.expert_index == e) * route.expert_prob)[:, None, None] * expert(h)  # (B, N, C)
+    return out
+
+
+def outputs_and_gradients(moe, forward, inputs):
+    """Output and the gradients of inputs and parameters of ``(out * probe).sum()``; router jitter seeded alike."""
+    moe.zero_grad(set_to_none=True)
+    inputs = [x.clone().requires_grad_(x.is_floating_point()) for x in inputs]
+    torch.manual_seed(3)
+    out = forward(moe, *inputs)
+    out = out.hidden_states if not torch.is_tensor(out) else out
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(4))
+    (out * probe).sum().backward()
+    grads = {f"input{i}": x.grad for i, x in enumerate(inputs) if x.grad is not None}
+    # an expert no token chose gets no gradient from the dispatch and zeros from the reference
+    grads |= {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in moe.named_parameters()}
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_space_dispatch_equals_the_loop_over_experts(batch, training):
+    moe = make_space_moe(experts=6).train(training)
+    g = torch.Generator().manual_seed(batch)
+    b, n, length = 2 * batch, 12, 7  # a CFG batch: empty prompts ([CLS] [SEP]), then prompts of 3..7 tokens
+    lengths = torch.tensor([2] * batch + torch.randint(3, length + 1, (batch,), generator=g).tolist())
+    mask = (torch.arange(length)[None, :] < lengths[:, None]).long()
+    logits = 3 * torch.randn(b, n, length, generator=g)
+    attn = logits.masked_fill(~mask.bool()[:, None, :], float("-inf")).softmax(-1)  # (B, N, L), zero on pads
+    inputs = (torch.randn(b, n, 16, generator=g), torch.randn(b, length, 12, generator=g), mask, attn)
+    fast, fast_grads = outputs_and_gradients(moe, SpaceMoE.__call__, inputs)
+    slow, slow_grads = outputs_and_gradients(moe, looped_space_moe, inputs)
+    assert fast.abs().max() > 0
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert fast_grads.keys() == slow_grads.keys()
+    for name in fast_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("shared_t", [True, False])
+def test_time_dispatch_equals_the_loop_over_experts(shared_t):
+    torch.manual_seed(0)
+    moe = TimeMoE(16, 10, 4, 24, 8, jitter=0.0)
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(8, 9, 16, generator=g)
+    temb = 3 * torch.randn(1 if shared_t else 8, 10, generator=g).expand(8, 10)  # sampling shares t, training mixes
+    fast, fast_grads = outputs_and_gradients(moe, TimeMoE.__call__, (h, temb))
+    slow, slow_grads = outputs_and_gradients(moe, looped_time_moe, (h, temb))
+    used = len(moe.router(temb).expert_index.unique())
+    assert used == 1 if shared_t else used > 1  # the single-expert path, or samples routed apart
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    for name in fast_grads:
+        torch.testing.assert_close(fast_grads[name], slow_grads[name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_routing_record_is_computed_when_read():
+    """Balance loss and counts are left to the reader, and equal the eager formulas when read."""
+    moe = make_space_moe().train()
+    h, text, mask, attn = space_inputs()
+    out = moe(h, text, mask, attn)
+    route = out.router
+    expected = load_balancing_loss(route.probs.reshape(-1, 4), route.expert_index.reshape(-1), mask.reshape(-1).bool())
+    assert torch.equal(out.balance_loss, expected)
+    assert out.balance_loss is out.balance_loss  # computed once
+    assert out.expert_counts.tolist() == torch.bincount(route.expert_index[mask.bool()], minlength=4).float().tolist()
+    time_out = TimeMoE(16, 10, 4, 24, 8).eval()(torch.randn(3, 5, 16), torch.randn(3, 10))
+    assert time_out.expert_counts.sum() == 3
+    assert time_out.balance_loss.ndim == 0
