@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from app.generation import GenerationRequest, GenerationService
+from bench.threads import run_together
 from model.pipeline.bundled import DEFAULT_BUNDLE
 
 GOAL_SHARE, GOAL_P95_RATIO = 0.9, 2.0
@@ -46,10 +47,8 @@ def timed_runs(service: GenerationService, users: int, images: int, seconds: flo
     latencies: list[float] = []
     run_images: list[int] = []
     lock = threading.Lock()
-    start = threading.Barrier(users + 1)
 
     def user(index: int) -> None:
-        start.wait()
         end, n = time.perf_counter() + seconds, 0
         while (began := time.perf_counter()) < end:
             prompt = PROMPTS[(index + n) % len(PROMPTS)]
@@ -59,14 +58,7 @@ def timed_runs(service: GenerationService, users: int, images: int, seconds: flo
                 run_images.append(result.provenance["run_images"])
             n += 1
 
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
+    elapsed = run_together(user, users)
     return {
         "users": users,
         "images_per_request": images,

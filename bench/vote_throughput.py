@@ -37,6 +37,7 @@ from PIL import Image
 from app.rater_cookie import COOKIE
 from app.served import ServedApp
 from app.vote_route import VOTE_PATH
+from bench.threads import run_together
 from feedback.engine import SQLITE_PRAGMAS
 from feedback.store import FeedbackStore
 
@@ -97,10 +98,9 @@ def store_votes(store: FeedbackStore, image_ids: list[str], clients: int, second
     latencies: list[float] = []
     errors: list[str] = []
     counts = [0] * clients
-    start, lock = threading.Barrier(clients + 1), threading.Lock()
+    lock = threading.Lock()
 
     def run(index: int) -> None:
-        start.wait()
         end, n, own = time.perf_counter() + seconds, 0, []
         while (began := time.perf_counter()) < end:
             value = 1 if (n // len(image_ids) + index) % 2 == 0 else -1
@@ -114,14 +114,8 @@ def store_votes(store: FeedbackStore, image_ids: list[str], clients: int, second
         with lock:
             latencies.extend(own)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return {"clients": clients, **summary(sum(counts), time.perf_counter() - began, latencies, errors)}
+    elapsed = run_together(run, clients)
+    return {"clients": clients, **summary(sum(counts), elapsed, latencies, errors)}
 
 
 def store_figures(url: str, image_dir: Path, clients: int, seconds: float) -> dict[str, Any]:

@@ -254,6 +254,17 @@ class ExportFilters:
     exclude_flagged: bool = False
     campaign: str | None = None
 
+    @property
+    def selection(self) -> dict[str, Any]:
+        """The filters the store applies itself (``preference_rows`` and ``feedback_reader`` take them alike)."""
+        return {
+            "model": self.model,
+            "since": self.since,
+            "until": self.until,
+            "min_votes": self.min_votes,
+            "campaign": self.campaign,
+        }
+
     def describe(self) -> list[str]:
         lines = [
             f"model: {self.model or 'all'}",
@@ -433,15 +444,7 @@ def left_out_raters(store: FeedbackStore, filters: ExportFilters) -> tuple[set[i
     """
     if filters.campaign is None and not filters.exclude_flagged:
         return set(), {}
-    rows = store.preference_rows(
-        model=filters.model,
-        since=filters.since,
-        until=filters.until,
-        min_votes=filters.min_votes,
-        with_images=False,
-        with_events=False,
-        campaign=filters.campaign,
-    )
+    rows = store.preference_rows(**filters.selection, with_images=False, with_events=False)
     left_out: set[int] = set()
     dropped: dict[str, int] = {}
     if filters.campaign is not None:
@@ -494,15 +497,7 @@ def export(
     counts: Counter[str] = Counter(dict.fromkeys(EMPTY_COUNTS[fmt], 0))
     with ExitStack() as stack:
         reader = stack.enter_context(
-            store.feedback_reader(
-                model=filters.model,
-                since=filters.since,
-                until=filters.until,
-                min_votes=filters.min_votes,
-                campaign=filters.campaign,
-                without_raters=left_out,
-                chunk_size=chunk_size,
-            )
+            store.feedback_reader(**filters.selection, without_raters=left_out, chunk_size=chunk_size)
         )
         if fmt == "pickapic":
             records = pickapic_rows(reader, counts)
