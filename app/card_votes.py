@@ -73,36 +73,26 @@ CARD_VOTES = f"""
 
   const stale = () => document.getElementById("results")?.classList.contains("stale");
 
+  // A click or comment on a card: nothing on an empty card, refused on a dimmed one, else ``step`` in the
+  // image's order; the card's note is what ``step`` returns, or the sentence of its refusal.
+  function onCard(imageId, step) {{
+    if (!imageId) return "";
+    if (stale()) return text.cards_stale;
+    return inOrder(imageId, () => step().catch((err) => err.message));
+  }}
+
   window.raphaelCards = {{
-    vote: (index, value, imageId, comment) => {{
-      if (!imageId) return "";
-      if (stale()) return text.cards_stale;
-      return inOrder(imageId, async () => {{
-        const wanted = votes.get(imageId) === value ? 0 : value;
-        try {{
-          const answer = await send(imageId, wanted, comment);
-          if (answer.value) votes.set(imageId, answer.value); else votes.delete(imageId);
-          paint(index, answer.value);
-          return "";
-        }} catch (err) {{
-          return err.message;
-        }}
-      }});
-    }},
-    comment: (index, imageId, comment) => {{
-      if (!imageId) return "";
-      if (stale()) return text.cards_stale;
-      return inOrder(imageId, async () => {{
-        const value = votes.get(imageId);
-        if (!value) return text.vote_first;
-        try {{
-          await send(imageId, value, comment);
-          return text.comment_saved;
-        }} catch (err) {{
-          return err.message;
-        }}
-      }});
-    }},
+    vote: (index, value, imageId, comment) => onCard(imageId, async () => {{
+      const answer = await send(imageId, votes.get(imageId) === value ? 0 : value, comment);
+      if (answer.value) votes.set(imageId, answer.value); else votes.delete(imageId);
+      paint(index, answer.value);
+      return "";
+    }}),
+    comment: (index, imageId, comment) => onCard(imageId, async () => {{
+      if (!votes.get(imageId)) return text.vote_first;
+      await send(imageId, votes.get(imageId), comment);
+      return text.comment_saved;
+    }}),
     shown: (imageIds) => imageIds.forEach((imageId, index) => paint(index, votes.get(imageId) || 0)),
   }};
 }})();

@@ -121,6 +121,8 @@ _TAKE_BACK_VOTES = delete(_VOTES).where(*_BY_KEY)
 _ADD_EVENTS = insert(VoteEvent.__table__)
 _SWAPPED = {"left": "right", "right": "left"}  # a comparison outcome seen from the other side; ties stay
 _PG_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
+_UNKNOWN_RATER = "Your session is unknown; reload the page."
+_UNKNOWN_IMAGE = "That image does not exist (any more); generate a new one."
 _IMAGES_NOT_SAVED = (
     "The server could not save the images, so nothing was stored; please tell the site's administrators."
 )
@@ -524,10 +526,10 @@ class FeedbackStore:
             history: list[dict[str, Any]] = []
             for v in batch:
                 if v.rater_id not in raters:
-                    outcomes.append(FeedbackError("Your session is unknown; reload the page."))
+                    outcomes.append(FeedbackError(_UNKNOWN_RATER))
                     continue
                 if v.image_id not in images:
-                    outcomes.append(FeedbackError("That image does not exist (any more); generate a new one."))
+                    outcomes.append(FeedbackError(_UNKNOWN_IMAGE))
                     continue
                 key = (v.rater_id, v.image_id)
                 current = state.get(key)
@@ -1300,13 +1302,13 @@ class FeedbackStore:
     @staticmethod
     def _require_rater(s: Session, rater_id: int) -> None:
         if s.get(Rater, rater_id) is None:
-            raise FeedbackError("Your session is unknown; reload the page.")
+            raise FeedbackError(_UNKNOWN_RATER)
 
     @staticmethod
     def _require_images(s: Session, image_ids: list[str]) -> None:
         found = set(s.scalars(select(Image.id).where(Image.id.in_(image_ids))))
         if found != set(image_ids):
-            raise FeedbackError("That image does not exist (any more); generate a new one.")
+            raise FeedbackError(_UNKNOWN_IMAGE)
 
     def _hash_ip(self, ip: str | None) -> str | None:
         """HMAC of the address under today's (UTC) IP key, which is replaced when the day changes."""
