@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
 from model.pipeline.buckets import ASPECT_BUCKETS
 from model.pipeline.pipeline_raphael import RaphaelPipeline
@@ -49,7 +49,9 @@ def test_every_aspect_bucket_gives_its_shape(pipe, bucket):
     assert images.shape == (2, height, width, 3)
 
 
-@pytest.mark.parametrize("scheduler_cls", [DPMSolverMultistepScheduler, EulerDiscreteScheduler])
+@pytest.mark.parametrize(
+    "scheduler_cls", [DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler]
+)
 def test_other_schedulers_work(pipe, scheduler_cls):
     original = pipe.scheduler
     pipe.scheduler = scheduler_cls.from_config(original.config)
@@ -83,6 +85,23 @@ def test_return_routing_records_experts_and_masks_per_step(pipe):
     assert record.time_experts[0].shape == (2,)
 
 
+def test_guidance_end_guides_only_the_first_steps(pipe):
+    """CFG runs the U-Net on prompt and empty prompt until guidance_end, then on the prompt alone."""
+    rows = []
+    hook = pipe.unet.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        guided = run(pipe, num_inference_steps=5, guidance_end=0.6, num_images_per_prompt=2, return_routing=True)
+        assert rows == [4, 4, 4, 2, 2]  # 0.6 of 5 steps is 3 guided steps
+        assert [record.time_experts[0].shape[0] for record in guided.routing] == [2] * 5  # the prompt's images
+    finally:
+        hook.remove()
+    unguided = run(pipe, num_inference_steps=3, guidance_end=0.0).images
+    np.testing.assert_array_equal(unguided, run(pipe, num_inference_steps=3, guidance_scale=1.0).images)
+    full = run(pipe, num_inference_steps=3, guidance_end=1.0).images
+    np.testing.assert_array_equal(full, run(pipe, num_inference_steps=3).images)
+    assert np.abs(run(pipe, num_inference_steps=3, guidance_end=0.5).images - unguided).max() > 1e-4
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -93,6 +112,7 @@ def test_return_routing_records_experts_and_masks_per_step(pipe):
         ({"num_images_per_prompt": 9}, "1 to 8"),
         ({"height": 30, "width": 32}, "aspect bucket"),
         ({"guidance_scale": -1.0}, "Guidance"),
+        ({"guidance_end": 1.5}, "Guidance end"),
     ],
 )
 def test_bad_arguments_raise_clear_value_errors(pipe, kwargs, message):

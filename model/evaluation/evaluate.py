@@ -163,12 +163,19 @@ def candidate_seed(seed: int, candidate: int) -> int:
 
 
 def draw(
-    pipe: RaphaelPipeline, groups: dict, steps: int, cfg: float, batch: int, candidates: int = 1
+    pipe: RaphaelPipeline,
+    groups: dict,
+    steps: int,
+    cfg: float,
+    batch: int,
+    candidates: int = 1,
+    guidance_end: float = 1.0,
 ) -> Iterator[tuple[list, np.ndarray]]:
     """Each batch of held-out prompts with its images (N, b, H, W, 3) uint8: one pipeline call per candidate.
 
     Candidate 0 is drawn by exactly the call a plain run makes (same prompts, batch and seeds), so its images are
-    bit for bit those of best-of-1. Only one batch's candidates are held at a time.
+    bit for bit those of best-of-1. Only one batch's candidates are held at a time. ``guidance_end`` is the
+    pipeline's: the fraction of the steps that use CFG.
     """
     bar = tqdm(total=sum(len(v) for v in groups.values()), desc="generate")
     for bucket, items in groups.items():
@@ -184,6 +191,7 @@ def draw(
                     width=width,
                     num_inference_steps=steps,
                     guidance_scale=cfg,
+                    guidance_end=guidance_end,
                     generator=[torch.Generator().manual_seed(candidate_seed(s, candidate)) for s in seeds],
                     output_type="np",
                 )
@@ -257,6 +265,7 @@ def generate_and_score(
     batch: int,
     reward: RewardModel | None = None,
     candidates: int = 1,
+    guidance_end: float = 1.0,
 ) -> dict:
     """Generate every held-out prompt at its own bucket and score it against its scene.
 
@@ -272,7 +281,7 @@ def generate_and_score(
     index: list[int] = []  # (n,) the candidate picked for each prompt
     composition: list[list[bool]] = []  # (n, N) each candidate's composition
     kinds: list[str] = []  # (n,) prompt_kind
-    for chunk, drawn in draw(pipe, groups, steps, cfg, batch, candidates):
+    for chunk, drawn in draw(pipe, groups, steps, cfg, batch, candidates, guidance_end):
         scenes = [c[2] for c in chunk]
         results = [score(images, scenes, recognizer) for images in drawn]  # one per candidate
         first.add(chunk, drawn[0], results[0])
@@ -331,15 +340,24 @@ def best_of_summary(
     }
 
 
+def mean_interval(values: list[float] | np.ndarray, samples: int = 10_000, seed: int = 0) -> tuple[float, list[float]]:
+    """The mean of per-prompt values and its 95% percentile bootstrap interval over prompts."""
+    values = np.asarray(values, float)  # (n,)
+    if len(values) < 2:  # nothing to resample
+        return float(values.mean()), [float(values.mean())] * 2
+    if np.all(values == values[0]):  # every resample has the same mean (scipy would warn of a degenerate set)
+        return float(values[0]), [float(values[0])] * 2
+    interval = stats.bootstrap(
+        (values,), np.mean, n_resamples=samples, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return float(values.mean()), [float(interval.low), float(interval.high)]
+
+
 def paired_difference(a: list[bool], b: list[bool], samples: int = 10_000, seed: int = 0) -> dict:
     """Difference of two accuracies on the same prompts, with a 95% paired bootstrap interval."""
     diff = np.asarray(a, float) - np.asarray(b, float)  # (n,) per prompt: -1, 0 or 1
-    if len(diff) < 2:  # nothing to resample
-        return {"difference": float(diff.mean()), "ci95": [float(diff.mean())] * 2}
-    interval = stats.bootstrap(
-        (diff,), np.mean, n_resamples=samples, method="percentile", rng=np.random.default_rng(seed)
-    ).confidence_interval
-    return {"difference": float(diff.mean()), "ci95": [float(interval.low), float(interval.high)]}
+    difference, interval = mean_interval(diff, samples, seed)
+    return {"difference": difference, "ci95": interval}
 
 
 def training_record(path: Path) -> dict | None:
@@ -622,6 +640,39 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags that choose the held-out prompts: the slice of the domain (``make eval`` passes the shipped stage's,
+    from ``model.training.curriculum --eval-flags``) and the seed of the draw. Shared with the sampler curve.
+    """
+    p.add_argument(
+        "--prompt-seed",
+        type=int,
+        default=EVAL_SEED,
+        help="another seed draws validation prompts: choose settings (CFG) there, report on the default",
+    )
+    p.add_argument("--num-emoji", type=int, default=None, help="restrict prompts to the curriculum stage trained")
+    p.add_argument("--max-objects", type=int, default=3)
+    p.add_argument("--max-count", type=int, default=3)
+    p.add_argument("--styles", default=None, help="comma-separated styles (default: all)")
+
+
+def prompt_config(args: argparse.Namespace) -> SceneConfig:
+    """The scene slice that :func:`add_prompt_arguments`' flags chose."""
+    styles = tuple(s.strip() for s in args.styles.split(",")) if args.styles else None
+    return SceneConfig(num_emoji=args.num_emoji, max_objects=args.max_objects, max_count=args.max_count, styles=styles)
+
+
+def config_note(config: SceneConfig, n: int, prompt_seed: int = EVAL_SEED, wording: str | None = None) -> str:
+    """``"256 prompts, 30 emoji, up to 2 object(s) x 2, styles flat, positions ..."``: which prompts were scored."""
+    return (
+        f"{n} prompts, {config.num_emoji or len(load_atlas().emoji)} emoji, up to {config.max_objects} "
+        f"object(s) x {config.max_count}, styles {', '.join(config.styles) if config.styles else 'all'}, positions "
+        f"{'/'.join(POSITIONS)}"
+        + ("" if prompt_seed == EVAL_SEED else f", validation prompts (seed {prompt_seed})")
+        + (f", only prompts worded: {wording}" if wording else "")
+    )
+
+
 def main() -> None:
     apply_offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -636,12 +687,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfg", type=float, default=2.0, help="chosen on validation prompts (--prompt-seed)")
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
-    p.add_argument(
-        "--prompt-seed",
-        type=int,
-        default=EVAL_SEED,
-        help="another seed draws validation prompts: choose settings (CFG) there, report on the default",
-    )
+    add_prompt_arguments(p)
     p.add_argument(
         "--wording",
         choices=tuple(WORDINGS),
@@ -659,10 +705,6 @@ def main() -> None:
     p.add_argument(
         "--reward", type=Path, default=None, metavar="DIR", help="reward model folder that picks among the candidates"
     )
-    p.add_argument("--num-emoji", type=int, default=None, help="restrict prompts to the curriculum stage trained")
-    p.add_argument("--max-objects", type=int, default=3)
-    p.add_argument("--max-count", type=int, default=3)
-    p.add_argument("--styles", default=None, help="comma-separated styles (default: all)")
     p.add_argument("--out", type=Path, default=Path("model/checkpoints/raphael-tiny/eval"))
     args = p.parse_args()
     if args.best_of < 1:
@@ -676,21 +718,12 @@ def main() -> None:
     except FileNotFoundError as error:
         p.error(str(error))
 
-    styles = tuple(s.strip() for s in args.styles.split(",")) if args.styles else None
-    config = SceneConfig(
-        num_emoji=args.num_emoji, max_objects=args.max_objects, max_count=args.max_count, styles=styles
-    )
+    config = prompt_config(args)
     args.out.mkdir(parents=True, exist_ok=True)
     recognizer = load_default()
     results: dict = {
         "config": asdict(config),
-        "config_note": (
-            f"{args.n} prompts, {args.num_emoji or len(load_atlas().emoji)} emoji, up to {args.max_objects} "
-            f"object(s) x {args.max_count}, styles {', '.join(styles) if styles else 'all'}, positions "
-            f"{'/'.join(POSITIONS)}"
-            + ("" if args.prompt_seed == EVAL_SEED else f", validation prompts (seed {args.prompt_seed})")
-            + (f", only prompts worded: {WORDINGS[args.wording]}" if args.wording else "")
-        ),
+        "config_note": config_note(config, args.n, args.prompt_seed, WORDINGS.get(args.wording)),
         "steps": args.steps,
         "cfg": args.cfg,
         "sampler": args.sampler,

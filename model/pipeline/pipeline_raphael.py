@@ -1,6 +1,7 @@
 """RaphaelPipeline: text-to-image with RAPHAEL, following the diffusers pipeline conventions."""
 
 import inspect
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,11 @@ def _routing_to_cpu(record: RoutingRecord, keep: slice) -> RoutingRecord:
     )
 
 
+def guided_step_count(guidance_end: float, steps: int) -> int:
+    """How many of ``steps``, from the first, use CFG when it ends at ``guidance_end`` of them (rounded up)."""
+    return math.ceil(round(guidance_end * steps, 6))  # 0.6 x 5 is 3, not 3.0000000000000004 -> 4
+
+
 class RaphaelPipeline(DiffusionPipeline):
     r"""
     Pipeline for text-to-image generation with RAPHAEL.
@@ -49,7 +55,7 @@ class RaphaelPipeline(DiffusionPipeline):
 
     Args:
         unet ([`RaphaelUNet`]): The MoE denoiser.
-        scheduler ([`SchedulerMixin`]): Any diffusers scheduler; DDIM by default, DPM-Solver++ and Euler work.
+        scheduler ([`SchedulerMixin`]): Any diffusers scheduler; DDIM by default, DPM-Solver++, Euler and UniPC work.
         vae ([`AutoencoderKL`], *optional*): Decodes latents to images; `None` for a pixel-space model.
         text_encoder ([`PreTrainedModel`], *optional*): Frozen text encoder; the packaged all-MiniLM-L6-v2
             when omitted, so that a saved pipeline need not carry its 90 MB.
@@ -123,6 +129,7 @@ class RaphaelPipeline(DiffusionPipeline):
         guidance_scale: float,
         num_images_per_prompt: int,
         callback_on_step_end_tensor_inputs,
+        guidance_end: float = 1.0,
     ) -> None:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
@@ -144,6 +151,8 @@ class RaphaelPipeline(DiffusionPipeline):
             raise ValueError(f"Images per prompt must be from 1 to {MAX_IMAGES}, got {num_images_per_prompt}.")
         if not 0.0 <= guidance_scale <= MAX_GUIDANCE:
             raise ValueError(f"Guidance scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance_scale}.")
+        if not 0.0 <= guidance_end <= 1.0:
+            raise ValueError(f"Guidance end must be a fraction of the steps from 0 to 1, got {guidance_end}.")
         if bucket_for_size(height, width, self.sample_size) is None:
             sizes = ", ".join(f"{n} = {w}x{h}" for n, (h, w) in self.aspect_buckets.items())
             raise ValueError(f"Size {width}x{height} is not an aspect bucket of this model; choose one of: {sizes}.")
@@ -199,6 +208,7 @@ class RaphaelPipeline(DiffusionPipeline):
         width: int | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 2.0,
+        guidance_end: float = 1.0,
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -219,6 +229,8 @@ class RaphaelPipeline(DiffusionPipeline):
             num_inference_steps (`int`, defaults to 25): 1-150; more steps give finer detail.
             guidance_scale (`float`, defaults to 2.0): Classifier-free guidance; RAPHAEL-tiny scores best near 2.0
                 on validation prompts (its model card has the sweep).
+            guidance_end (`float`, defaults to 1.0): The fraction of the steps, from the first, that use CFG; the
+                later steps run the prompt alone, at half the U-Net batch. 1.0 guides every step.
             num_images_per_prompt (`int`, defaults to 1): 1-8.
             eta (`float`, defaults to 0.0): DDIM eta; ignored by other schedulers.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Makes generation
@@ -248,6 +260,7 @@ class RaphaelPipeline(DiffusionPipeline):
             guidance_scale,
             num_images_per_prompt,
             callback_on_step_end_tensor_inputs,
+            guidance_end,
         )
         self._guidance_scale = guidance_scale
         self._interrupt = False
@@ -270,6 +283,7 @@ class RaphaelPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
+        guided_steps = guided_step_count(guidance_end, len(timesteps)) if self.do_classifier_free_guidance else 0
         latents = self.prepare_latents(batch_size, height, width, prompt_embeds.dtype, device, generator, latents)
         extra_step_kwargs = {}
         step_parameters = inspect.signature(self.scheduler.step).parameters
@@ -284,21 +298,22 @@ class RaphaelPipeline(DiffusionPipeline):
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     break
-                latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                guided = i < guided_steps  # CFG on this step; after guidance_end the prompt runs alone
+                latent_model_input = torch.cat([latents] * 2) if guided else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 out = self.unet(
                     latent_model_input,
                     t.expand(latent_model_input.shape[0]),
-                    text,
-                    text_mask,
+                    text if guided else prompt_embeds,
+                    text_mask if guided else prompt_mask,
                     return_routing=return_routing,
                 )
                 noise_pred = out.sample  # (2B or B, C, h, w)
-                if self.do_classifier_free_guidance:
+                if guided:
                     noise_uncond, noise_text = noise_pred.chunk(2)
                     noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
                 if return_routing:
-                    keep = slice(batch_size, None) if self.do_classifier_free_guidance else slice(None)
+                    keep = slice(batch_size, None) if guided else slice(None)
                     routing.append(_routing_to_cpu(out.routing, keep))
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 

@@ -5,7 +5,7 @@ validation prompts is one a user can select. Each is built from the checkpoint's
 config, which keeps its noise schedule and prediction type.
 """
 
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 # UI name -> scheduler class.
@@ -13,6 +13,7 @@ SAMPLERS: dict[str, type[SchedulerMixin]] = {
     "DDIM": DDIMScheduler,
     "DPM-Solver++": DPMSolverMultistepScheduler,
     "Euler": EulerDiscreteScheduler,
+    "UniPC": UniPCMultistepScheduler,
 }
 DEFAULT_SAMPLER = "DDIM"
 
