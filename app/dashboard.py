@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from app.messages import DEFAULT_LANGUAGE, plural, say_in
+from app.messages import DEFAULT_LANGUAGE, headed, plural, say_in
 from feedback.agreement import AgreementReport, Alpha, agreement
 from feedback.campaigns import RATER_COLUMNS, CampaignReport, campaign_report
 from feedback.images import model_version
@@ -80,9 +80,9 @@ class DashboardService:
             by_category,
             totals,
             agreement_summary(report),
-            report.raters.round(3) if admin else report.raters.iloc[:0],
+            headed(report.raters.round(3) if admin else report.raters.iloc[:0], lang),
             summary,
-            campaign_raters if admin else campaign_raters.iloc[:0],
+            headed(campaign_raters if admin else campaign_raters.iloc[:0], lang),
         )
 
     def _campaigns(self) -> list[CampaignReport]:

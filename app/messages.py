@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -71,6 +72,24 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 DEFAULT_LANGUAGE = "en"
 
+# The dashboard tables' column names as the page shows them; the JSON API keeps the data's own names.
+COLUMN_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "campaign": "campaign", "rater_id": "rater", "account": "account", "shared_images": "shared images",
+        "vote_agreement": "vote agreement", "shared_pairs": "shared pairs", "pair_agreement": "pair agreement",
+        "agreement": "agreement", "chance": "chance", "flagged": "flagged", "answers": "answers",
+        "gold_answered": "gold answered", "gold_correct": "gold correct", "gold_accuracy": "gold accuracy",
+        "median_seconds": "median seconds", "same_button_share": "same-button share", "reasons": "reasons",
+    },
+    "zh": {
+        "campaign": "评分任务", "rater_id": "评价者", "account": "账号", "shared_images": "共同图像数",
+        "vote_agreement": "投票一致率", "shared_pairs": "共同对比数", "pair_agreement": "对比一致率",
+        "agreement": "一致率", "chance": "随机一致率", "flagged": "已标记", "answers": "回答数",
+        "gold_answered": "已答金标题", "gold_correct": "答对金标题", "gold_accuracy": "金标准准确率",
+        "median_seconds": "中位用时（秒）", "same_button_share": "同一按钮占比", "reasons": "原因",
+    },
+}  # fmt: skip
+
 
 def language(request: gr.Request | None) -> str:
     """The first language of the browser's ``Accept-Language`` that the demo speaks, else English."""
@@ -90,6 +109,11 @@ def say(request: gr.Request | None, key: str, **values: Any) -> str:
 def say_in(lang: str, key: str, **values: Any) -> str:
     """Message ``key`` in ``lang``, filled with ``values``; ``plural(n)`` gives English its plural ``s``."""
     return MESSAGES[lang][key].format(**values)
+
+
+def headed(frame: pd.DataFrame, lang: str) -> pd.DataFrame:
+    """``frame`` with its column names in ``lang`` (``COLUMN_LABELS``), for a table on the page."""
+    return frame.rename(columns=COLUMN_LABELS[lang])
 
 
 def plural(n: int) -> str:

@@ -280,6 +280,7 @@ def test_chinese_locale(chinese_page: Page, app_server: AppServer, artifacts_dir
     expect(status).to_contain_text("生成自“two apples on the right on a yellow background”")
     chinese_page.get_by_role("tab", name="数据面板").click()
     expect(chinese_page.locator("#totals")).to_contain_text("个投票")
+    expect(chinese_page.locator("canvas, svg.marks")).to_have_count(3, timeout=30_000)  # the three plots have drawn
     chinese_page.screenshot(path=artifacts_dir / "browser-zh.png")
 
 
@@ -406,7 +407,7 @@ def test_a_campaign_reaches_k_answers_from_three_browser_raters(
             expect(page.locator("#campaigns")).to_contain_text("squares")
             expect(page.locator("#campaigns")).to_contain_text("3 to 3 answers per item")
             expect(page.locator("#campaigns")).to_contain_text("α = 1.00")
-            expect(page.locator("body")).to_contain_text("gold_accuracy")  # the table's headers, and without the
+            expect(page.locator("body")).to_contain_text("gold accuracy")  # the table's headers, and without the
             expect(page.locator("body")).not_to_contain_text("too_fast")  # admin key no rater's row
             page.locator("#rater-agreement").click()  # open the accordion that holds the admin key
             page.locator("#admin-key input").fill(ADMIN_KEY)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from app.dashboard import DashboardService
+from app.messages import COLUMN_LABELS
 from feedback.store import FeedbackStore
 from tests.test_store import provenance, solid
 
@@ -37,6 +38,17 @@ def test_the_public_tab_shows_the_tables_headers_without_rows(service: Dashboard
     public, admin = service.view(), service.view(admin=True)
     raters, campaign_raters = public[5], public[7]
     assert len(raters) == 0 and list(raters.columns) == list(admin[5].columns) and len(admin[5]) == 3
-    assert list(admin[5].columns[:2]) == ["rater_id", "account"] and "hf:ann" in set(admin[5]["account"])
-    assert len(campaign_raters) == 0 and "gold_accuracy" in campaign_raters.columns
+    assert list(admin[5].columns[:2]) == ["rater", "account"] and "hf:ann" in set(admin[5]["account"])
+    assert len(campaign_raters) == 0 and "gold accuracy" in campaign_raters.columns
     assert public[4] == admin[4]  # the agreement line (α, how many flagged) is public
+
+
+def test_the_tables_headers_speak_the_pages_language(service: DashboardService) -> None:
+    """Every column of both rater tables has a label in each language the page speaks; the JSON keeps the data's."""
+    for lang, labels in COLUMN_LABELS.items():
+        view = service.view(lang, admin=True)
+        for table in (view[5], view[7]):
+            assert set(table.columns) <= set(labels.values()), set(table.columns) - set(labels.values())
+    chinese = service.view("zh", admin=True)
+    assert list(chinese[5].columns[:2]) == ["评价者", "账号"] and "金标准准确率" in chinese[7].columns
+    assert "rater_id" in service.json(admin=True)["agreement"]["raters"][0]
