@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export backup restore agreement leaderboard finetune next-version loop
+.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export backup restore agreement leaderboard finetune distill next-version loop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ leaderboard: venv ## the arena's ratings with 95% intervals and win rates, e.g. 
 
 finetune: venv ## DPO/KTO fine-tuning on an export, e.g. ARGS="--data exports/pairs --out runs/dpo"
 	$(PY) -m model.training.preference $(ARGS)
+
+distill: venv ## guidance distillation: one U-Net pass per step instead of CFG's two, e.g. ARGS="--out runs/distill"
+	$(PY) -m model.training.distill_guidance $(ARGS)
 
 ROUND ?= $(shell date -u +%Y%m%d-%H%M)
 next-version: venv ## feedback → export (flagged raters out) → tuning → comparison → data/versions if not worse

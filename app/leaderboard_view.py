@@ -69,12 +69,13 @@ def versions_table(versions: list[ModelVersion]) -> pd.DataFrame:
         base = v.lineage.get("base", {})
         export = v.lineage.get("export", {})
         tuning = v.lineage.get("tuning", {})
+        how = tuning.get("loss") or tuning.get("method")  # DPO/KTO, or the distillation's method
         rows.append(
             {
                 "model": v.label,
                 "tuned from": by_hash.get(base.get("weights_hash") or "", base.get("folder") or ""),
                 "export sha256": (export.get("sha256") or "")[:12],
-                "tuning": f"{tuning['loss']} · {tuning.get('steps', '?')} steps" if tuning.get("loss") else "",
+                "tuning": f"{how} · {tuning.get('steps', '?')} steps" if how else "",
                 "folder": str(v.path),
             }
         )

@@ -41,17 +41,18 @@ class ModelVersion:
 
 
 def lineage(model_dir: Path) -> dict[str, Any]:
-    """The base version, export and tuning of a preference-tuned folder (``training.json``'s ``preference``)."""
+    """The base version, export and tuning of a folder tuned here (``training.json``'s ``preference``, or its
+    ``distillation``, which has a base but no export)."""
     record_file = model_dir / "training.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    tuning = record.get("preference")
+    tuning = record.get("preference") or record.get("distillation")
     if not tuning:
         return {}
-    base, export = tuning.get("base_model", {}), tuning.get("export", {})
+    base, export = tuning.get("base_model", {}), tuning.get("export")
     # "folder" and "location", not "path": API clients take a dict with a "path" for a file to download.
     return {
         "base": {"folder": base.get("path"), "weights_hash": base.get("weights_hash")},
-        "export": {"location": export.get("path"), "sha256": export.get("sha256")},
+        **({"export": {"location": export.get("path"), "sha256": export.get("sha256")}} if export else {}),
         "tuning": {key: value for key, value in tuning.items() if key not in {"base_model", "export"}},
     }
 

@@ -12,6 +12,7 @@ CLIS = [
     "model.training.curriculum",
     "model.training.bundle",
     "model.training.preference",
+    "model.training.distill_guidance",
     "model.evaluation.evaluate",
     "model.evaluation.recognizer",
     "model.evaluation.learning_curve",

@@ -131,3 +131,32 @@ def test_save_pretrained_layout_and_round_trip(pipe, tmp_path):
     loaded = RaphaelPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     np.testing.assert_allclose(run(loaded).images, run(pipe).images, atol=1e-6)
+
+
+def test_a_guidance_distilled_unet_takes_the_scale_in_one_pass(pipe):
+    """Inside its distilled range and without a negative prompt, one U-Net row per image carries the scale; outside
+    it, or with a negative prompt, the pipeline runs two-pass CFG with the prompt-only embedding."""
+    config = {key: value for key, value in pipe.unet.config.items() if not key.startswith("_")}
+    student = RaphaelUNet.from_config({**config, "guidance_embeds": True, "guidance_range": (1.0, 4.0)}).eval()
+    student.load_state_dict(pipe.unet.state_dict(), strict=False)  # zero embedding: the teacher's prompt-only output
+    distilled = RaphaelPipeline(unet=student, scheduler=default_scheduler())
+    distilled.set_progress_bar_config(disable=True)
+    calls = []
+    hook = student.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((args[0].shape[0], kwargs.get("guidance"))), with_kwargs=True
+    )
+    try:
+        one_pass = run(distilled, num_inference_steps=4, guidance_scale=2.5, guidance_end=0.5).images
+        assert calls == [(1, 2.5), (1, 2.5), (1, None), (1, None)]
+        calls.clear()
+        run(distilled, num_inference_steps=2, guidance_scale=6.0)
+        run(distilled, num_inference_steps=2, guidance_scale=2.5, negative_prompt="a dog")
+        assert calls == [(2, None)] * 4
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(one_pass, run(pipe, num_inference_steps=4, guidance_scale=1.0).images, atol=1e-6)
+    assert (
+        not pipe.embeds_guidance(2.0, None)
+        and distilled.embeds_guidance(4.0, "")
+        and not distilled.embeds_guidance(4.5, None)
+    )

@@ -106,3 +106,33 @@ def test_block_order_is_self_cross_time_space():
     block = next(m for m in tiny_unet().modules() if m.__class__.__name__ == "RaphaelTransformerBlock")
     order = [name for name, _ in block.named_children() if not name.startswith("norm")]
     assert order == ["self_attn", "cross_attn", "time_ffn", "space_ffn"]
+
+
+def test_guidance_embedding_starts_silent_and_leaves_time_routing_alone():
+    """A guidance-embedding U-Net with the teacher's weights predicts what the teacher does until it is trained;
+    once its embedding speaks, the scale changes the prediction but Time-MoE still routes on the timestep alone."""
+    teacher = tiny_unet()
+    student = tiny_unet(guidance_embeds=True)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert not unexpected and missing and all(key.startswith("guidance_embedder.") for key in missing)
+    sample, t, text, mask = inputs()
+    with torch.no_grad():
+        expected = teacher(sample, t, text, mask).sample
+        for scale in (None, 1.0, 3.5, torch.tensor([1.0, 4.0])):
+            torch.testing.assert_close(student(sample, t, text, mask, guidance=scale).sample, expected)
+        torch.nn.init.normal_(student.guidance_embedder.mlp[-1].weight, std=0.5)
+        low = student(sample, t, text, mask, guidance=1.0, return_routing=True)
+        high = student(sample, t, text, mask, guidance=4.0, return_routing=True)
+    assert (low.sample - high.sample).abs().max() > 1e-3
+    for a, b in zip(low.routing.time_experts, high.routing.time_experts):
+        assert a is None or torch.equal(a, b)
+    assert any(a is not None for a in low.routing.time_experts)
+
+
+def test_guidance_embedding_config_round_trips_and_bad_range_is_refused(tmp_path):
+    student = tiny_unet(guidance_embeds=True, guidance_range=(1.5, 3.0))
+    student.save_pretrained(tmp_path / "unet")
+    loaded = RaphaelUNet.from_pretrained(tmp_path / "unet")
+    assert loaded.config.guidance_embeds and tuple(loaded.config.guidance_range) == (1.5, 3.0)
+    with pytest.raises(ValueError, match="guidance_range"):
+        tiny_unet(guidance_embeds=True, guidance_range=(3.0, 1.0))

@@ -65,6 +65,7 @@ class RaphaelPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["vae", "text_encoder", "tokenizer"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    _embedded_guidance = False  # set per call by embeds_guidance
 
     def __init__(
         self,
@@ -98,7 +99,17 @@ class RaphaelPipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1.0
+        """Two U-Net rows per image: the scale guides and the model does not take it as an input."""
+        return self._guidance_scale > 1.0 and not self._embedded_guidance
+
+    def embeds_guidance(self, guidance_scale: float, negative_prompt: str | list[str] | None) -> bool:
+        """Whether one pass with the scale as input replaces CFG's two: a guidance-distilled U-Net, a scale in the
+        range it was distilled on, and no negative prompt (it learned CFG against the empty prompt only)."""
+        config = self.unet.config
+        if not getattr(config, "guidance_embeds", False) or negative_prompt:
+            return False
+        low, high = config.guidance_range
+        return low <= guidance_scale <= high
 
     @property
     def num_timesteps(self) -> int:
@@ -228,7 +239,8 @@ class RaphaelPipeline(DiffusionPipeline):
             height (`int`, *optional*), width (`int`, *optional*): One of `aspect_buckets`; square by default.
             num_inference_steps (`int`, defaults to 25): 1-150; more steps give finer detail.
             guidance_scale (`float`, defaults to 2.0): Classifier-free guidance; RAPHAEL-tiny scores best near 2.0
-                on validation prompts (its model card has the sweep).
+                on validation prompts (its model card has the sweep). A guidance-distilled U-Net (``guidance_embeds``)
+                takes it as an input inside its distilled range: one U-Net row per image instead of two.
             guidance_end (`float`, defaults to 1.0): The fraction of the steps, from the first, that use CFG; the
                 later steps run the prompt alone, at half the U-Net batch. 1.0 guides every step.
             num_images_per_prompt (`int`, defaults to 1): 1-8.
@@ -263,6 +275,7 @@ class RaphaelPipeline(DiffusionPipeline):
             guidance_end,
         )
         self._guidance_scale = guidance_scale
+        self._embedded_guidance = self.embeds_guidance(guidance_scale, negative_prompt)
         self._interrupt = False
         prompts = [prompt] if isinstance(prompt, str) else prompt
         negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
@@ -283,7 +296,8 @@ class RaphaelPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        guided_steps = guided_step_count(guidance_end, len(timesteps)) if self.do_classifier_free_guidance else 0
+        guides = self.do_classifier_free_guidance or self._embedded_guidance
+        guided_steps = guided_step_count(guidance_end, len(timesteps)) if guides else 0
         latents = self.prepare_latents(batch_size, height, width, prompt_embeds.dtype, device, generator, latents)
         extra_step_kwargs = {}
         step_parameters = inspect.signature(self.scheduler.step).parameters
@@ -299,21 +313,23 @@ class RaphaelPipeline(DiffusionPipeline):
                 if self.interrupt:
                     break
                 guided = i < guided_steps  # CFG on this step; after guidance_end the prompt runs alone
-                latent_model_input = torch.cat([latents] * 2) if guided else latents
+                two_pass = guided and not self._embedded_guidance
+                latent_model_input = torch.cat([latents] * 2) if two_pass else latents
                 latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
                 out = self.unet(
                     latent_model_input,
                     t.expand(latent_model_input.shape[0]),
-                    text if guided else prompt_embeds,
-                    text_mask if guided else prompt_mask,
+                    text if two_pass else prompt_embeds,
+                    text_mask if two_pass else prompt_mask,
+                    guidance=guidance_scale if guided and self._embedded_guidance else None,
                     return_routing=return_routing,
                 )
                 noise_pred = out.sample  # (2B or B, C, h, w)
-                if guided:
+                if two_pass:
                     noise_uncond, noise_text = noise_pred.chunk(2)
                     noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
                 if return_routing:
-                    keep = slice(batch_size, None) if guided else slice(None)
+                    keep = slice(batch_size, None) if two_pass else slice(None)
                     routing.append(_routing_to_cpu(out.routing, keep))
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 

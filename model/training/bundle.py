@@ -17,6 +17,7 @@ from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.schedule import default_scheduler
+from model.training.optimisation import EMA
 from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.bundle")
@@ -86,6 +87,19 @@ def bundle(run_dir: Path, out_dir: Path) -> Path:
     (out_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     size = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file())
     logger.info("Bundled %s into %s (%.1f MB)", run_dir, out_dir, size / 1e6)
+    return out_dir
+
+
+def save_tuned(pipe: RaphaelPipeline, ema: EMA, out_dir: Path, record: dict, card: str) -> Path:
+    """A folder tuned from a pipeline (preference tuning, guidance distillation): ``pipe`` with the EMA of its U-Net
+    in fp16, no text encoder, and the run's ``training.json`` record and model card."""
+    tuned = RaphaelUNet.from_config(pipe.unet.config)
+    ema.copy_to(tuned)
+    pipe.unet = tuned.to(torch.float16)
+    pipe.register_modules(unet=pipe.unet)
+    pipe.save_pretrained(out_dir, include_text_encoder=False)
+    (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out_dir / "README.md").write_text(card)
     return out_dir
 
 

@@ -45,6 +45,7 @@ from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
 from model.pipeline.identity import files_sha256, model_name, weights_hash
 from model.pipeline.text_encoder import encode_text
+from model.training.bundle import save_tuned
 from model.training.checkpoint import load_state, save_state
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
 from model.training.plots import plot_lines
@@ -416,14 +417,9 @@ def finetune(args: argparse.Namespace) -> Path:
             plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
     log.close()
 
-    tuned = RaphaelUNet.from_config(unet.config)
-    ema.copy_to(tuned)
-    pipe.unet = tuned.to(torch.float16)
-    pipe.register_modules(unet=pipe.unet)
-    pipe.save_pretrained(out / "pipeline", include_text_encoder=False)
+    pipe.unet = accelerator.unwrap_model(unet)
     record = training_record(args, loss_name, data, len(items), max(start, args.steps), images_seen)
-    (out / "pipeline" / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / "pipeline" / "README.md").write_text(model_card(record))
+    save_tuned(pipe, ema, out / "pipeline", record, model_card(record))
     logger.info("Tuned pipeline %s in %s", record["name"], out / "pipeline")
     return out / "pipeline"
 

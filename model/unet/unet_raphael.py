@@ -13,6 +13,9 @@ from .blocks import BlockRecord, Downsample, ResBlock, SpatialTransformer, Upsam
 from .edge import EdgeHead
 from .embeddings import TimestepEmbedder
 
+# CFG scales (about 1-4) are spread over the sinusoid's periods like timesteps (0-999), as FLUX's guidance input is.
+GUIDANCE_EMBED_SCALE = 1000.0
+
 
 @dataclass
 class RoutingRecord:
@@ -81,6 +84,10 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
         edge_block_index (`int`, defaults to 0): Transformer block whose cross-attention map feeds the edge head.
         edge_token_index (`int`, defaults to 0): Text token whose map is used (0 = the encoder's [CLS]).
         edge_channels (`int`, defaults to 16): Channels of the edge head.
+        guidance_embeds (`bool`, defaults to False): Take the CFG scale as an input (guidance distillation), so one
+            pass per step draws what two passes of classifier-free guidance drew.
+        guidance_range (`tuple[float, float]`, defaults to `(1.0, 4.0)`): The scales an embedding model was distilled
+            on; the pipeline runs two-pass CFG outside it.
     """
 
     @register_to_config
@@ -105,6 +112,8 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
         edge_block_index: int = 0,
         edge_token_index: int = 0,
         edge_channels: int = 16,
+        guidance_embeds: bool = False,
+        guidance_range: tuple[float, float] = (1.0, 4.0),
     ):
         super().__init__()
         if len(transformer_layers_per_level) != len(block_out_channels):
@@ -116,11 +125,19 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
             raise ValueError(f"Every transformer level width must be divisible by {attention_head_dim}.")
         if not 0.0 < mask_threshold <= 1.0:
             raise ValueError(f"mask_threshold must be in (0, 1], got {mask_threshold}.")
+        if not 0.0 <= guidance_range[0] <= guidance_range[1]:
+            raise ValueError(f"guidance_range must be (low, high) with 0 <= low <= high, got {guidance_range}.")
 
         # 1. input and timestep
         temb_dim = block_out_channels[0] * 4
         self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], 3, padding=1)
         self.time_embedder = TimestepEmbedder(temb_dim)
+        # The scale joins the ResBlocks' conditioning only: Time-MoE keeps routing on the timestep alone. Its output
+        # starts at zero, so a model distilled from a teacher starts as the teacher's prompt-only prediction.
+        self.guidance_embedder = TimestepEmbedder(temb_dim) if guidance_embeds else None
+        if self.guidance_embedder is not None:
+            nn.init.zeros_(self.guidance_embedder.mlp[-1].weight)
+            nn.init.zeros_(self.guidance_embedder.mlp[-1].bias)
 
         def transformer(channels: int, depth: int) -> SpatialTransformer:
             return SpatialTransformer(
@@ -179,10 +196,10 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
     def num_transformer_blocks(self) -> int:
         return sum(len(m.blocks) for m in self.modules() if isinstance(m, SpatialTransformer))
 
-    def _run_level(self, layers, h, temb, text, text_mask, need_maps, records: list[BlockRecord]):
+    def _run_level(self, layers, h, cond, temb, text, text_mask, need_maps, records: list[BlockRecord]):
         for layer in layers:
             if isinstance(layer, ResBlock):
-                h = layer(h, temb)
+                h = layer(h, cond)
             elif isinstance(layer, SpatialTransformer):
                 h, recs = layer(h, temb, text, text_mask, need_maps)
                 records.extend(recs)
@@ -194,6 +211,7 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
+        guidance: torch.Tensor | float | None = None,
         return_routing: bool = False,
         compute_edges: bool = False,
         return_dict: bool = True,
@@ -204,6 +222,8 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
             timestep: Diffusion step per sample (B,) or one for all.
             encoder_hidden_states (`torch.Tensor`): Text encoder states (B, L, D).
             encoder_attention_mask (`torch.Tensor`, *optional*): (B, L), 1 for real tokens, 0 for pads.
+            guidance (`torch.Tensor` or `float`, *optional*): CFG scale per sample (B,) or one for all, for a model
+                with ``guidance_embeds``; None is 1.0, the prompt alone. Ignored by other models.
             return_routing (`bool`): Also return the :class:`RoutingRecord`.
             compute_edges (`bool`): Run the edge head (training); implies a routing record.
         """
@@ -221,28 +241,32 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
 
         # 1. embed
         temb = self.time_embedder(timestep)  # (B, T)
+        cond = temb  # (B, T) what the ResBlocks read
+        if self.guidance_embedder is not None:
+            scale = torch.as_tensor(1.0 if guidance is None else guidance, device=sample.device)
+            cond = temb + self.guidance_embedder(scale.reshape(-1).expand(b) * GUIDANCE_EMBED_SCALE)
         h = self.conv_in(sample)  # (B, C0, H, W)
 
         # 2. down
         records: list[BlockRecord] = []
         skips = []
         for layers, down in zip(self.down_levels, self.downsamplers):
-            h = self._run_level(layers, h, temb, encoder_hidden_states, text_mask, need_maps, records)
+            h = self._run_level(layers, h, cond, temb, encoder_hidden_states, text_mask, need_maps, records)
             skips.append(h)
             h = down(h)
 
         # 3. mid
-        h = self.mid_res1(h, temb)
+        h = self.mid_res1(h, cond)
         if self.mid_transformer is not None:
             h, recs = self.mid_transformer(h, temb, encoder_hidden_states, text_mask, need_maps)
             records.extend(recs)
-        h = self.mid_res2(h, temb)
+        h = self.mid_res2(h, cond)
 
         # 4. up
         for layers, up in zip(self.up_levels, self.upsamplers):
             skip = skips.pop()
             h = self._run_level(
-                layers, torch.cat([h, skip], dim=1), temb, encoder_hidden_states, text_mask, need_maps, records
+                layers, torch.cat([h, skip], dim=1), cond, temb, encoder_hidden_states, text_mask, need_maps, records
             )
             if skips:
                 h = up(h, skips[-1].shape[-2:])
