@@ -35,6 +35,7 @@ from model.pipeline.buckets import ASPECT_BUCKETS, DEFAULT_BUCKET, bucket_size
 from model.pipeline.identity import model_name, weights_hash
 from model.pipeline.limits import MAX_IMAGES, MAX_SEED
 from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
+from model.pipeline.sampling_defaults import sampling_defaults
 from model.prompts.chinese import in_english
 from model.prompts.prompt_reader import read_prompt
 from model.prompts.trained_domain import TrainedDomain
@@ -148,6 +149,12 @@ class GenerationService:
         self.model_class = type(self.pipe).__name__
         self.sample_size = self._pixel_sample_size()
         self.domain = TrainedDomain.from_bundle(self.model_dir)  # None for pipelines we did not train
+        self.sampling = sampling_defaults(self.model_dir)  # the folder's measured defaults, or {}
+        # The folder's guidance end applies to every image, where the pipeline takes one (RaphaelPipeline does).
+        takes = "guidance_end" in inspect.signature(self.pipe.__call__).parameters
+        self._call_extras = (
+            {"guidance_end": self.sampling["guidance_end"]} if takes and "guidance_end" in self.sampling else {}
+        )
         self.categorizer = categorizer or PromptCategorizer()
         self.app_version = app_version
         self.reranker = reranker  # None: best_of must be 1
@@ -189,8 +196,16 @@ class GenerationService:
         sample = sample[0] if isinstance(sample, list | tuple) else int(sample)
         return sample * int(getattr(self.pipe, "vae_scale_factor", 1))
 
+    @property
+    def default_sampler(self) -> str:
+        """The sampler the folder recommends (``training.json`` ``sampling``), else the menu's default."""
+        return self.sampling.get("sampler", DEFAULT_SAMPLER)
+
     def call_default(self, name: str) -> Any:
-        """The pipeline's own default for a ``__call__`` argument (RAPHAEL-tiny: CFG 2, 25 steps), or None."""
+        """The default of a ``__call__`` argument: the folder's recommended one (``training.json`` ``sampling``),
+        else the pipeline's own (RAPHAEL-tiny: CFG 2, 25 steps), or None."""
+        if name in self.sampling:
+            return self.sampling[name]
         parameter = inspect.signature(self.pipe.__call__).parameters.get(name)
         return None if parameter is None or parameter.default is inspect.Parameter.empty else parameter.default
 
@@ -274,6 +289,7 @@ class GenerationService:
                     width=width,
                     num_inference_steps=first.steps,
                     guidance_scale=first.cfg,
+                    **self._call_extras,
                     # One CPU generator per image: the same seed gives the same image on any device and in any batch.
                     generator=[torch.Generator("cpu").manual_seed(image_seed) for _, image_seed in chunk],
                     output_type="pil",
@@ -328,6 +344,7 @@ class GenerationService:
             "seeds": seeds,
             "steps": request.steps,
             "cfg": request.cfg,
+            **self._call_extras,  # guidance_end, when the version guides only its first steps
             "sampler": request.sampler,
             "scheduler": type(scheduler).__name__,
             "scheduler_config": dict(scheduler.config),

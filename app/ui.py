@@ -21,7 +21,6 @@ from app.i18n import I18N
 from app.settings import Settings
 from feedback.models import COMPARISON_OUTCOMES
 from model.pipeline.buckets import DEFAULT_BUCKET
-from model.pipeline.samplers import DEFAULT_SAMPLER
 
 CARDS_PER_ROW = 4
 MODEL_QUEUE = "model"  # every event that runs the model shares this concurrency group
@@ -295,7 +294,7 @@ def controls(settings: Settings, service: GenerationService, styles: tuple[str, 
                 elem_id="best-of",
             )
             aspect = GuardedRadio(list(service.aspects), value=DEFAULT_BUCKET, label=I18N("aspect"))
-            sampler = GuardedDropdown(list(service.samplers), value=DEFAULT_SAMPLER, label=I18N("sampler"))
+            sampler = GuardedDropdown(list(service.samplers), value=service.default_sampler, label=I18N("sampler"))
     return Controls(
         prompt,
         style,

@@ -20,7 +20,9 @@ from app.rater_cookie import COOKIE
 from app.served import ServedApp
 from app.settings import Settings
 from model.pipeline.buckets import DEFAULT_BUCKET
+from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.pipeline.samplers import DEFAULT_SAMPLER
+from model.pipeline.sampling_defaults import sampling_defaults
 
 GOAL_S = 5.0
 
@@ -29,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompt", default="a cat on a blue background")
     args = parser.parse_args()
+    sampling = sampling_defaults(DEFAULT_BUNDLE)  # what the page's controls start from
+    steps, cfg = sampling.get("num_inference_steps", 25), sampling.get("guidance_scale", 2.0)
+    sampler = sampling.get("sampler", DEFAULT_SAMPLER)
     with tempfile.TemporaryDirectory(prefix="raphael-first-") as tmp:
         folder = Path(tmp)
         served = ServedApp(
@@ -42,9 +47,9 @@ def main() -> None:
             token = Client(url, verbose=False).predict(api_name="/rater_token")["token"]
             client = Client(url, verbose=False, headers={"Cookie": f"{COOKIE}={token}"})
             asked = time.perf_counter()
-            # The page's defaults for the bundled model: its own steps and guidance, a random seed, two images.
+            # The page's defaults for the bundled model: its recommended sampling, a random seed, two images.
             _images, summary, _seed = client.predict(
-                args.prompt, "", "", 25, 2.0, -1, Settings.default_images, DEFAULT_BUCKET, DEFAULT_SAMPLER, 1,
+                args.prompt, "", "", steps, cfg, -1, Settings.default_images, DEFAULT_BUCKET, sampler, 1,
                 api_name="/generate",
             )  # fmt: skip
             answered = time.perf_counter()

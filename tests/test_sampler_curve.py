@@ -92,6 +92,28 @@ def test_a_cache_of_other_prompts_is_not_reused(tiny_model, tmp_path, monkeypatc
     assert computed == [REFERENCE, OTHER]
 
 
+def test_a_reference_model_draws_the_reference_and_a_distilled_model_costs_one_row_per_step(tiny_model, tmp_path):
+    """A guidance-distilled student against its teacher's reference: the reference row is the teacher's (and equals a
+    run of the teacher alone), the student's rows count one U-Net row per step, its cache is kept apart."""
+    teacher = RaphaelPipeline.from_pretrained(tiny_model)
+    config = {key: value for key, value in teacher.unet.config.items() if not key.startswith("_")}
+    student = RaphaelUNet.from_config({**config, "guidance_embeds": True})
+    student.load_state_dict(teacher.unet.state_dict(), strict=False)
+    RaphaelPipeline(unet=student, scheduler=default_scheduler()).save_pretrained(
+        tmp_path / "student", include_text_encoder=False
+    )
+    main([*curve_args(tmp_path / "student", tmp_path / "out"), "--reference-model", str(tiny_model)])
+    curve = json.loads((tmp_path / "out" / "curve.json").read_text())
+    rows = {row["key"]: row for row in curve["settings"]}
+    assert rows[REFERENCE.key]["model"] == "reference model" and rows[OTHER.key]["model"] == "model"
+    assert rows[REFERENCE.key]["unet_evaluations"] == 6 and rows[OTHER.key]["unet_evaluations"] == 2
+    assert (tmp_path / "out" / "cache" / "reference" / f"scores_{REFERENCE.key}.json").is_file()
+    assert curve["reference_model"] == str(tiny_model) and "drawn by" in (tmp_path / "out" / "curve.md").read_text()
+    main(curve_args(tiny_model, tmp_path / "alone"))
+    alone = json.loads((tmp_path / "alone" / "curve.json").read_text())["settings"][0]
+    assert alone["per_prompt"] == rows[REFERENCE.key]["per_prompt"]
+
+
 def test_setting_names_costs_and_the_add_flag():
     assert Setting("DDIM", 25).key == "DDIM_25" and Setting("UniPC", 6, 0.5).key == "UniPC_6_cfg0.5"
     assert Setting("Euler", 5, 0.6).unet_evaluations(2.0) == 5 + 3  # 0.6 x 5 guided steps is 3, not 4

@@ -8,6 +8,13 @@ intervals, the paired difference from the reference with a 95% paired bootstrap 
 torch's default thread count). The timed calls come in rounds that go through every setting once, so that a
 machine whose load changes during the run slows every setting alike rather than whichever ran at a busy moment.
 
+``--reference-model`` draws the reference with another pipeline (a guidance-distilled student against its teacher's
+25 DDIM steps, say); every other setting is drawn by ``--model``.
+
+``--set-default`` (on validation prompts, ``--prompt-seed``) writes the cheapest setting within the margin into the
+model's ``training.json`` (``sampling``, with its evidence): the app's controls start there and its guidance end
+applies to the version's every image (``model.pipeline.sampling_defaults``).
+
 For the bundled model pass the shipped stage's prompts, as ``make eval`` does:
 ``python -m model.evaluation.sampler_curve --n 128 --out DIR $(python -m model.training.curriculum --eval-flags)``.
 
@@ -23,7 +30,7 @@ import os
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -51,6 +58,7 @@ from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from model.pipeline.identity import weights_hash  # noqa: E402
 from model.pipeline.pipeline_raphael import RaphaelPipeline, guided_step_count  # noqa: E402
 from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler  # noqa: E402
+from model.pipeline.sampling_defaults import SAMPLING_KEY  # noqa: E402
 
 logger = logging.getLogger("model.evaluation.sampler_curve")
 
@@ -79,16 +87,30 @@ class Setting:
         end = "" if self.guidance_end == 1.0 else f", CFG on the first {100 * self.guidance_end:.0f}%"
         return f"{self.sampler}, {self.steps} steps{end}"
 
-    def guided_steps(self, cfg: float) -> int:
-        """How many steps run the U-Net twice (prompt and empty prompt), as ``RaphaelPipeline`` counts them."""
-        return guided_step_count(self.guidance_end, self.steps) if cfg > 1.0 else 0
+    def guided_steps(self, cfg: float, embedded: bool = False) -> int:
+        """How many steps run the U-Net twice (prompt and empty prompt), as ``RaphaelPipeline`` counts them; none
+        where the model takes the scale as an input (``embedded``)."""
+        return guided_step_count(self.guidance_end, self.steps) if cfg > 1.0 and not embedded else 0
 
-    def unet_evaluations(self, cfg: float) -> int:
+    def unet_evaluations(self, cfg: float, embedded: bool = False) -> int:
         """U-Net rows one image costs: two per guided step, one per other step."""
-        return self.steps + self.guided_steps(cfg)
+        return self.steps + self.guided_steps(cfg, embedded)
 
 
 REFERENCE = Setting(DEFAULT_SAMPLER, REFERENCE_STEPS)
+
+
+@dataclass
+class ModelRun:
+    """A pipeline that draws settings, its cache, and its scheduler config as loaded (before a setting swaps it)."""
+
+    pipe: RaphaelPipeline
+    cache: "Cache"
+    scheduler_config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.scheduler_config = self.scheduler_config or dict(self.pipe.scheduler.config)
+        self.pipe.set_progress_bar_config(disable=True)
 
 
 class Cache:
@@ -151,10 +173,11 @@ def time_call(
     return time.perf_counter() - start
 
 
-def order_by_cost(settings: list[Setting], reference: Setting, cfg: float) -> list[Setting]:
+def order_by_cost(settings: list[Setting], reference: Setting, cfg: float, embedded: bool = False) -> list[Setting]:
     """The reference first (every paired difference needs it), then the cheapest settings first."""
     rest = sorted(
-        (s for s in dict.fromkeys(settings) if s != reference), key=lambda s: (s.unet_evaluations(cfg), s.key)
+        (s for s in dict.fromkeys(settings) if s != reference),
+        key=lambda s: (s.unet_evaluations(cfg, embedded), s.key),
     )
     return [reference, *rest]
 
@@ -169,28 +192,33 @@ def run_curve(
     cfg: float = 2.0,
     batch: int = 8,
     repeats: int = 5,
+    reference_run: ModelRun | None = None,
 ) -> dict:
     """Score every setting (cached), time each ``repeats`` times in interleaved rounds (cached), and compare each
     with ``reference`` on the same prompts. Returns ``{"reference": key, "settings": [row, ...]}``, cheapest first.
+    ``reference_run`` draws the reference with another pipeline and its own cache.
     """
-    order = order_by_cost(settings, reference, cfg)
-    scheduler_config = dict(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
+    model_run = ModelRun(pipe, cache)
+    order = order_by_cost(settings, reference, cfg, pipe.embeds_guidance(cfg, None))
+    runs = dict.fromkeys(order, model_run)
+    if reference_run is not None:
+        runs[reference] = reference_run
     scores: dict[Setting, dict] = {}
     for setting in tqdm(order, desc="settings"):
-        if (cached := cache.read("scores", setting)) is not None:
+        run = runs[setting]
+        if (cached := run.cache.read("scores", setting)) is not None:
             scores[setting] = cached
             continue
         logger.info("Scoring %s on %d held-out prompts.", setting.label, sum(len(v) for v in groups.values()))
         started = time.perf_counter()
-        scores[setting] = score_setting(pipe, recognizer, groups, setting, scheduler_config, cfg, batch)
+        scores[setting] = score_setting(run.pipe, recognizer, groups, setting, run.scheduler_config, cfg, batch)
         scores[setting]["scoring_seconds"] = time.perf_counter() - started
-        cache.write("scores", setting, scores[setting])
+        run.cache.write("scores", setting, scores[setting])
         logger.info("%s: composition %.1f%%", setting.label, 100 * scores[setting]["accuracy"]["composition"])
 
-    times = {s: cache.read("times", s) or [] for s in order}
+    times = {s: runs[s].cache.read("times", s) or [] for s in order}
     if any(len(t) < repeats for t in times.values()):
-        times = time_settings(pipe, order, times, cache, scheduler_config, groups, cfg, repeats)
+        times = time_settings(runs, order, times, groups, cfg, repeats)
 
     base = scores[reference]["per_prompt"]
     rows = []
@@ -202,7 +230,8 @@ def run_curve(
             "key": setting.key,
             "label": setting.label,
             **asdict(setting),
-            "unet_evaluations": setting.unet_evaluations(cfg),
+            "model": "model" if runs[setting] is model_run else "reference model",
+            "unet_evaluations": setting.unet_evaluations(cfg, runs[setting].pipe.embeds_guidance(cfg, None)),
             "n": s["n"],
             "accuracy": s["accuracy"],
             "fd": s["fd"],
@@ -219,31 +248,32 @@ def run_curve(
 
 
 def time_settings(
-    pipe: RaphaelPipeline,
+    runs: dict[Setting, ModelRun],
     order: list[Setting],
     times: dict[Setting, list[float]],
-    cache: Cache,
-    scheduler_config: dict,
     groups: dict,
     cfg: float,
     repeats: int,
 ) -> dict[Setting, list[float]]:
-    """``repeats`` timed one-image calls per setting, in rounds that each go through every setting once."""
+    """``repeats`` timed one-image calls per setting (each with its pipeline), in rounds that each go through every
+    setting once."""
     prompt = next(iter(groups.values()))[0][1]  # the first held-out caption, drawn at the square size
-    schedulers = {s: build_sampler(s.sampler, scheduler_config) for s in order}
+    schedulers = {s: build_sampler(s.sampler, runs[s].scheduler_config) for s in order}
     # The first calls at new shapes are slow (page faults): warm both batch shapes, guided and not, untimed.
-    for guidance_end in sorted({1.0} | {0.0 for s in order if s.guidance_end < 1.0}):
-        warm = Setting(order[0].sampler, 2, guidance_end)
-        for _ in range(2):
-            time_call(pipe, schedulers[order[0]], warm, prompt, cfg, seed=0)
+    for run in {id(r): r for r in runs.values()}.values():
+        for guidance_end in sorted({1.0} | {0.0 for s in order if s.guidance_end < 1.0}):
+            warm = Setting(order[0].sampler, 2, guidance_end)
+            for _ in range(2):
+                time_call(run.pipe, schedulers[order[0]], warm, prompt, cfg, seed=0)
     missing = sum(max(0, repeats - len(t)) for t in times.values())
     with tqdm(total=missing, desc="timing") as bar:
         for round_ in range(repeats):
             for setting in order:
                 if len(times[setting]) > round_:
                     continue
-                times[setting].append(time_call(pipe, schedulers[setting], setting, prompt, cfg, seed=round_))
-                cache.write("times", setting, times[setting])
+                run = runs[setting]
+                times[setting].append(time_call(run.pipe, schedulers[setting], setting, prompt, cfg, seed=round_))
+                run.cache.write("times", setting, times[setting])
                 bar.update()
             logger.info("Timing round %d of %d done (load average %.1f).", round_ + 1, repeats, os.getloadavg()[0])
     return times
@@ -344,9 +374,11 @@ def plot(curve: dict, path: Path) -> None:
 def markdown(curve: dict) -> str:
     """The table: each setting's composition and identity, its paired difference from the reference, its seconds."""
     rec = curve["recommendation"]
+    model, reference_model = curve.get("model"), curve.get("reference_model")
+    drawn = f" drawn by `{reference_model}`, the others by `{model}`" if reference_model != model else ""
     lines = [
-        f"Held-out prompts: {curve['config_note']}; CFG {curve['cfg']}; reference {curve['reference']}. Seconds: "
-        f"median of {curve['repeats']} one-image calls, {curve['torch_threads']} torch threads, "
+        f"Held-out prompts: {curve['config_note']}; CFG {curve['cfg']}; reference {curve['reference']}{drawn}. "
+        f"Seconds: median of {curve['repeats']} one-image calls, {curve['torch_threads']} torch threads, "
         f"load average {curve['load_average'][0]:.1f} at the end ({curve['machine']}).",
         "",
         "| setting | U-Net rows | composition (95%) | minus reference (95% paired) | identity (95%) "
@@ -383,6 +415,46 @@ def markdown(curve: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def set_default(model_dir: Path, curve: dict, curve_path: Path) -> dict | None:
+    """Write the cheapest setting within the margin into ``model_dir``'s ``training.json`` as its sampling defaults,
+    with the evidence; the app starts its controls from them. None qualifying leaves the file alone. Returns what
+    was written."""
+    margin = curve["recommendation"]["margin"]
+    reference = next(r for r in curve["settings"] if r["key"] == curve["reference"])
+    cheaper = [
+        r
+        for r in curve["settings"]
+        if r["unet_evaluations"] < reference["unet_evaluations"]
+        and r["difference"]["composition"]["ci95"][0] > -margin
+    ]
+    if not cheaper:
+        logger.warning("No cheaper setting stays within %g points: %s keeps its defaults.", 100 * margin, model_dir)
+        return None
+    pick = min(cheaper, key=lambda r: (r["seconds_per_image"]["median"], r["unet_evaluations"]))
+    sampling = {
+        "sampler": pick["sampler"],
+        "num_inference_steps": pick["steps"],
+        "guidance_scale": curve["cfg"],
+        "guidance_end": pick["guidance_end"],
+        "evidence": {
+            "curve": str(curve_path),
+            "prompts": curve["config_note"],
+            "reference": f"{reference['label']} by {curve['reference_model']}",
+            "composition": pick["composition"],
+            "composition_minus_reference": pick["difference"]["composition"],
+            "seconds_per_image": pick["seconds_per_image"]["median"],
+            "reference_seconds_per_image": reference["seconds_per_image"]["median"],
+            "date": time.strftime("%Y-%m-%d"),
+        },
+    }
+    record_file = model_dir / "training.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    record[SAMPLING_KEY] = sampling
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    logger.info("%s now starts at %s (%s).", model_dir, pick["label"], record_file)
+    return sampling
+
+
 def parse_setting(text: str) -> Setting:
     """``"DPM-Solver++:8:0.5"`` (sampler, steps, guidance end; the last optional) as a :class:`Setting`."""
     sampler, steps, *end = text.split(":")
@@ -417,6 +489,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="SAMPLER:STEPS[:END]",
         help="a setting beside the grid, e.g. DPM-Solver++:8:0.5 (CFG on the first half of 8 steps); repeatable",
     )
+    p.add_argument(
+        "--reference-model",
+        type=Path,
+        default=None,
+        help="draw the reference with this pipeline folder instead (e.g. a distilled model's teacher)",
+    )
     p.add_argument("--reference-sampler", choices=tuple(SAMPLERS), default=REFERENCE.sampler)
     p.add_argument("--reference-steps", type=int, default=REFERENCE.steps)
     p.add_argument("--cfg", type=float, default=2.0, help="the app's default for RAPHAEL-tiny")
@@ -424,6 +502,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed one-image calls per setting")
     p.add_argument("--margin", type=float, default=1.0, help="points of composition a setting may lose")
     p.add_argument("--target-seconds", type=float, default=0.25, help="seconds per image the default should meet")
+    p.add_argument(
+        "--set-default",
+        action="store_true",
+        help="write the cheapest setting within the margin into the model's training.json (run on validation prompts)",
+    )
     add_prompt_arguments(p)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.n < 1:
@@ -450,12 +533,20 @@ def main(argv: list[str] | None = None) -> None:
         "batch": args.batch,
         "torch_threads": torch.get_num_threads(),
     }
-    cache = Cache(args.cache or args.out / "cache", context)
+    cache_dir = args.cache or args.out / "cache"
+    cache = Cache(cache_dir, context)
     pipe = load_bundle(args.model)
+    reference_run = None
+    if args.reference_model:  # its own cache folder: the same setting names, another model
+        reference_cache = Cache(cache_dir / "reference", {**context, "model": weights_hash(args.reference_model)})
+        reference_run = ModelRun(load_bundle(args.reference_model), reference_cache)
     groups = heldout_prompts(config, args.n, args.prompt_seed)
-    curve = run_curve(pipe, load_default(), groups, settings, cache, reference, args.cfg, args.batch, args.repeats)
+    curve = run_curve(
+        pipe, load_default(), groups, settings, cache, reference, args.cfg, args.batch, args.repeats, reference_run
+    )
     curve.update(
         model=str(args.model),
+        reference_model=str(args.reference_model or args.model),
         config=asdict(config),
         config_note=config_note(config, args.n, args.prompt_seed),
         cfg=args.cfg,
@@ -471,6 +562,8 @@ def main(argv: list[str] | None = None) -> None:
     (args.out / "curve.md").write_text(table)
     plot(curve, args.out / "curve.png")
     logger.info("\n%s", table)
+    if args.set_default:
+        set_default(args.model, curve, args.out / "curve.json")
 
 
 if __name__ == "__main__":
