@@ -3,8 +3,8 @@
 Forward and backward, at batch 1 and 8 doubled for classifier-free guidance, on the token grids of
 the aspect buckets, with the Time-MoE at shared and mixed timesteps; and the shipped checkpoint's
 prediction is unchanged. ``looped_space_moe`` / ``looped_time_moe`` are the dispatch as it was
-before (one mask, gather and ``index_add_`` per expert); ``bench.moe_overhead`` times it beside
-the package's through :func:`use_looped_dispatch`.
+before (one mask, gather and ``index_add_`` per expert), swapped in by :func:`use_looped_dispatch`
+so that the two can be compared output for output (``bench.moe_overhead`` times the package's).
 """
 
 import copy
