@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.generation import GenerationRequest, GenerationService
-from model.evaluation.sampler_curve import set_default
+from model.evaluation.sampler_curve import recommend, set_default
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.samplers import DEFAULT_SAMPLER
 from model.pipeline.sampling_defaults import sampling_defaults
@@ -80,13 +80,15 @@ def row(key: str, sampler: str, steps: int, end: float, rows: int, low: float, s
 
 
 def curve(*rows: dict) -> dict:
+    """A curve as ``main`` writes it: the reference, the rows, and ``recommend``'s choice within 1 point."""
+    settings = [row("DDIM_25", "DDIM", 25, 1.0, 50, 0.0, 1.3), *rows]
     return {
         "reference": "DDIM_25",
         "reference_model": "teacher",
         "cfg": 2.0,
         "config_note": "256 prompts",
-        "recommendation": {"margin": 0.01},
-        "settings": [row("DDIM_25", "DDIM", 25, 1.0, 50, 0.0, 1.3), *rows],
+        "recommendation": recommend(settings, "DDIM_25", margin=0.01, target_seconds=0.25),
+        "settings": settings,
     }
 
 

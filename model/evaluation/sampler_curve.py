@@ -419,18 +419,14 @@ def set_default(model_dir: Path, curve: dict, curve_path: Path) -> dict | None:
     """Write the cheapest setting within the margin into ``model_dir``'s ``training.json`` as its sampling defaults,
     with the evidence; the app starts its controls from them. None qualifying leaves the file alone. Returns what
     was written."""
-    margin = curve["recommendation"]["margin"]
-    reference = next(r for r in curve["settings"] if r["key"] == curve["reference"])
-    cheaper = [
-        r
-        for r in curve["settings"]
-        if r["unet_evaluations"] < reference["unet_evaluations"]
-        and r["difference"]["composition"]["ci95"][0] > -margin
-    ]
-    if not cheaper:
-        logger.warning("No cheaper setting stays within %g points: %s keeps its defaults.", 100 * margin, model_dir)
+    rec = curve["recommendation"]  # recommend()'s choice: the cheapest setting within the margin, or None
+    if rec["cheapest_within_margin"] is None:
+        logger.warning(
+            "No cheaper setting stays within %g points: %s keeps its defaults.", 100 * rec["margin"], model_dir
+        )
         return None
-    pick = min(cheaper, key=lambda r: (r["seconds_per_image"]["median"], r["unet_evaluations"]))
+    rows = {r["key"]: r for r in curve["settings"]}
+    pick, reference = rows[rec["cheapest_within_margin"]], rows[curve["reference"]]
     sampling = {
         "sampler": pick["sampler"],
         "num_inference_steps": pick["steps"],
