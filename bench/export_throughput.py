@@ -9,11 +9,15 @@ most of that is pages shared with the parent). Two sizes (20,000 and 100,000 vot
 growth follows the dataset. The machine's 1-minute load average before each export says how busy it was.
 
 The fixture is a SQLite feedback database like the app's: raters who generate batches of 4 images (32×32 PNGs with
-the app's provenance, content-addressed, a base colour plus noise so each is distinct) from a pool of prompts,
+the app's provenance, content-addressed, a base colour plus noise so each is distinct, each with the JPEG copy the
+image store keeps beside it; the JSON gives what making that copy cost per image, the work a stored image now does
+once instead of every export) from a pool of prompts,
 vote 👍/👎 on each image they made, and compare a tenth as many pairs of their images. The rows and files are those
 :meth:`FeedbackStore.record_generation`, ``vote`` and ``compare`` make, but inserted in bulk with SQLAlchemy Core
 (one transaction per click would take most of an hour here). ``--cache DIR`` keeps built fixtures for later runs;
-otherwise everything lives in a temporary folder that is removed at the end. Run:
+otherwise everything lives in a temporary folder that is removed at the end. ``--no-copies`` builds the images
+without their JPEG copies, as a store written before the copies were kept (never cached: its first export makes
+them). Run:
 ``python -m bench.export_throughput`` (``--sizes 20000`` for a quick look); keep the machine otherwise quiet.
 """
 
@@ -39,19 +43,22 @@ from typing import Any
 GOAL_SECONDS, GOAL_VOTES = 30.0, 100_000
 IMAGES_PER_GENERATION, VOTES_PER_RATER, PROMPTS, SIZE = 4, 48, 400, 32
 LIKE_RATE, COMPARISONS_PER_VOTE = 0.55, 0.1
-FIXTURE_VERSION = 1  # bump when the fixture changes, so a cache is rebuilt
+FIXTURE_VERSION = 2  # bump when the fixture changes, so a cache is rebuilt
 EXPORTS = ("pickapic", "kto")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_fixture(folder: Path, votes: int, seed: int = 0) -> dict[str, Any]:
-    """A feedback database in ``folder`` (feedback.db, images/) with ``votes`` votes; returns what it holds."""
+def build_fixture(folder: Path, votes: int, seed: int = 0, copies: bool = True) -> dict[str, Any]:
+    """A feedback database in ``folder`` (feedback.db, images/) with ``votes`` votes; returns what it holds.
+
+    ``copies``: each PNG gets its JPEG copy, as :meth:`feedback.images.ImageFiles.save` writes it.
+    """
     import numpy as np
     from PIL import Image as PILImage
     from sqlalchemy import insert
 
     from feedback.engine import make_engine
-    from feedback.images import encode_png, image_provenance
+    from feedback.images import encode_jpeg, encode_png, image_provenance
     from feedback.models import Comparison, Generation, Image, Rater, Vote, VoteEvent
     from feedback.store import FeedbackStore
 
@@ -69,6 +76,7 @@ def build_fixture(folder: Path, votes: int, seed: int = 0) -> dict[str, Any]:
     n_raters = max(1, votes // VOTES_PER_RATER)
     raters = [{"id": i + 1, "anon_id": f"bench-{i}"} for i in range(n_raters)]
     generations, images, vote_rows, comparisons = [], [], [], []
+    copy_seconds = 0.0
     for g in range(-(-votes // IMAGES_PER_GENERATION)):
         rater_id = g % n_raters + 1
         prompt, seed_g = pick.choice(prompts), pick.randrange(2**31)
@@ -88,11 +96,16 @@ def build_fixture(folder: Path, votes: int, seed: int = 0) -> dict[str, Any]:
         ids = []
         for index in range(n):
             pixels = np.clip(base + rng.integers(-12, 13, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
-            data = encode_png(PILImage.fromarray(pixels), image_provenance({**batch, **extra}, index))
+            picture = PILImage.fromarray(pixels)
+            data = encode_png(picture, image_provenance({**batch, **extra}, index))
             digest = hashlib.sha256(data).hexdigest()
             relpath = f"{digest[:2]}/{digest[2:]}.png"
             (image_dir / digest[:2]).mkdir(exist_ok=True)
             (image_dir / relpath).write_bytes(data)
+            if copies:
+                copy_started = time.perf_counter()
+                (image_dir / relpath).with_suffix(".jpg").write_bytes(encode_jpeg(picture))
+                copy_seconds += time.perf_counter() - copy_started
             image_id = str(uuid.uuid4())
             ids.append(image_id)
             images.append(
@@ -125,20 +138,26 @@ def build_fixture(folder: Path, votes: int, seed: int = 0) -> dict[str, Any]:
         "raters": n_raters,
         "comparisons": len(comparisons),
         "database_mib": round((folder / "feedback.db").stat().st_size / 2**20, 1),
+        "jpeg_copies": copies,
+        "jpeg_copy_ms_per_image": round(1000 * copy_seconds / len(images), 3) if copies else None,
         "build_s": round(time.perf_counter() - started, 1),
     }
 
 
-def fixture(votes: int, cache: Path | None, scratch: Path) -> tuple[Path, dict[str, Any]]:
-    """A built fixture of ``votes`` votes: from the cache when it has one, else built there (or in ``scratch``)."""
-    folder = (cache or scratch) / f"votes-{votes}-v{FIXTURE_VERSION}"
+def fixture(votes: int, cache: Path | None, scratch: Path, copies: bool = True) -> tuple[Path, dict[str, Any]]:
+    """A built fixture of ``votes`` votes: from the cache when it has one, else built there (or in ``scratch``).
+
+    A fixture without JPEG copies is never taken from or left in the cache: its first export writes them.
+    """
+    cache = cache if copies else None
+    folder = (cache or scratch) / f"votes-{votes}-v{FIXTURE_VERSION}{'' if copies else '-no-copies'}"
     manifest = folder / "fixture.json"
     if manifest.exists():
         return folder, {**json.loads(manifest.read_text()), "cached": True}
     building = folder.with_name(folder.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
-    info = build_fixture(building, votes)
+    info = build_fixture(building, votes, copies=copies)
     (building / "fixture.json").write_text(json.dumps(info))
     shutil.rmtree(folder, ignore_errors=True)
     building.rename(folder)
@@ -210,6 +229,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=list(EXPORTS), choices=EXPORTS)
     parser.add_argument("--cache", type=Path, help="folder that keeps built fixtures between runs")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one export may take")
+    parser.add_argument("--no-copies", action="store_true", help="images without their JPEG copies (an older store)")
     parser.add_argument("--child", nargs=3, metavar=("FORMAT", "FIXTURE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -220,14 +240,14 @@ def main() -> None:
     result["goal"] += f" in <= {GOAL_SECONDS:.0f} s, memory flat in the size"
     with tempfile.TemporaryDirectory(prefix="export-bench-") as scratch:
         for votes in sorted(args.sizes):
-            folder, info = fixture(votes, args.cache, Path(scratch))
+            folder, info = fixture(votes, args.cache, Path(scratch), copies=not args.no_copies)
             entry: dict[str, Any] = {"fixture": info}
             for fmt in args.formats:
                 out = Path(scratch) / f"out-{votes}-{fmt}"
                 entry[f"{fmt}_parquet"] = measure(folder, fmt, out, args.timeout)
                 shutil.rmtree(out, ignore_errors=True)
             result[str(votes)] = entry
-            if args.cache is None:
+            if args.cache is None or args.no_copies:
                 shutil.rmtree(folder, ignore_errors=True)
     sizes = [str(v) for v in sorted(args.sizes)]
     largest = result[sizes[-1]].get("pickapic_parquet", {})

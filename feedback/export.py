@@ -58,8 +58,9 @@ An export streams: rows come from :meth:`FeedbackStore.feedback_reader` (one rea
 images are read or converted for that chunk only, and each chunk becomes one Parquet row group or Arrow batch
 (``datasets`` output: an Arrow file beside the export, then :meth:`datasets.Dataset.save_to_disk`). Pairs need no
 more than one rater's votes at a time (ids and provenance, no images): comparison rows come first, in the order
-the comparisons were made, then vote pairs rater by rater, merged with that rater's comparisons. JPEGs are made
-in worker processes while the next chunk is read, and a small cache keeps the ones a rater's other pairs reuse.
+the comparisons were made, then vote pairs rater by rater, merged with that rater's comparisons. The JPEGs are the
+copies the image store keeps beside its PNGs (made here, once, for images stored before it kept them); worker
+processes read them while the next chunk is read, and a small cache keeps the ones a rater's other pairs reuse.
 The files are those the in-memory exporter wrote (columns, types, metadata, row order), in more row groups.
 ``--exclude-flagged`` and ``--campaign`` judge raters on all the kept feedback first, so they read every current
 vote and comparison (ids only) into memory.
@@ -82,7 +83,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import logging
 import multiprocessing
@@ -104,12 +104,12 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.arrow_writer import get_parquet_column_options
-from PIL import Image as PILImage
 from sqlalchemy.engine import make_url
 
 from feedback.agreement import agreement
 from feedback.campaigns import FLAG_REASONS, campaign_report, flag_counts
 from feedback.cli import add_filter_arguments, add_store_arguments, open_store
+from feedback.images import JPEG_QUALITY, jpeg_copy
 from feedback.store import FeedbackReader, FeedbackStore, ImageRow, PreferenceRows
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,6 @@ logger = logging.getLogger(__name__)
 FORMATS = {"pickapic": "pickapic", "dpo": "pickapic", "kto": "kto", "jsonl": "jsonl"}
 OUTPUTS = ("parquet", "jsonl", "datasets")
 COMPARISON_LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)}
-JPEG_QUALITY = 95
 CHUNK_ROWS = 1000  # rows read from the store at a time, and the most rows per Parquet row group or Arrow batch
 CHUNK_BYTES = 32 * 2**20  # a chunk ends early once its image bytes reach this (large images)
 JPEG_CACHE_BYTES = 8 * 2**20  # JPEGs kept for the pairs that reuse an image (a rater's likes × dislikes)
@@ -658,7 +657,7 @@ def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) 
             "   comparison only.",
             "",
             "Votes of different raters are never paired: one person's 👍 against another's 👎 measures",
-            "their standards as much as the images. Images are JPEG (quality 95) as in Pick-a-Pic;",
+            f"their standards as much as the images. Images are JPEG (quality {JPEG_QUALITY}) as in Pick-a-Pic;",
             "the lossless PNGs with full provenance are in the image store and in the `kto` export.",
             "",
         ]
@@ -688,11 +687,12 @@ def dataset_card(result: ExportResult, filters: ExportFilters, source_url: str) 
 
 class _Jpegs:
     """Puts JPEG bytes into the ``jpg_0``/``jpg_1`` of pair rows, chunk by chunk, where :func:`pickapic_rows` left
-    the images: each image is converted once while it stays in a bounded cache (a rater's vote pairs reuse their
-    images), and a chunk's conversions run in ``workers`` processes while the next chunk is read from the store.
+    the images: each image's JPEG copy (:func:`~feedback.images.jpeg_copy`) is read once while it stays in a bounded
+    cache (a rater's vote pairs reuse their images), and a chunk's reads run in ``workers`` processes while the next
+    chunk is read from the store.
 
-    The workers are forked (Linux), so they start at once with this module loaded; they only open PNGs. With one
-    worker, or without fork, the conversions run in this process.
+    The workers are forked (Linux), so they start at once with this module loaded; they only read image files. With
+    one worker, or without fork, the reads run in this process.
     """
 
     def __init__(self, workers: int, max_bytes: int = JPEG_CACHE_BYTES) -> None:
@@ -735,9 +735,9 @@ class _Jpegs:
                 else:
                     todo[image.sha256] = image.path
         if self._pool is None or len(todo) < 2:
-            return ready, todo, map(_jpeg, todo.values())  # lazy: converted in _finish
+            return ready, todo, map(jpeg_copy, todo.values())  # lazy: converted in _finish
         spread = max(1, len(todo) // (4 * self._workers))
-        return ready, todo, self._pool.map(_jpeg, todo.values(), chunksize=spread)
+        return ready, todo, self._pool.map(jpeg_copy, todo.values(), chunksize=spread)
 
     def _finish(
         self, chunk: list[dict[str, Any]], ready: dict[str, bytes], todo: dict[str, Path], jpegs: Iterator[bytes]
@@ -750,14 +750,6 @@ class _Jpegs:
         for row in chunk:
             row["jpg_0"], row["jpg_1"] = ready[row["jpg_0"].sha256], ready[row["jpg_1"].sha256]
         return chunk
-
-
-def _jpeg(png: Path) -> bytes:
-    """JPEG bytes of a stored PNG, as Pick-a-Pic stores its images (quality 95, no chroma subsampling)."""
-    with PILImage.open(png) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
-    return buffer.getvalue()
 
 
 class _ComparedPairs:
