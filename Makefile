@@ -9,10 +9,10 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense eval bench export backup restore agreement leaderboard finetune distill next-version loop
+.PHONY: help venv sysdeps run test test-fast lint train train-dense ablation ablation-eval eval bench export backup restore agreement leaderboard finetune distill next-version loop
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,15 +49,25 @@ lint: venv ## ruff lint and format check
 	$(PY) -m ruff format --check .
 
 # The curriculum is model/training/curriculum.toml; STAGE defaults to the stage of the shipped weights.
+# VARIANT names one ablation of VARIANTS in model/training/curriculum.py (make train VARIANT=no-space).
 STAGE ?=
 INIT ?=
-stage_flags = $(if $(STAGE),--stage $(STAGE)) $(if $(TRAIN_STEPS),--steps $(TRAIN_STEPS)) $(if $(INIT),--init $(INIT))
+VARIANT ?=
+run_flags = $(if $(TRAIN_STEPS),--steps $(TRAIN_STEPS)) $(if $(INIT),--init $(INIT))
+stage_flags = $(if $(STAGE),--stage $(STAGE)) $(run_flags)
+ablation_stage = $(or $(STAGE),$(error make $@ needs STAGE=n, e.g. make $@ STAGE=1))
 
-train: venv ## reproduce the shipped RAPHAEL-tiny: each curriculum stage up to STAGE, resuming runs/stageN; ARGS adds flags
-	$(PY) -m model.training.curriculum $(stage_flags) $(ARGS)
+train: venv ## reproduce the shipped RAPHAEL-tiny: each curriculum stage up to STAGE, resuming runs/stageN; VARIANT=no-space an ablation; ARGS adds flags
+	$(PY) -m model.training.curriculum $(stage_flags) $(if $(VARIANT),--variant $(VARIANT)) $(ARGS)
 
 train-dense: venv ## the dense baseline on the same data stream, stages and steps (runs/stageN-dense)
-	$(PY) -m model.training.curriculum --dense $(stage_flags) $(ARGS)
+	$(PY) -m model.training.curriculum --variant dense $(stage_flags) $(ARGS)
+
+ablation: venv ## the full model, then every ablation variant up to STAGE=n in turn, each resumed (runs/stageN-VARIANT)
+	$(PY) -m model.training.curriculum --ablation --stage $(ablation_stage) $(run_flags) $(ARGS)
+
+ablation-eval: venv ## the full model against each ablation variant of STAGE=n on the same held-out prompts (eval/ablation-stageN)
+	$(PY) -m model.evaluation.ablation --stage $(ablation_stage) --n 256 --out eval/ablation-stage$(ablation_stage) $(ARGS)
 
 eval: venv ## score the bundled checkpoint on held-out prompts of the STAGE; ARGS="--baseline DIR" adds the dense one
 	$(PY) -m model.evaluation.evaluate --n 256 --steps 25 $$($(PY) -m model.training.curriculum $(stage_flags) --eval-flags) $(ARGS)

@@ -14,6 +14,7 @@ CLIS = [
     "model.training.preference",
     "model.training.distill_guidance",
     "model.evaluation.evaluate",
+    "model.evaluation.ablation",
     "model.evaluation.recognizer",
     "model.evaluation.learning_curve",
     "model.evaluation.reward",

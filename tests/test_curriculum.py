@@ -1,27 +1,90 @@
 """The curriculum file: every stage parses into a training run, and the shipped weights match their stage."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.training import curriculum
-from model.training.curriculum import Curriculum, load_curriculum
+from model.training.curriculum import VARIANTS, Curriculum, load_curriculum, run_dir
 from model.training.train import parse_args, scene_config
 
+ROOT = Path(__file__).resolve().parents[1]
+# What each ablation variant trains: its preset and the weight of its edge loss.
+VARIANT_RECIPES = {
+    None: ("tiny", 1.0),
+    "dense": ("tiny-dense", 1.0),
+    "no-space": ("tiny-no-space", 1.0),
+    "no-time": ("tiny-no-time", 1.0),
+    "no-edge": ("tiny", 0.0),
+}
 
-def test_every_stage_parses_into_training_arguments():
+
+def test_every_stage_parses_into_training_arguments_of_every_variant():
     stages = load_curriculum().stages
     assert list(stages) == sorted(stages) and len(stages) >= 9
+    assert set(VARIANT_RECIPES) == {None, *VARIANTS}
     for stage in stages.values():
-        for dense in (False, True):
-            args = parse_args(stage.train_args(dense=dense))
-            assert args.steps == stage.steps and args.out == str(stage.run_dir(dense))
+        for variant, (preset, edge_coef) in VARIANT_RECIPES.items():
+            args = parse_args(stage.train_args(variant))
+            assert args.steps == stage.steps and args.out == str(stage.run_dir(variant))
+            assert args.out == f"runs/stage{stage.number}" + (f"-{variant}" if variant else "")
             assert scene_config(args) == stage.scene_config()
-            assert args.preset == ("tiny-dense" if dense else "tiny")
-            if stage.after is not None:
-                assert args.init == str(stages[stage.after].run_dir(dense) / "unet")
+            assert (args.preset, args.edge_coef) == (preset, edge_coef)
+            if stage.after is not None:  # a variant's stage starts from the variant's own stage before
+                assert args.init == str(stages[stage.after].run_dir(variant) / "unet")
+
+
+def test_an_unknown_variant_names_the_known_ones():
+    with pytest.raises(ValueError, match="no-space"):
+        run_dir(1, "no-moe")
+    with pytest.raises(SystemExit):
+        curriculum.parse_args(["--variant", "no-moe"])
+
+
+def logged_commands(caplog: pytest.LogCaptureFixture) -> list[list[str]]:
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Stage ")]
+    return [line.split("model.training.train ")[1].split() for line in lines]
+
+
+def test_ablation_trains_the_full_model_then_each_variant_each_from_its_own_stage_before(
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level("INFO", logger="model.training.curriculum")
+    curriculum.main(["--stage", "2", "--ablation", "--steps", "7", "--dry-run", "--time-limit", "30"])
+    commands = [parse_args(command) for command in logged_commands(caplog)]
+    assert [args.out for args in commands] == [
+        f"runs/stage{n}" + (f"-{variant}" if variant else "") for variant in VARIANT_RECIPES for n in (1, 2)
+    ]
+    for first, second in zip(commands[::2], commands[1::2]):
+        assert first.init is None and second.init == f"{first.out}/unet"
+        assert (first.steps, first.time_limit) == (5550, 0) and (second.steps, second.time_limit) == (7, 30)
+        assert (first.preset, first.edge_coef) == (second.preset, second.edge_coef)
+
+
+def test_ablation_refuses_one_init_for_every_chain():
+    with pytest.raises(SystemExit):
+        curriculum.parse_args(["--ablation", "--init", "weights/unet"])
+
+
+def make_dry_run(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-n", *arguments], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_make_passes_the_variant_and_the_ablation_stage():
+    train = make_dry_run("train", "STAGE=1", "VARIANT=no-space")
+    assert train.returncode == 0, train.stderr
+    assert "-m model.training.curriculum --stage 1 --variant no-space" in " ".join(train.stdout.split())
+    assert "--variant dense" in make_dry_run("train-dense").stdout
+    ablation = make_dry_run("ablation", "STAGE=1", "TRAIN_STEPS=9")
+    assert "-m model.training.curriculum --ablation --stage 1 --steps 9" in " ".join(ablation.stdout.split())
+    evaluation = make_dry_run("ablation-eval", "STAGE=1")
+    assert "-m model.evaluation.ablation --stage 1 --n 256 --out eval/ablation-stage1" in evaluation.stdout
+    for target in ("ablation", "ablation-eval"):
+        refused = make_dry_run(target)
+        assert refused.returncode != 0 and f"make {target} needs STAGE=n" in refused.stderr
 
 
 def test_shipped_bundle_matches_its_stage_and_every_stage_before():
@@ -47,8 +110,8 @@ def test_shipped_bundle_matches_its_stage_and_every_stage_before():
 def test_init_starts_a_stage_alone_and_extra_flags_reach_the_last_stage(caplog: pytest.LogCaptureFixture):
     caplog.set_level("INFO", logger="model.training.curriculum")
     curriculum.main(["--stage", "10", "--init", "weights/unet", "--dry-run", "--time-limit", "30"])
-    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Stage ")]
-    args = parse_args(line.split("model.training.train ")[1].split())
+    (command,) = logged_commands(caplog)
+    args = parse_args(command)
     assert args.init == "weights/unet" and args.time_limit == 30 and args.out == "runs/stage10"
     assert args.max_objects == 3 and args.max_count == 3 and args.num_emoji is None and args.styles is None
 

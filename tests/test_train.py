@@ -107,6 +107,16 @@ def test_a_run_can_stop_before_the_end_of_its_planned_schedule(tmp_path):
         parse_args(run_args(tmp_path, 12, schedule_steps=10))
 
 
+@pytest.mark.parametrize("preset", ["tiny", "tiny-no-space", "tiny-no-time"])
+def test_the_ablation_variants_train_without_the_edge_loss(tmp_path, preset):
+    """Each ablation run trains: the edge weight 0 (no-edge) still logs the balance of whichever MoE is left."""
+    main(run_args(tmp_path, 2, edge_coef=0, preset=preset))
+    rows = log_rows(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2] and all(r["edge"] == 0 for r in rows)
+    assert all((r["space_usage"] is None) == (preset == "tiny-no-space") for r in rows)
+    assert all((r["time_usage"] is None) == (preset == "tiny-no-time") for r in rows)
+
+
 @pytest.mark.slow
 def test_twenty_steps_lower_the_loss(tmp_path):
     main(run_args(tmp_path, 20))

@@ -4,6 +4,10 @@
 it starts from). This module reads it, turns a stage into the arguments of ``model.training.train`` and runs
 a stage after the stages before it, each resumed where it stopped or passed through once it is done, so
 ``make train`` reproduces the shipped weights from scratch and a killed chain goes on where it was.
+
+An ablation variant (``--variant``, ``make train VARIANT=no-space``) trains the same chain with one part of RAPHAEL
+left out, into ``runs/stage<n>-<variant>``, each stage from the variant's own stage before; ``--ablation`` (``make
+ablation``) trains the full model and then every variant, which ``model.evaluation.ablation`` compares.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ logger = logging.getLogger(__name__)
 
 CURRICULUM = Path(__file__).with_name("curriculum.toml")
 RUNS = Path("runs")
-DENSE_PRESET = "tiny-dense"
+# The paper's ablations: each variant's name, its run folders' suffix, and the training flags that leave its part out.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "dense": ("--preset", "tiny-dense"),  # neither MoE: the dense baseline
+    "no-space": ("--preset", "tiny-no-space"),  # Time-MoE only
+    "no-time": ("--preset", "tiny-no-time"),  # Space-MoE only
+    "no-edge": ("--edge-coef", "0"),  # no edge supervision
+}
 # Stage keys and the training flags they set; [data] keys are SceneConfig fields.
 STAGE_FLAGS = {
     "steps": "--steps",
@@ -36,6 +46,13 @@ DATA_KEYS = {f.name for f in fields(SceneConfig)} - {"split"}
 SAVE_EVERY = 50
 
 
+def run_dir(number: int, variant: str | None = None, runs: Path = RUNS) -> Path:
+    """``runs/stage3`` for the full model, ``runs/stage3-no-space`` for an ablation variant."""
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"The variant must be one of {sorted(VARIANTS)}, not {variant!r}.")
+    return runs / (f"stage{number}" if variant is None else f"stage{number}-{variant}")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of the curriculum: its training settings, its scenes and the stage it starts from."""
@@ -46,8 +63,8 @@ class Stage:
     settings: dict[str, int | float] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
     data: dict[str, object] = field(default_factory=dict)
 
-    def run_dir(self, dense: bool = False, runs: Path = RUNS) -> Path:
-        return runs / f"stage{self.number}{'-dense' if dense else ''}"
+    def run_dir(self, variant: str | None = None, runs: Path = RUNS) -> Path:
+        return run_dir(self.number, variant, runs)
 
     def scene_config(self) -> SceneConfig:
         """The scenes this stage draws (validated by SceneConfig itself)."""
@@ -56,15 +73,16 @@ class Stage:
             data["object_weights"] = tuple(map(float, data["object_weights"]))
         return SceneConfig(**data)
 
-    def train_args(self, dense: bool = False, runs: Path = RUNS, init: Path | None = None) -> list[str]:
-        """The ``model.training.train`` command line of this stage; ``init`` replaces the stage before."""
-        args = ["--out", str(self.run_dir(dense, runs)), "--save-every", str(SAVE_EVERY)]
-        if dense:
-            args += ["--preset", DENSE_PRESET]
+    def train_args(self, variant: str | None = None, runs: Path = RUNS, init: Path | None = None) -> list[str]:
+        """The ``model.training.train`` command line of this stage (of an ablation ``variant``); ``init`` replaces
+        the stage before."""
+        args = ["--out", str(self.run_dir(variant, runs)), "--save-every", str(SAVE_EVERY)]
+        if variant is not None:
+            args += VARIANTS[variant]
         if init is not None:
             args += ["--init", str(init)]
         elif self.after is not None:
-            args += ["--init", str(runs / f"stage{self.after}{'-dense' if dense else ''}" / "unet")]
+            args += ["--init", str(run_dir(self.after, variant, runs) / "unet")]
         for key, flag in STAGE_FLAGS.items():
             value = self.steps if key == "steps" else self.settings.get(key)
             if value is not None:
@@ -142,7 +160,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         epilog="Any other flags go to model.training.train for the last stage only, e.g. --time-limit 60.",
     )
     p.add_argument("--stage", type=int, default=curriculum.shipped, help="the stage to reach (default: shipped)")
-    p.add_argument("--dense", action="store_true", help=f"the dense baseline ({DENSE_PRESET}) into runs/stageN-dense")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--variant",
+        choices=tuple(VARIANTS),
+        default=None,
+        help="train an ablation, one part of RAPHAEL left out, into runs/stageN-VARIANT (default: the full model)",
+    )
+    which.add_argument(
+        "--ablation", action="store_true", help="the full model, then every variant in turn, each chain resumed"
+    )
     p.add_argument("--steps", type=int, default=None, help="steps of the last stage instead of the curriculum's")
     p.add_argument(
         "--init", type=Path, default=None, help="start the stage from these UNet weights instead of running the chain"
@@ -153,7 +180,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
         action="store_true",
         help="print the stage's slice as model.evaluation.evaluate flags (make eval), run nothing",
     )
-    return p.parse_known_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if args.init is not None and args.ablation:
+        p.error("--init starts one run from given weights; --ablation trains each variant's own chain.")
+    return args, extra
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,14 +195,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.init is not None:
         chain = chain[-1:]
-    for stage in chain:
-        last = stage is chain[-1]
-        if last and args.steps is not None:
-            stage = Stage(stage.number, args.steps, stage.after, stage.settings, stage.data)
-        command = stage.train_args(args.dense, init=args.init if last else None) + (extra if last else [])
-        logger.info("Stage %d: python -m model.training.train %s", stage.number, " ".join(command))
-        if not args.dry_run:
-            train.main(command)
+    for variant in (None, *VARIANTS) if args.ablation else (args.variant,):
+        for stage in chain:
+            last = stage is chain[-1]
+            if last and args.steps is not None:
+                stage = Stage(stage.number, args.steps, stage.after, stage.settings, stage.data)
+            command = stage.train_args(variant, init=args.init if last else None) + (extra if last else [])
+            logger.info("Stage %d: python -m model.training.train %s", stage.number, " ".join(command))
+            if not args.dry_run:
+                train.main(command)
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> Path:
         target = scheduler.get_velocity(clean, noise, timesteps)
 
         with accelerator.autocast():
-            out_ = unet(noisy, timesteps, text, text_mask, compute_edges=args.edge_coef > 0)
+            out_ = unet(noisy, timesteps, text, text_mask, return_routing=True, compute_edges=args.edge_coef > 0)
             per_sample = (out_.sample.float() - target).pow(2).flatten(1).mean(1)  # (B,)
             mse = (per_sample * min_snr_weight(scheduler, timesteps)).mean()
             routing = out_.routing

@@ -1,6 +1,8 @@
 """Size presets of RaphaelUNet, one line each (DiT_models style).
 
-``paper`` follows the paper's scale: 16 transformer blocks, 6 space and 4 time experts, a
+``tiny-dense``, ``tiny-no-space`` and ``tiny-no-time`` are the ablations of ``tiny``: a MoE with 0 experts becomes
+the dense FFN of the same width (see ``RaphaelTransformerBlock``), so each leaves out one part at the same active
+width. ``paper`` follows the paper's scale: 16 transformer blocks, 6 space and 4 time experts, a
 1024-d text encoder and about 3B parameters. Build it on the meta device to count parameters.
 """
 
@@ -15,6 +17,14 @@ def raphael_tiny(**kw: Any) -> RaphaelUNet:
 
 def raphael_tiny_dense(**kw: Any) -> RaphaelUNet:
     return RaphaelUNet(num_space_experts=0, num_time_experts=0, **kw)
+
+
+def raphael_tiny_no_space(**kw: Any) -> RaphaelUNet:
+    return RaphaelUNet(num_space_experts=0, **kw)
+
+
+def raphael_tiny_no_time(**kw: Any) -> RaphaelUNet:
+    return RaphaelUNet(num_time_experts=0, **kw)
 
 
 def raphael_paper(**kw: Any) -> RaphaelUNet:
@@ -35,4 +45,10 @@ def raphael_paper(**kw: Any) -> RaphaelUNet:
     )
 
 
-RAPHAEL_PRESETS = {"tiny": raphael_tiny, "tiny-dense": raphael_tiny_dense, "paper": raphael_paper}
+RAPHAEL_PRESETS = {
+    "tiny": raphael_tiny,
+    "tiny-dense": raphael_tiny_dense,
+    "tiny-no-space": raphael_tiny_no_space,
+    "tiny-no-time": raphael_tiny_no_time,
+    "paper": raphael_paper,
+}
