@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from app.messages import DEFAULT_LANGUAGE, headed, plural, say_in
+from app.messages import DEFAULT_LANGUAGE, PLOT_LABELS, headed, plural, say_in
 from feedback.agreement import AgreementReport, Alpha, agreement
 from feedback.campaigns import RATER_COLUMNS, CampaignReport, campaign_report
 from feedback.images import model_version
@@ -58,9 +58,10 @@ class DashboardService:
         per_day = data.votes_per_day.melt(
             id_vars="day", value_vars=["likes", "dislikes"], var_name="vote", value_name="count"
         )
+        per_day["vote"] = per_day["vote"].map(PLOT_LABELS[lang])  # the legend's words, in the page's language
         # Each bar says how many votes it rests on: one 👍 is a like-rate of 100%.
-        by_model = data.by_model.assign(model=version_labels(data.by_model) + votes(data.by_model))
-        by_category = data.by_category.assign(category=data.by_category["category"] + votes(data.by_category))
+        by_model = data.by_model.assign(model=version_labels(data.by_model) + votes(data.by_model, lang))
+        by_category = data.by_category.assign(category=data.by_category["category"] + votes(data.by_category, lang))
         counts = {
             "votes": data.totals["n_votes"],
             "comparisons": data.totals["n_comparisons"],
@@ -108,10 +109,11 @@ def version_labels(by_model: pd.DataFrame) -> pd.Series:
     return pd.Series(list(labels), index=by_model.index, dtype=object)
 
 
-def votes(frame: pd.DataFrame) -> pd.Series:
-    """`` · n votes`` for each row of a frame with likes and dislikes, to put under its bar."""
+def votes(frame: pd.DataFrame, lang: str) -> pd.Series:
+    """`` · n votes`` (in ``lang``) for each row of a frame with likes and dislikes, to put under its bar."""
     n = frame["likes"] + frame["dislikes"]
-    return " · " + n.astype(str) + " vote" + n.map(plural)
+    label = PLOT_LABELS[lang]["bar_votes"]
+    return pd.Series([" · " + label.format(n=k, s=plural(k)) for k in n], index=frame.index, dtype=object)
 
 
 def campaign_summary(report: CampaignReport) -> str:

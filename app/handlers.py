@@ -28,7 +28,7 @@ from app.dashboard import DashboardService, DashboardView
 from app.generation import GenerationRequest, GenerationResult, GenerationService
 from app.guard import Guard, InvalidInput, RaterIdentity, choice, whole_number
 from app.leaderboard_view import LeaderboardView, leaderboard_view
-from app.messages import language, plural, say
+from app.messages import PLOT_LABELS, VOTE_COLOURS, language, plural, say
 from app.rater_cookie import COOKIE, MAX_AGE_S, rater_token
 from app.rater_tokens import RaterTokens
 from app.settings import Settings
@@ -92,6 +92,27 @@ def load_png(path: Path) -> Image.Image:
 def history_caption(provenance: dict[str, Any]) -> str:
     prompt = provenance["prompt"]
     return f"{prompt[:40]}{'…' if len(prompt) > 40 else ''} · seed {provenance['seed']}"
+
+
+def dashboard_plots(view: DashboardView, lang: str) -> tuple[Any, ...]:
+    """``view`` with its three plot frames as plots whose axis and legend titles speak ``lang``.
+
+    A plot's titles are set when the page is built, in one language; each refresh sets them again for the reader.
+    """
+    per_day, by_model, by_category, *rest = view
+    words = PLOT_LABELS[lang]
+    return (
+        gr.BarPlot(
+            per_day,
+            x_title=words["day"],
+            y_title=words["votes"],
+            color_title=words["vote"],
+            color_map={words[vote]: colour for vote, colour in VOTE_COLOURS.items()},
+        ),
+        gr.BarPlot(by_model, x_title=words["model"], y_title=words["like_rate"]),
+        gr.BarPlot(by_category, x_title=words["category"], y_title=words["like_rate"]),
+        *rest,
+    )
 
 
 class Handlers:
@@ -504,7 +525,7 @@ class Handlers:
         each rater's agreement and flag only with the host's admin key."""
         return self.dashboard_service.json(admin=self.guard.admin(admin_key))
 
-    def dashboard_view(self, admin_key: str, request: gr.Request) -> DashboardView:
-        """Frames for the dashboard plots, a line of totals, and the agreement summary; the rater tables need the
-        admin key."""
-        return self.dashboard_service.view(language(request), admin=self.guard.admin(admin_key))
+    def dashboard_view(self, admin_key: str, request: gr.Request) -> tuple[Any, ...]:
+        """The dashboard plots, a line of totals, and the agreement summary; the rater tables need the admin key."""
+        lang = language(request)
+        return dashboard_plots(self.dashboard_service.view(lang, admin=self.guard.admin(admin_key)), lang)

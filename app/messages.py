@@ -91,6 +91,19 @@ COLUMN_LABELS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 
+PLOT_LABELS: dict[str, dict[str, str]] = {  # the dashboard plots' axis and legend titles, and the vote values
+    "en": {
+        "day": "day", "votes": "votes", "vote": "vote", "likes": "likes", "dislikes": "dislikes",
+        "model": "model version", "category": "category", "like_rate": "like-rate", "bar_votes": "{n} vote{s}",
+    },
+    "zh": {
+        "day": "日期", "votes": "票数", "vote": "投票", "likes": "赞", "dislikes": "踩",
+        "model": "模型版本", "category": "类别", "like_rate": "好评率", "bar_votes": "{n} 票",
+    },
+}  # fmt: skip
+VOTE_COLOURS = {"likes": "#22c55e", "dislikes": "#ef4444"}
+
+
 def language(request: gr.Request | None) -> str:
     """The first language of the browser's ``Accept-Language`` that the demo speaks, else English."""
     header = (getattr(request, "headers", None) or {}).get("accept-language", "") if request is not None else ""

@@ -18,6 +18,7 @@ from app.generation import GenerationService
 from app.guarded_inputs import GuardedDropdown, GuardedNumber, GuardedRadio, GuardedSlider, GuardedTextbox
 from app.handlers import AUTO_STYLE, Handlers
 from app.i18n import I18N
+from app.messages import VOTE_COLOURS
 from app.settings import Settings
 from feedback.models import COMPARISON_OUTCOMES
 from model.pipeline.buckets import DEFAULT_BUCKET
@@ -451,7 +452,7 @@ def dashboard() -> Dashboard:
             x="day",
             y="count",
             color="vote",
-            color_map={"likes": "#22c55e", "dislikes": "#ef4444"},
+            color_map=VOTE_COLOURS,
             label=I18N("votes_over_time"),
         )
         with gr.Row():

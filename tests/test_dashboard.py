@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from app.dashboard import DashboardService
-from app.messages import COLUMN_LABELS
+from app.handlers import dashboard_plots
+from app.messages import COLUMN_LABELS, PLOT_LABELS, VOTE_COLOURS
 from feedback.store import FeedbackStore
 from tests.test_store import provenance, solid
 
@@ -52,3 +53,23 @@ def test_the_tables_headers_speak_the_pages_language(service: DashboardService) 
     chinese = service.view("zh", admin=True)
     assert list(chinese[5].columns[:2]) == ["评价者", "账号"] and "金标准准确率" in chinese[7].columns
     assert "rater_id" in service.json(admin=True)["agreement"]["raters"][0]
+
+
+def test_the_plots_titles_and_legend_speak_the_pages_language(service: DashboardService) -> None:
+    """Gradio sets a plot's titles once, when the page is built; each refresh sets them for the reader's language."""
+    for lang, words in PLOT_LABELS.items():
+        view = service.view(lang, admin=True)
+        per_day, by_model, by_category, *rest = dashboard_plots(view, lang)
+        assert (per_day.x_title, per_day.y_title, per_day.color_title) == (words["day"], words["votes"], words["vote"])
+        assert per_day.color_map == {
+            words["likes"]: VOTE_COLOURS["likes"],
+            words["dislikes"]: VOTE_COLOURS["dislikes"],
+        }
+        assert set(view[0]["vote"]) == {words["likes"], words["dislikes"]}  # the legend's entries have the colours
+        assert (by_model.x_title, by_model.y_title) == (words["model"], words["like_rate"])
+        assert (by_category.x_title, by_category.y_title) == (words["category"], words["like_rate"])
+        assert rest[0] == view[3] and rest[1] == view[4] and rest[2].equals(view[5])  # totals, α, the rater table
+    assert set(service.view("zh")[0]["vote"]) == {"赞", "踩"}
+    # each bar's label says how many votes it rests on, in the page's language: three raters on four images
+    assert list(service.view("zh")[1]["model"].str.split(" · ").str[1]) == ["12 票"]
+    assert list(service.view("en")[2]["category"].str.split(" · ").str[1]) == ["12 votes"]
