@@ -7,9 +7,15 @@ floating-point operations and the operators dispatched in one step (what "equal 
 "equal overhead" mean apart from the machine), and a profile of where the MoE model spends its
 extra time. Run: ``python -m bench.moe_overhead`` (``make bench``);
 ``--device cuda`` measures on a GPU, where the profile reads GPU time instead of CPU time.
+
+``--dispatch`` names the MoE dispatches to measure (``RaphaelUNet.set_moe_dispatch``): by default both
+on a GPU, and "grouped" on a CPU, where "dense" is slower. The ``raphael_*`` fields measure the first one;
+each further one is the same weights as ``raphael_<dispatch>_dispatch`` beside them, timed in the same
+alternation. (``dense`` alone names the dense-FFN baseline, not a dispatch.)
 """
 
 import argparse
+import copy
 import json
 import logging
 import statistics
@@ -21,6 +27,7 @@ import torch
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.pipeline.text_encoder import encode_text, load_text_encoder
+from model.unet.moe import MOE_DISPATCH
 from model.unet.presets import raphael_tiny, raphael_tiny_dense
 from model.unet.unet_raphael import RaphaelUNet
 
@@ -66,17 +73,33 @@ def time_models(models: dict[str, RaphaelUNet], batch: int, repeats: int, device
     return samples
 
 
-def timing_summary(samples: dict[str, list[float]]) -> dict[str, float | list[float]]:
-    """Median ms of each model, their ratio, and the quartiles of the ratios of the repeats' alternating pairs."""
-    raphael, dense = statistics.median(samples["raphael"]), statistics.median(samples["dense"])
-    paired = [r / d for r, d in zip(samples["raphael"], samples["dense"])]
+def further_dispatches(names) -> list[str]:
+    """The models besides "raphael" and "dense": RAPHAEL's weights again, under a further MoE dispatch."""
+    return [name for name in names if name not in ("raphael", "dense")]
+
+
+def versus_dense(times: list[float], dense: list[float]) -> dict[str, float | list[float]]:
+    """Ratio of the medians, and the quartiles of the ratios of the repeats' alternating pairs."""
+    paired = [t / d for t, d in zip(times, dense)]
     quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
     return {
-        "raphael_ms": round(raphael, 2),
-        "dense_ms": round(dense, 2),
-        "ratio": round(raphael / dense, 3),
+        "ratio": round(statistics.median(times) / statistics.median(dense), 3),
         "paired_ratio_quartiles": [round(q, 3) for q in quartiles],
     }
+
+
+def timing_summary(samples: dict[str, list[float]]) -> dict[str, float | list[float]]:
+    """Median ms of each model and its ratios to the dense baseline; a further dispatch's fields carry its name."""
+    dense = samples["dense"]
+    summary = {
+        "raphael_ms": round(statistics.median(samples["raphael"]), 2),
+        "dense_ms": round(statistics.median(dense), 2),
+        **versus_dense(samples["raphael"], dense),
+    }
+    for name in further_dispatches(samples):
+        summary[f"{name}_ms"] = round(statistics.median(samples[name]), 2)
+        summary |= {f"{name}_{key}": value for key, value in versus_dense(samples[name], dense).items()}
+    return summary
 
 
 @torch.no_grad()
@@ -115,11 +138,17 @@ def step_flops(models: dict[str, RaphaelUNet], batch: int, device: str) -> dict[
         with FlopCounterMode(display=False) as counter:
             model(*inputs)
         gflops[name] = counter.get_total_flops() / 1e9
-    return {
+    summary = {
         "raphael_gflops": round(gflops["raphael"], 3),
         "dense_gflops": round(gflops["dense"], 3),
         "ratio": round(gflops["raphael"] / gflops["dense"], 3),
     }
+    for name in further_dispatches(gflops):
+        summary |= {
+            f"{name}_gflops": round(gflops[name], 3),
+            f"{name}_ratio": round(gflops[name] / gflops["dense"], 3),
+        }
+    return summary
 
 
 @torch.no_grad()
@@ -144,7 +173,8 @@ def step_operators(models: dict[str, RaphaelUNet], batch: int, device: str) -> d
         with Count() as counter:
             model(*inputs)
         counts[name] = counter.calls
-    return {**counts, "ratio": round(counts["raphael"] / counts["dense"], 3)}
+    ratios = {f"{name}_ratio": round(counts[name] / counts["dense"], 3) for name in further_dispatches(counts)}
+    return {**counts, "ratio": round(counts["raphael"] / counts["dense"], 3), **ratios}
 
 
 @torch.no_grad()
@@ -171,17 +201,30 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="bundled pipeline folder whose trained UNet to measure")
     parser.add_argument("--device", default="cpu", help="torch device to measure on, e.g. cuda")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--dispatch",
+        nargs="+",
+        choices=MOE_DISPATCH,
+        default=None,
+        help="MoE dispatches to measure, the first in the raphael_* fields (default: all on a GPU, grouped on a CPU)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    dispatches = list(dict.fromkeys(args.dispatch or (MOE_DISPATCH if on_gpu(args.device) else MOE_DISPATCH[:1])))
     torch.manual_seed(0)
     raphael = RaphaelUNet.from_pretrained(f"{args.model}/unet").float() if args.model else raphael_tiny()
     models = {"raphael": raphael.eval().to(args.device), "dense": raphael_tiny_dense().eval().to(args.device)}
+    for mode in dispatches[1:]:
+        models[f"raphael_{mode}_dispatch"] = copy.deepcopy(models["raphael"])
+    for name, mode in zip(["raphael", *further_dispatches(models)], dispatches):
+        models[name].set_moe_dispatch(mode)
     result = {
         "device": torch.cuda.get_device_name(args.device) if on_gpu(args.device) else args.device,
         "threads": torch.get_num_threads(),
         "params_m": {k: round(sum(p.numel() for p in m.parameters()) / 1e6, 2) for k, m in models.items()},
         "goal_ratio": 1.15,
+        "dispatch": dispatches,
     }
     for batch in (1, 8):
         result[f"batch{batch}"] = timing_summary(time_models(models, batch, args.repeats, args.device))
@@ -190,6 +233,8 @@ def main() -> None:
     result["operators_batch1"] = step_operators(models, 1, args.device)
     result["space_moe_regions"] = region_coverage(models["raphael"], 8, args.device)
     result["raphael_profile_batch8"] = moe_profile(models["raphael"], 8, args.device)
+    for name in further_dispatches(models):
+        result[f"{name}_profile_batch8"] = moe_profile(models[name], 8, args.device)
     print(json.dumps(result, indent=2))
 
 

@@ -1,8 +1,9 @@
-"""The grouped MoE dispatch against the paper's per-token formula and the per-expert loop it replaced.
+"""Both MoE dispatches (grouped and dense) against the paper's per-token formula and the per-expert loop.
 
 Forward and backward, at batch 1 and 8 doubled for classifier-free guidance, on the token grids of
 the aspect buckets, with the Time-MoE at shared and mixed timesteps; and the shipped checkpoint's
-prediction is unchanged. ``looped_space_moe`` / ``looped_time_moe`` are the dispatch as it was
+prediction is unchanged. The whole-U-Net comparison of the two dispatches and their host syncs are in
+``test_moe_dense_dispatch.py``. ``looped_space_moe`` / ``looped_time_moe`` are the dispatch as it was
 before (one mask, gather and ``index_add_`` per expert), swapped in by :func:`use_looped_dispatch`
 so that the two can be compared output for output (``bench.moe_overhead`` times the package's).
 """
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.pipeline.bundled import DEFAULT_BUNDLE
-from model.unet.moe import MoEOutput, SpaceMoE, TimeMoE, load_balancing_loss, region_masks
+from model.unet.moe import MOE_DISPATCH, MoEOutput, SpaceMoE, TimeMoE, load_balancing_loss, region_masks
 from model.unet.unet_raphael import RaphaelUNet
 
 # RAPHAEL-tiny's transformer blocks: width 192, MiniLM text 384, FFN x2, gates 64.
@@ -127,9 +128,12 @@ def cfg_space_inputs(batch: int, grid: tuple[int, int], seed: int = 0):
 
 
 def grads(module: nn.Module, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Gradients of the inputs and parameters that received one; an expert that got none is absent."""
+    """Gradients of the inputs and parameters that received one.
+
+    An expert that nothing chose is absent: it gets no gradient from the grouped dispatch and zeros from the dense.
+    """
     found = {f"input{i}": x.grad for i, x in enumerate(inputs) if x.grad is not None}
-    return found | {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
+    return found | {name: p.grad for name, p in module.named_parameters() if p.grad is not None and p.grad.any()}
 
 
 def run(moe: nn.Module, forward, inputs: tuple[torch.Tensor, ...], probe: torch.Tensor, with_balance: bool):
@@ -150,10 +154,12 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("dispatch", MOE_DISPATCH)
 @pytest.mark.parametrize("bucket", BUCKET_GRIDS)
 @pytest.mark.parametrize("batch", [1, 8])
-def test_space_moe_equals_the_per_token_formula(batch: int, bucket: str):
+def test_space_moe_equals_the_per_token_formula(batch: int, bucket: str, dispatch: str):
     moe = space_moe().train()
+    moe.set_dispatch(dispatch)
     inputs = cfg_space_inputs(batch, BUCKET_GRIDS[bucket])
     probe = torch.randn(inputs[0].shape)
     _, fast, fast_grads = run(moe, SpaceMoE.__call__, inputs, probe, with_balance=False)
@@ -164,10 +170,14 @@ def test_space_moe_equals_the_per_token_formula(batch: int, bucket: str):
     assert all(g.abs().sum() > 0 for name, g in fast_grads.items() if name.startswith(("experts", "router")))
 
 
+@pytest.mark.parametrize("dispatch", MOE_DISPATCH)
 @pytest.mark.parametrize("bucket", BUCKET_GRIDS)
 @pytest.mark.parametrize("batch", [1, 8])
-def test_space_moe_equals_the_looped_dispatch_with_its_routing_record(shipped: RaphaelUNet, batch: int, bucket: str):
-    moe = shipped.mid_transformer.blocks[0].space_ffn  # trained: its tokens spread over all six experts
+def test_space_moe_equals_the_looped_dispatch_with_its_routing_record(
+    shipped: RaphaelUNet, batch: int, bucket: str, dispatch: str
+):
+    moe = copy.deepcopy(shipped.mid_transformer.blocks[0].space_ffn)  # trained: tokens spread over all six experts
+    moe.set_dispatch(dispatch)
     inputs = cfg_space_inputs(batch, BUCKET_GRIDS[bucket], seed=batch)
     probe = torch.randn(inputs[0].shape)
     new, fast, fast_grads = run(moe, SpaceMoE.__call__, inputs, probe, with_balance=True)
@@ -181,8 +191,10 @@ def test_space_moe_equals_the_looped_dispatch_with_its_routing_record(shipped: R
     assert torch.equal(new.balance_loss, old.balance_loss)
 
 
-def test_space_moe_without_any_real_token_gives_zero():
+@pytest.mark.parametrize("dispatch", MOE_DISPATCH)
+def test_space_moe_without_any_real_token_gives_zero(dispatch: str):
     moe = space_moe().eval()
+    moe.set_dispatch(dispatch)
     h, text, text_mask, attn_map = cfg_space_inputs(1, (8, 8))
     out = moe(h, text, torch.zeros_like(text_mask), attn_map)
     assert torch.equal(out.hidden_states, torch.zeros_like(h))
@@ -199,8 +211,11 @@ TIMESTEP_BATCHES = {
 }
 
 
+@pytest.mark.parametrize("dispatch", MOE_DISPATCH)
 @pytest.mark.parametrize("timesteps", TIMESTEP_BATCHES.values(), ids=TIMESTEP_BATCHES.keys())
-def test_time_moe_equals_the_per_sample_formula_and_the_looped_dispatch(shipped: RaphaelUNet, timesteps: list[int]):
+def test_time_moe_equals_the_per_sample_formula_and_the_looped_dispatch(
+    shipped: RaphaelUNet, timesteps: list[int], dispatch: str
+):
     with torch.no_grad():
         temb = shipped.time_embedder(torch.tensor(timesteps))  # (B, T)
     h = torch.randn(len(timesteps), 64, DIM, generator=torch.Generator().manual_seed(0))
@@ -209,6 +224,7 @@ def test_time_moe_equals_the_per_sample_formula_and_the_looped_dispatch(shipped:
     layers = [copy.deepcopy(m).train(mixed) for m in shipped.modules() if isinstance(m, TimeMoE)]
     several_experts = 0
     for moe in layers:
+        moe.set_dispatch(dispatch)
         new, fast, fast_grads = run(moe, TimeMoE.__call__, (h, temb), probe, with_balance=True)
         old, looped, looped_grads = run(moe, looped_time_moe, (h, temb), probe, with_balance=True)
         _, slow, _ = run(moe, naive_time_moe, (h, temb), probe, with_balance=False)
@@ -249,9 +265,11 @@ def test_tiny_unet_training_step_has_the_looped_dispatchs_gradients():
     assert_same(new_grads, old_grads)
 
 
-def test_shipped_checkpoint_predicts_as_with_the_looped_dispatch():
+@pytest.mark.parametrize("dispatch", MOE_DISPATCH)
+def test_shipped_checkpoint_predicts_as_with_the_looped_dispatch(dispatch: str):
     """The bundled weights load unchanged and give the same prediction and routing for a fixed CFG step."""
     unet = RaphaelUNet.from_pretrained(DEFAULT_BUNDLE / "unet").float().eval()
+    unet.set_moe_dispatch(dispatch)
     looped = use_looped_dispatch(RaphaelUNet.from_pretrained(DEFAULT_BUNDLE / "unet").float().eval())
     g = torch.Generator().manual_seed(1234)
     sample = torch.randn(4, 3, 32, 32, generator=g)

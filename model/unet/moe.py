@@ -8,6 +8,15 @@ keeps the experts from collapsing onto one.
 Experts are bias-free GELU FFNs. That is what makes the efficient Space-MoE exact: with
 ``e(0) = 0`` and a per-position FFN, ``e(h * m) = e(h) * m`` for every binary mask ``m``, so each
 used expert runs once, only on the positions that some of its tokens cover.
+
+Two dispatches compute the same sums (``MOE_DISPATCH``, chosen at run time per layer, not saved with
+the weights). "grouped" runs each expert only on the rows routed to it: the least work, but the
+grouping is read on the host (a device-to-host sync per layer) and its shapes depend on the routing.
+"dense" has fixed shapes and no sync, for CUDA graphs, ``torch.compile`` and large GPU batches: the
+Space-MoE runs every expert on every position (E times the FFN work), the Time-MoE gathers each
+sample's expert weights and runs one batched matmul (one expert per sample, as grouped). An expert
+that nothing chose gets a zero gradient from "dense" and none from "grouped": AdamW still decays and
+moves a parameter by its momentum on a zero gradient, and skips one without a gradient.
 """
 
 from collections.abc import Callable
@@ -16,6 +25,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MOE_DISPATCH = ("grouped", "dense")  # the first is the default
+
+
+def check_dispatch(mode: str) -> str:
+    """``mode`` if it names a dispatch of ``MOE_DISPATCH``, else a one-sentence ValueError."""
+    if mode not in MOE_DISPATCH:
+        raise ValueError(f"Unknown MoE dispatch {mode!r}; choose one of {', '.join(MOE_DISPATCH)}.")
+    return mode
 
 
 class FeedForward(nn.Module):
@@ -142,7 +160,33 @@ def mix_experts(experts: nn.ModuleList, x: torch.Tensor, weights: torch.Tensor) 
     return torch.zeros_like(x).index_add_(0, rows, y.to(x.dtype))  # (R, C)
 
 
-class SpaceMoE(nn.Module):
+def stacked_weights(experts: nn.ModuleList) -> tuple[torch.Tensor, torch.Tensor]:
+    """The experts' fc1 and fc2 weights stacked, (E, H, C) and (E, C, H); gradients flow back to each expert."""
+    return torch.stack([e.fc1.weight for e in experts]), torch.stack([e.fc2.weight for e in experts])
+
+
+def mix_experts_dense(experts: nn.ModuleList, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """What :func:`mix_experts` computes, with fixed shapes and no host sync: every expert on every row.
+
+    Stacked, the experts are one FFN of hidden width E*H; scaling expert e's hidden units by
+    ``weights[:, e]`` scales its output (fc2 is linear and bias-free), so the weighted sum over experts is
+    the second matmul's contraction over (e, h). ``x`` (R, C), ``weights`` (R, E).
+    """
+    w1, w2 = stacked_weights(experts)  # (E, H, C), (E, C, H)
+    hidden = F.gelu(torch.einsum("rc,ehc->reh", x, w1), approximate="tanh")  # (R, E, H)
+    return torch.einsum("reh,ech->rc", hidden * weights.to(x.dtype)[..., None], w2)  # (R, C)
+
+
+class DispatchChoice:
+    """A MoE layer's runtime dispatch, one of ``MOE_DISPATCH``; an attribute, not a weight or a config field."""
+
+    dispatch: str = MOE_DISPATCH[0]
+
+    def set_dispatch(self, mode: str) -> None:
+        self.dispatch = check_dispatch(mode)
+
+
+class SpaceMoE(DispatchChoice, nn.Module):
     """Space-MoE: each text token picks one expert, applied to that token's image region.
 
     ``h_out = (1 / n_y) * sum_i p_i * e_route(i)(h ∘ M̂_i)`` over the n_y real tokens, computed
@@ -176,7 +220,8 @@ class SpaceMoE(nn.Module):
         routed = masks.new_zeros(*share.shape, self.num_experts)  # (B, L, E): p_i / n_y at each token's expert
         routed.scatter_(2, route.expert_index[..., None], share[..., None])  # 0 on pads, whose share is 0
         weights = torch.bmm(masks, routed)  # (B, N, E): W_e at every position
-        out = mix_experts(self.experts, hidden_states.reshape(b * n, c), weights.reshape(b * n, self.num_experts))
+        mix = mix_experts_dense if self.dispatch == "dense" else mix_experts
+        out = mix(self.experts, hidden_states.reshape(b * n, c), weights.reshape(b * n, self.num_experts))
 
         def balance() -> torch.Tensor:
             probs, index = route.probs.reshape(-1, self.num_experts), route.expert_index.reshape(-1)
@@ -189,7 +234,7 @@ class SpaceMoE(nn.Module):
         return MoEOutput(out.view(b, n, c), route, balance, counts, masks)
 
 
-class TimeMoE(nn.Module):
+class TimeMoE(DispatchChoice, nn.Module):
     """Time-MoE: one expert per sample, chosen from the timestep embedding."""
 
     def __init__(self, dim: int, time_dim: int, num_experts: int, hidden_dim: int, gate_hidden_dim: int, jitter=0.0):
@@ -201,17 +246,25 @@ class TimeMoE(nn.Module):
     def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor) -> MoEOutput:
         b, n, c = hidden_states.shape
         route = self.router(temb)  # per sample: (B, E), (B,)
-        chosen = route.expert_index.tolist()  # one read of B ints, instead of a bincount and its read
-        if len(set(chosen)) == 1:  # one expert for the whole batch, as in sampling, where the batch shares t
-            scale = route.expert_prob.to(hidden_states.dtype)[:, None, None]  # (B, 1, 1)
-            out = self.experts[chosen[0]](hidden_states) * scale  # (B, N, C)
-        else:  # timesteps routed apart, as in training
-            one_hot = F.one_hot(route.expert_index, self.num_experts)  # (B, E)
-            weights = (one_hot * route.expert_prob[:, None]).repeat_interleave(n, dim=0)  # (B*N, E): p_b per position
-            out = mix_experts(self.experts, hidden_states.reshape(b * n, c), weights).view(b, n, c)
+        scale = route.expert_prob.to(hidden_states.dtype)[:, None, None]  # (B, 1, 1)
+        if self.dispatch == "dense":  # each sample's expert weights gathered: one batched FFN, no host sync
+            w1, w2 = stacked_weights(self.experts)  # (E, H, C), (E, C, H)
+            index = route.expert_index  # (B,)
+            w1, w2 = w1.index_select(0, index), w2.index_select(0, index)  # (B, H, C), (B, C, H)
+            hidden = F.gelu(torch.bmm(hidden_states, w1.transpose(1, 2)), approximate="tanh")  # (B, N, H)
+            out = torch.bmm(hidden, w2.transpose(1, 2)) * scale  # (B, N, C)
+        else:
+            chosen = route.expert_index.tolist()  # one read of B ints, instead of a bincount and its read
+            if len(set(chosen)) == 1:  # one expert for the whole batch, as in sampling, where the batch shares t
+                out = self.experts[chosen[0]](hidden_states) * scale  # (B, N, C)
+            else:  # timesteps routed apart, as in training
+                one_hot = F.one_hot(route.expert_index, self.num_experts)  # (B, E)
+                weights = (one_hot * route.expert_prob[:, None]).repeat_interleave(n, dim=0)  # (B*N, E): p_b each
+                out = mix_experts(self.experts, hidden_states.reshape(b * n, c), weights).view(b, n, c)
         return MoEOutput(
             out,
             route,
             lambda: load_balancing_loss(route.probs, route.expert_index),
-            lambda: torch.bincount(route.expert_index, minlength=self.num_experts).float(),
+            # a one-hot sum rather than bincount, which reads its input's maximum on the host
+            lambda: F.one_hot(route.expert_index, self.num_experts).sum(dim=0).float(),
         )

@@ -12,6 +12,7 @@ from torch import nn
 from .blocks import BlockRecord, Downsample, ResBlock, SpatialTransformer, Upsample
 from .edge import EdgeHead
 from .embeddings import TimestepEmbedder
+from .moe import DispatchChoice, check_dispatch
 
 # CFG scales (about 1-4) are spread over the sinusoid's periods like timesteps (0-999), as FLUX's guidance input is.
 GUIDANCE_EMBED_SCALE = 1000.0
@@ -62,6 +63,13 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
 
     Each transformer block runs self-attention, cross-attention to the text, a Time-MoE routed by
     the timestep embedding and a Space-MoE routed per text token over its attention region.
+
+    How the MoE layers run their experts is a runtime choice, like an attention processor, set with
+    :meth:`set_moe_dispatch` and not saved with the weights; both give the same outputs and gradients.
+    ``"grouped"`` (the default) runs each expert only on the positions routed to it: the least work, best on a
+    CPU and at batch 1, but it reads the routing on the host once per layer. ``"dense"`` has fixed shapes and no
+    host sync: use it on a GPU, for large batches, CUDA graphs and ``torch.compile``; its Space-MoE runs every
+    expert on every position.
 
     Parameters:
         sample_size (`int`, defaults to 32): Base side of the square bucket in pixels (or latents).
@@ -191,6 +199,16 @@ class RaphaelUNet(ModelMixin, ConfigMixin):
         self.norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0])
         self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1)
         self.edge_head = EdgeHead(edge_channels)
+
+    def set_moe_dispatch(self, mode: str) -> None:
+        """Run every Space-/Time-MoE layer with the dispatch ``mode``, one of ``MOE_DISPATCH``.
+
+        Example: ``unet.set_moe_dispatch("dense")`` before capturing a CUDA graph or calling ``torch.compile``.
+        """
+        check_dispatch(mode)  # also on a dense model, which has no MoE layer to refuse it
+        for module in self.modules():
+            if isinstance(module, DispatchChoice):
+                module.set_dispatch(mode)
 
     @property
     def num_transformer_blocks(self) -> int:
