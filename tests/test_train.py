@@ -187,6 +187,23 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
         torch.testing.assert_close(resumed["model"][key], value, msg=key)
 
 
+def test_the_gpu_options_train_what_the_plain_run_trains(tmp_path):
+    """Batches rendered by worker processes, the sync-free MoE dispatch and losses read back every third step
+    give the run the same scenes, losses (to float noise) and log rows as the plain run, resumed included."""
+    plain, fast = tmp_path / "plain", tmp_path / "fast"
+    plain.mkdir(), fast.mkdir()
+    main(run_args(plain, 4))
+    gpu_options = {"workers": 2, "moe_dispatch": "dense", "log_every": 3}
+    main(run_args(fast, 2, **gpu_options))  # stopped at step 2 (a save: 2 rows read back), then resumed to 4
+    main(run_args(fast, 4, **gpu_options))
+    rows, fast_rows = log_rows(plain), log_rows(fast)
+    assert [r["step"] for r in fast_rows] == [1, 2, 3, 4]
+    for row, fast_row in zip(rows, fast_rows, strict=True):
+        assert fast_row["bucket"] == row["bucket"] and fast_row["space_usage"] == row["space_usage"]
+        for key in ("loss", "mse", "edge", "balance"):
+            assert fast_row[key] == pytest.approx(row[key], rel=1e-4), key
+
+
 @pytest.mark.parametrize(("target", "suffix"), [("train", ""), ("train-dense", "-dense")])
 def test_make_train_runs_every_stage_up_to_the_shipped_one(target: str, suffix: str):
     """``make train`` reproduces the shipped weights from scratch: each stage in full, each from the one before."""

@@ -11,6 +11,12 @@ CPU budget of a sitting goes to the denoiser. ``RaphaelPipeline`` accepts a VAE 
 Convergence aids (all from step one): v-prediction with a cosine schedule, Min-SNR-5 weighting,
 AdamW with warm-up (and an optional cool-down) and grad clipping, EMA sampling weights, 10% caption
 dropout for CFG, one aspect bucket per batch, the edge loss for t < 500 and the MoE balance loss.
+
+On a GPU (``accelerate launch --mixed_precision bf16 -m model.training.train``) a small model's step is bound by
+the host, not the chip: ``--workers`` renders the scenes ahead in other processes, ``--moe-dispatch dense`` runs the
+MoE layers without reading the routing back to the host, ``--compile`` fuses the step's kernels, ``--log-every``
+reads the losses back once per that many steps, and AdamW takes its fused kernel. None of them changes what a CPU
+run computes when left at their defaults.
 """
 
 import argparse
@@ -37,7 +43,9 @@ from model.training.bundle import INIT_RECORD, init_record
 from model.training.checkpoint import load_state, save_state
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
 from model.training.plots import plot_training
+from model.training.scene_batches import scene_batches
 from model.unet.edge import edge_loss
+from model.unet.moe import MOE_DISPATCH
 from model.unet.presets import RAPHAEL_PRESETS
 from model.unet.unet_raphael import RaphaelUNet
 
@@ -54,9 +62,9 @@ def min_snr_weight(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.T
     return snr.clamp(max=MIN_SNR_GAMMA) / (snr + 1)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], on the images' device."""
+    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -99,6 +107,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
+    p.add_argument("--workers", type=int, default=0, help="processes that render batches ahead (0 = in this one)")
+    p.add_argument("--moe-dispatch", default=MOE_DISPATCH[0], choices=MOE_DISPATCH, help="MoE dispatch (GPU: dense)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (a GPU's launch-bound step)")
+    p.add_argument("--log-every", type=int, default=1, help="read the losses back to the host every N steps")
     args = p.parse_args(argv)
     if args.schedule_steps is not None and args.schedule_steps < args.steps:
         p.error(f"--schedule-steps ({args.schedule_steps}) must be at least --steps ({args.steps})")
@@ -147,6 +159,17 @@ def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int
     ema_unet.save_pretrained(out / "unet")
 
 
+def host_records(pending: list[dict], sec: float) -> list[dict]:
+    """The log rows of ``pending``, their tensors read back to the host (one wait for the device), each step
+    credited with ``sec``, the mean wall time of the steps since the last read."""
+    records = []
+    for row in pending:
+        record = {k: v.tolist() if torch.is_tensor(v) else v for k, v in row.items()}
+        record["grad_norm"] = float(record["grad_norm"])
+        records.append({**record, "sec": sec})
+    return records
+
+
 def train(args: argparse.Namespace) -> Path:
     apply_offline_defaults()
     if args.threads:
@@ -166,8 +189,10 @@ def train(args: argparse.Namespace) -> Path:
     else:
         overrides = json.loads(Path(args.unet_config).read_text()) if args.unet_config else {}
         unet = RAPHAEL_PRESETS[args.preset](**{"sample_size": args.sample_size, **overrides})
+    unet.set_moe_dispatch(args.moe_dispatch)
     ema = EMA(unet)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    fused = accelerator.device.type == "cuda"  # one kernel for all parameters instead of several per tensor
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=fused)
     start = 0
     state_path = out / "state.pt"
     if state := load_state(state_path, unet, ema, optimizer):
@@ -182,6 +207,8 @@ def train(args: argparse.Namespace) -> Path:
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.shadow = [s.to(accelerator.device) for s in ema.shadow]  # updated beside the weights, on their device
     unet.train()
+    if args.compile:
+        unet.compile()  # in place: the module, its state dict and its checkpoints stay as they are
 
     n_params = sum(p.numel() for p in unet.parameters())
     logger.info("RaphaelUNet %s: %.2fM parameters, data %s", args.preset, n_params / 1e6, asdict(data.config))
@@ -195,11 +222,12 @@ def train(args: argparse.Namespace) -> Path:
         disable=not accelerator.is_main_process,
     )
     done = start  # steps finished; a finished run that is resumed again stays where it was
-    for step in bar:
-        t0 = time.monotonic()
-        batch_index = step * accelerator.num_processes + accelerator.process_index
-        images, captions, _ = data.batch(batch_index, args.batch_size)
-        clean = to_tensor(images).to(accelerator.device)  # (B, 3, H, W)
+    indices = (step * accelerator.num_processes + accelerator.process_index for step in range(start, args.steps))
+    batches = scene_batches(data, args.batch_size, indices, args.workers, pin_memory=accelerator.device.type == "cuda")
+    pending: list[dict] = []  # this step's and the last ones' records, still on the device
+    since = time.monotonic()
+    for step, (images, captions) in zip(bar, batches):
+        clean = to_tensor(images.to(accelerator.device, non_blocking=True))  # (B, 3, H, W)
         drop = torch.rand(len(captions)) < CAPTION_DROPOUT
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         text, text_mask = encode_text(tokenizer, text_encoder, captions, accelerator.device)  # (B, L, D), (B, L)
@@ -220,25 +248,31 @@ def train(args: argparse.Namespace) -> Path:
 
         grad_norm = optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
 
-        record = {
-            "step": step + 1,
-            "loss": loss.item(),
-            "mse": mse.item(),
-            "edge": edge.item(),
-            "balance": aux.item(),
-            "grad_norm": float(grad_norm),
-            "lr": lr_scheduler.get_last_lr()[0],
-            "bucket": f"{clean.shape[2]}x{clean.shape[3]}",
-            "sec": time.monotonic() - t0,
-            "space_usage": routing.space_counts.sum(0).tolist() if routing.space_counts is not None else None,
-            "time_usage": routing.time_counts.sum(0).tolist() if routing.time_counts is not None else None,
-        }
-        if accelerator.is_main_process:
-            log_file.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{record['loss']:.4f}", edge=f"{record['edge']:.3f}", s=f"{record['sec']:.2f}")
+        pending.append(
+            {
+                "step": step + 1,
+                "loss": loss.detach(),
+                "mse": mse.detach(),
+                "edge": edge.detach(),
+                "balance": aux.detach(),
+                "grad_norm": grad_norm,
+                "lr": lr_scheduler.get_last_lr()[0],
+                "bucket": f"{clean.shape[2]}x{clean.shape[3]}",
+                "space_usage": routing.space_counts.sum(0) if routing.space_counts is not None else None,
+                "time_usage": routing.time_counts.sum(0) if routing.time_counts is not None else None,
+            }
+        )
         done = step + 1
         last = done == args.steps or time.monotonic() > deadline
-        if accelerator.is_main_process and (done % args.save_every == 0 or last):
+        save = done % args.save_every == 0 or last
+        if len(pending) >= args.log_every or save:
+            records = host_records(pending, (time.monotonic() - since) / len(pending))
+            pending, since = [], time.monotonic()
+            if accelerator.is_main_process:
+                log_file.writelines(json.dumps(record) + "\n" for record in records)
+                record = records[-1]
+                bar.set_postfix(loss=f"{record['loss']:.4f}", edge=f"{record['edge']:.3f}", s=f"{record['sec']:.2f}")
+        if accelerator.is_main_process and save:
             log_file.flush()
             save_checkpoint(out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes)
             plot_training(out / "log.jsonl", out / "curves.png")
