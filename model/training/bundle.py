@@ -90,14 +90,20 @@ def bundle(run_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def save_tuned(pipe: RaphaelPipeline, ema: EMA, out_dir: Path, record: dict, card: str) -> Path:
-    """A folder tuned from a pipeline (preference tuning, guidance distillation): ``pipe`` with the EMA of its U-Net
-    in fp16, no text encoder, and the run's ``training.json`` record and model card."""
-    tuned = RaphaelUNet.from_config(pipe.unet.config)
+def save_tuned(pipe: RaphaelPipeline, unet_config: dict, ema: EMA, out_dir: Path, record: dict, card: str) -> Path:
+    """A folder tuned from a pipeline (preference tuning, guidance distillation): ``pipe``'s scheduler and VAE with a
+    U-Net of ``unet_config`` holding the EMA weights in fp16, no text encoder, and the run's ``training.json`` record
+    and model card. ``pipe`` itself is left as it was."""
+    tuned = RaphaelUNet.from_config(unet_config)
     ema.copy_to(tuned)
-    pipe.unet = tuned.to(torch.float16)
-    pipe.register_modules(unet=pipe.unet)
-    pipe.save_pretrained(out_dir, include_text_encoder=False)
+    saved = RaphaelPipeline(
+        unet=tuned.to(torch.float16),
+        scheduler=pipe.scheduler,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+    )
+    saved.save_pretrained(out_dir, include_text_encoder=False)
     (out_dir / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     (out_dir / "README.md").write_text(card)
     return out_dir

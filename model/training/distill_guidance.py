@@ -225,9 +225,9 @@ def distill(args: argparse.Namespace) -> Path:
             break
     log.close()
 
-    pipe.unet = accelerator.unwrap_model(student)  # its config (with the guidance embedding) is the folder's
     record = training_record(args, done, images_seen, seconds / 3600)
-    save_tuned(pipe, ema, out / "pipeline", record, model_card(record))
+    student_config = accelerator.unwrap_model(student).config  # with the guidance embedding
+    save_tuned(pipe, student_config, ema, out / "pipeline", record, model_card(record))
     logger.info("Distilled pipeline %s after %d steps in %s", record["name"], done, out / "pipeline")
     return out / "pipeline"
 

@@ -417,9 +417,8 @@ def finetune(args: argparse.Namespace) -> Path:
             plot_lines(out / "log.jsonl", out / "curves.png", ("loss", "implicit_accuracy"))
     log.close()
 
-    pipe.unet = accelerator.unwrap_model(unet)
     record = training_record(args, loss_name, data, len(items), max(start, args.steps), images_seen)
-    save_tuned(pipe, ema, out / "pipeline", record, model_card(record))
+    save_tuned(pipe, accelerator.unwrap_model(unet).config, ema, out / "pipeline", record, model_card(record))
     logger.info("Tuned pipeline %s in %s", record["name"], out / "pipeline")
     return out / "pipeline"
 
