@@ -10,12 +10,23 @@
 #       stage 1 of the full model and of each ablation variant, all five at once on the one GPU, STEPS steps each
 #       (choose them from check's images/s: 5 runs × STEPS × 64 images), each stopped after MINUTES at the latest;
 #       then the ablation table on 256 held-out prompts, drawn on the GPU
+#   run(command="bash bench/device_window.sh domain MINUTES BATCH LR", carry=[".device"], timeout_s=570)
+#       the whole-domain stage 10 from the bundled weights for MINUTES at BATCH images a step (the CPU runs 64 at
+#       2e-4), then its fp16 bundle in two parts (8 files come back, 16 MiB each): put it together here with
+#       `cat unet.part-* > diffusion_pytorch_model.safetensors` in a folder holding the returned config.json
 #
 # What comes back is $OUT: at most 8 files, so logs and sample grids travel in one tar.gz.
 set -euo pipefail
-phase=${1:?"name a phase: check or ablation"}
+phase=${1:?"name a phase: check, ablation or domain"}
 out=${OUT:-/tmp/device-window}
 mkdir -p "$out"
+# The training phases start their runs from nothing in runs/: on a machine that has runs of its own (this project's
+# CPU machine) they would resume and change them, so they refuse.
+if [ "$phase" != check ] && compgen -G "runs/stage*" >/dev/null; then
+    echo "runs/ already holds stage runs; the $phase phase is for a fresh GPU machine" >&2
+    exit 2
+fi
+
 export PYTHONPATH="$PWD/.device/diffusers.zip:$PWD" RAPHAEL_TEXT_ENCODER=/tmp/raphael-text-encoder
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 export ACCELERATE_MIXED_PRECISION=bf16
@@ -48,8 +59,19 @@ ablation)
     rm -rf "$out/ablation" "$out"/train-*.log
     for run in runs/stage1 runs/stage1-*; do tail -n 1 "$run/log.jsonl" | sed "s|^|$run |"; done >"$out/last-steps.txt"
     ;;
+domain)
+    minutes=${2:?"domain needs MINUTES"}
+    python3 -m model.training.curriculum --stage 10 --init model/checkpoints/raphael-tiny/unet --workers 12 \
+        --moe-dispatch dense --log-every 50 --time-limit "$minutes" --batch-size "${3:-256}" --lr "${4:-4e-4}" \
+        >"$out/train-domain.log" 2>&1 || true
+    python3 -m model.training.bundle --run runs/stage10 --out /tmp/stage10-bundle >>"$out/train-domain.log" 2>&1
+    split -b 15M /tmp/stage10-bundle/unet/diffusion_pytorch_model.safetensors "$out/unet.part-"
+    cp /tmp/stage10-bundle/unet/config.json "$out/config.json"
+    cp /tmp/stage10-bundle/training.json "$out/training.json"
+    gzip -c runs/stage10/log.jsonl >"$out/log.jsonl.gz"
+    ;;
 *)
-    echo "unknown phase $phase: check or ablation" >&2
+    echo "unknown phase $phase: check, ablation or domain" >&2
     exit 2
     ;;
 esac
