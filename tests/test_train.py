@@ -2,6 +2,7 @@
 
 import json
 import logging
+import multiprocessing
 import subprocess
 from pathlib import Path
 
@@ -196,6 +197,7 @@ def test_the_gpu_options_train_what_the_plain_run_trains(tmp_path):
     gpu_options = {"workers": 2, "moe_dispatch": "dense", "log_every": 3}
     main(run_args(fast, 2, **gpu_options))  # stopped at step 2 (a save: 2 rows read back), then resumed to 4
     main(run_args(fast, 4, **gpu_options))
+    assert not multiprocessing.active_children()  # the workers ended with their runs (a waiting one hangs teardown)
     rows, fast_rows = log_rows(plain), log_rows(fast)
     assert [r["step"] for r in fast_rows] == [1, 2, 3, 4]
     for row, fast_row in zip(rows, fast_rows, strict=True):

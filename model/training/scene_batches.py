@@ -8,6 +8,7 @@ tens of thousands of scenes a second, which only several cores rendering ahead c
 """
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -29,13 +30,19 @@ class SceneBatches(Dataset):
         return torch.from_numpy(images), captions
 
 
+@contextmanager
 def scene_batches(
     data: EmojiScenes, batch_size: int, indices: Iterable[int], workers: int = 0, pin_memory: bool = False
-) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    """The batches ``indices`` in order: drawn here with ``workers=0``, else by that many processes ahead of use."""
+) -> Iterator[Iterator[tuple[torch.Tensor, list[str]]]]:
+    """The batches ``indices`` in order: drawn here with ``workers=0``, else by that many processes ahead of use.
+
+    The workers end with the ``with`` block: a run that stops before its last batch (a time limit, a save and
+    stop) would otherwise leave them waiting until the interpreter exits, and its teardown waits for them.
+    """
     batches = SceneBatches(data, batch_size)
     if workers == 0:
-        return (batches[index] for index in indices)
+        yield (batches[index] for index in indices)
+        return
     loader = DataLoader(
         batches,
         batch_size=None,  # each item is a whole batch of one aspect bucket
@@ -47,4 +54,8 @@ def scene_batches(
         # noise, timesteps and caption dropout.
         generator=torch.Generator(),
     )
-    return iter(loader)
+    ahead = iter(loader)
+    try:
+        yield ahead
+    finally:
+        ahead._shutdown_workers()  # what the iterator's __del__ does, now rather than whenever it is collected

@@ -213,7 +213,6 @@ def train(args: argparse.Namespace) -> Path:
     n_params = sum(p.numel() for p in unet.parameters())
     logger.info("RaphaelUNet %s: %.2fM parameters, data %s", args.preset, n_params / 1e6, asdict(data.config))
     deadline = time.monotonic() + args.time_limit * 60 if args.time_limit else math.inf
-    log_file = open(out / "log.jsonl", "a")
     bar = tqdm(
         range(start, args.steps),
         initial=start,
@@ -223,62 +222,69 @@ def train(args: argparse.Namespace) -> Path:
     )
     done = start  # steps finished; a finished run that is resumed again stays where it was
     indices = (step * accelerator.num_processes + accelerator.process_index for step in range(start, args.steps))
-    batches = scene_batches(data, args.batch_size, indices, args.workers, pin_memory=accelerator.device.type == "cuda")
-    pending: list[dict] = []  # this step's and the last ones' records, still on the device
-    since = time.monotonic()
-    for step, (images, captions) in zip(bar, batches):
-        clean = to_tensor(images.to(accelerator.device, non_blocking=True))  # (B, 3, H, W)
-        drop = torch.rand(len(captions)) < CAPTION_DROPOUT
-        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
-        text, text_mask = encode_text(tokenizer, text_encoder, captions, accelerator.device)  # (B, L, D), (B, L)
+    pin_memory = accelerator.device.type == "cuda"
+    with (
+        open(out / "log.jsonl", "a") as log_file,
+        scene_batches(data, args.batch_size, indices, args.workers, pin_memory) as batches,
+    ):
+        pending: list[dict] = []  # this step's and the last ones' records, still on the device
+        since = time.monotonic()
+        for step, (images, captions) in zip(bar, batches):
+            clean = to_tensor(images.to(accelerator.device, non_blocking=True))  # (B, 3, H, W)
+            drop = torch.rand(len(captions)) < CAPTION_DROPOUT
+            captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+            text, text_mask = encode_text(tokenizer, text_encoder, captions, accelerator.device)  # (B, L, D), (B, L)
 
-        noise = torch.randn_like(clean)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
-        noisy = scheduler.add_noise(clean, noise, timesteps)
-        target = scheduler.get_velocity(clean, noise, timesteps)
+            noise = torch.randn_like(clean)
+            timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
+            noisy = scheduler.add_noise(clean, noise, timesteps)
+            target = scheduler.get_velocity(clean, noise, timesteps)
 
-        with accelerator.autocast():
-            out_ = unet(noisy, timesteps, text, text_mask, return_routing=True, compute_edges=args.edge_coef > 0)
-            per_sample = (out_.sample.float() - target).pow(2).flatten(1).mean(1)  # (B,)
-            mse = (per_sample * min_snr_weight(scheduler, timesteps)).mean()
-            routing = out_.routing
-            aux = routing.aux_loss.to(mse.device)
-            edge = edge_loss(routing.edge_logits, clean, timesteps) if args.edge_coef > 0 else torch.zeros(())
-            loss = mse + args.balance_coef * aux + args.edge_coef * edge
+            with accelerator.autocast():
+                out_ = unet(noisy, timesteps, text, text_mask, return_routing=True, compute_edges=args.edge_coef > 0)
+                per_sample = (out_.sample.float() - target).pow(2).flatten(1).mean(1)  # (B,)
+                mse = (per_sample * min_snr_weight(scheduler, timesteps)).mean()
+                routing = out_.routing
+                aux = routing.aux_loss.to(mse.device)
+                edge = edge_loss(routing.edge_logits, clean, timesteps) if args.edge_coef > 0 else torch.zeros(())
+                loss = mse + args.balance_coef * aux + args.edge_coef * edge
 
-        grad_norm = optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
+            grad_norm = optimiser_step(accelerator, unet, optimizer, lr_scheduler, ema, loss, step)
 
-        pending.append(
-            {
-                "step": step + 1,
-                "loss": loss.detach(),
-                "mse": mse.detach(),
-                "edge": edge.detach(),
-                "balance": aux.detach(),
-                "grad_norm": grad_norm,
-                "lr": lr_scheduler.get_last_lr()[0],
-                "bucket": f"{clean.shape[2]}x{clean.shape[3]}",
-                "space_usage": routing.space_counts.sum(0) if routing.space_counts is not None else None,
-                "time_usage": routing.time_counts.sum(0) if routing.time_counts is not None else None,
-            }
-        )
-        done = step + 1
-        last = done == args.steps or time.monotonic() > deadline
-        save = done % args.save_every == 0 or last
-        if len(pending) >= args.log_every or save:
-            records = host_records(pending, (time.monotonic() - since) / len(pending))
-            pending, since = [], time.monotonic()
-            if accelerator.is_main_process:
-                log_file.writelines(json.dumps(record) + "\n" for record in records)
-                record = records[-1]
-                bar.set_postfix(loss=f"{record['loss']:.4f}", edge=f"{record['edge']:.3f}", s=f"{record['sec']:.2f}")
-        if accelerator.is_main_process and save:
-            log_file.flush()
-            save_checkpoint(out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes)
-            plot_training(out / "log.jsonl", out / "curves.png")
-        if last:
-            break
-    log_file.close()
+            pending.append(
+                {
+                    "step": step + 1,
+                    "loss": loss.detach(),
+                    "mse": mse.detach(),
+                    "edge": edge.detach(),
+                    "balance": aux.detach(),
+                    "grad_norm": grad_norm,
+                    "lr": lr_scheduler.get_last_lr()[0],
+                    "bucket": f"{clean.shape[2]}x{clean.shape[3]}",
+                    "space_usage": routing.space_counts.sum(0) if routing.space_counts is not None else None,
+                    "time_usage": routing.time_counts.sum(0) if routing.time_counts is not None else None,
+                }
+            )
+            done = step + 1
+            last = done == args.steps or time.monotonic() > deadline
+            save = done % args.save_every == 0 or last
+            if len(pending) >= args.log_every or save:
+                records = host_records(pending, (time.monotonic() - since) / len(pending))
+                pending, since = [], time.monotonic()
+                if accelerator.is_main_process:
+                    log_file.writelines(json.dumps(record) + "\n" for record in records)
+                    record = records[-1]
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4f}", edge=f"{record['edge']:.3f}", s=f"{record['sec']:.2f}"
+                    )
+            if accelerator.is_main_process and save:
+                log_file.flush()
+                save_checkpoint(
+                    out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes
+                )
+                plot_training(out / "log.jsonl", out / "curves.png")
+            if last:
+                break
     logger.info("Stopped at step %d; EMA weights in %s", done, out / "unet")
     return out
 
