@@ -74,13 +74,13 @@ class DashboardService:
         # Without the admin key the tables keep their headers and show no rows (an empty frame would show 1 2 3).
         columns = ["campaign", *RATER_COLUMNS]
         campaign_raters = pd.concat(raters)[columns].round(3) if raters else pd.DataFrame(columns=columns)
-        summary = "\n".join(f"- {campaign_summary(c)}" for c in campaigns)
+        summary = "\n".join(f"- {campaign_summary(c, lang)}" for c in campaigns)
         return (
             per_day,
             by_model,
             by_category,
             totals,
-            agreement_summary(report),
+            agreement_summary(report, lang),
             headed(report.raters.round(3) if admin else report.raters.iloc[:0], lang),
             summary,
             headed(campaign_raters if admin else campaign_raters.iloc[:0], lang),
@@ -116,41 +116,50 @@ def votes(frame: pd.DataFrame, lang: str) -> pd.Series:
     return pd.Series([" · " + label.format(n=k, s=plural(k)) for k in n], index=frame.index, dtype=object)
 
 
-def campaign_summary(report: CampaignReport) -> str:
-    """One markdown line: a campaign's progress, its answers' α and how many raters its checks flag."""
+def campaign_summary(report: CampaignReport, lang: str = DEFAULT_LANGUAGE) -> str:
+    """One markdown line in ``lang``: a campaign's progress, its answers' α and how many raters its checks flag."""
     c, alpha = report.campaign, report.alpha
     agreement = (
-        f"α = {alpha.alpha:.2f} (95% interval {alpha.low:.2f} to {alpha.high:.2f})"
+        say_in(lang, "campaign_alpha", alpha=alpha.alpha, low=alpha.low, high=alpha.high)
         if not math.isnan(alpha.alpha)
-        else "α not measurable yet"
+        else say_in(lang, "campaign_no_alpha")
     )
     flagged = int(report.raters["flagged"].sum()) if len(report.raters) else 0
     per_item = report.items["answers"]
-    return (
-        f"**{c.name}** ({c.kind}): {c.items_complete} of {c.n_items - c.n_gold} items have {c.answers_wanted} "
-        f"answers · {per_item.min()} to {per_item.max()} answers per item (median {per_item.median():g}) · "
-        f"{agreement} · {flagged} rater{plural(flagged)} flagged"
+    return say_in(
+        lang,
+        "campaign_line",
+        name=c.name,
+        kind=c.kind,
+        complete=c.items_complete,
+        items=c.n_items - c.n_gold,
+        wanted=c.answers_wanted,
+        low=per_item.min(),
+        high=per_item.max(),
+        median=per_item.median(),
+        agreement=agreement,
+        flagged=flagged,
+        flagged_s=plural(flagged),
     )
 
 
-def agreement_summary(report: AgreementReport) -> str:
-    """One markdown line: α for votes and for comparisons, and how many raters are flagged."""
+def agreement_summary(report: AgreementReport, lang: str = DEFAULT_LANGUAGE) -> str:
+    """One markdown line in ``lang``: α for votes and for comparisons, and how many raters are flagged."""
 
-    def line(name: str, alpha: Alpha, items: str) -> str:
+    def line(name: str, alpha: Alpha, word: str) -> str:
+        items = say_in(lang, word, s=plural(alpha.items))
         if not alpha.items:
-            return f"**{name}**: no {items} judged by two raters yet"
+            return say_in(lang, "agreement_none", name=name, items=say_in(lang, word, s="s"))
         if math.isnan(alpha.alpha):
-            return f"**{name}**: every rater gave the same answer on {alpha.items} {items}; α is undefined"
-        return (
-            f"**{name}**: α = {alpha.alpha:.2f} (95% interval {alpha.low:.2f} to {alpha.high:.2f}) "
-            f"on {alpha.items} {items} judged by {alpha.raters} raters"
-        )
+            return say_in(lang, "agreement_same", name=name, n=alpha.items, items=items)
+        values = {"alpha": alpha.alpha, "low": alpha.low, "high": alpha.high, "raters": alpha.raters}
+        return say_in(lang, "agreement_alpha", name=name, n=alpha.items, items=items, **values)
 
     flagged = int(report.raters["flagged"].sum())
     return " · ".join(
         [
-            line("Votes", report.votes, "images"),
-            line("Comparisons", report.comparisons, "pairs"),
-            f"**{flagged}** rater{plural(flagged)} flagged for review",
+            line(say_in(lang, "votes_name"), report.votes, "images_word"),
+            line(say_in(lang, "comparisons_name"), report.comparisons, "pairs_word"),
+            say_in(lang, "agreement_flagged", flagged=flagged, flagged_s=plural(flagged)),
         ]
     )

@@ -41,6 +41,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rate_pair_text": "Text: “{text}” · which image fits it better?",
         "totals": "**{votes}** vote{votes_s} · **{comparisons}** comparison{comparisons_s} · **{images}** "
         "image{images_s} · **{raters}** rater{raters_s}",
+        "agreement_none": "**{name}**: no {items} judged by two raters yet",
+        "agreement_same": "**{name}**: every rater gave the same answer on {n} {items}; α is undefined",
+        "agreement_alpha": "**{name}**: α = {alpha:.2f} (95% interval {low:.2f} to {high:.2f}) on {n} {items} "
+        "judged by {raters} raters",
+        "agreement_flagged": "**{flagged}** rater{flagged_s} flagged for review",
+        "votes_name": "Votes",
+        "comparisons_name": "Comparisons",
+        "images_word": "image{s}",
+        "pairs_word": "pair{s}",
+        "campaign_line": "**{name}** ({kind}): {complete} of {items} items have {wanted} answers · {low} to {high} "
+        "answers per item (median {median:g}) · {agreement} · {flagged} rater{flagged_s} flagged",
+        "campaign_alpha": "α = {alpha:.2f} (95% interval {low:.2f} to {high:.2f})",
+        "campaign_no_alpha": "α not measurable yet",
     },
     "zh": {
         "status": "**{n} 张图像**，用时 {seconds:.1f} 秒，生成自“{text}” · 种子 {seed} · {sampler} {steps} 步 · "
@@ -68,6 +81,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "rate_text": "描述：“{text}”",
         "rate_pair_text": "描述：“{text}” · 哪一张更符合？",
         "totals": "**{votes}** 个投票 · **{comparisons}** 次对比 · **{images}** 张图像 · **{raters}** 位评价者",
+        "agreement_none": "**{name}**：还没有被两位评价者都评判过的{items}",
+        "agreement_same": "**{name}**：所有评价者对 {n} 个{items}的回答都相同，α 无定义",
+        "agreement_alpha": "**{name}**：α = {alpha:.2f}（95% 区间 {low:.2f} 至 {high:.2f}），"
+        "基于 {raters} 位评价者评判的 {n} 个{items}",
+        "agreement_flagged": "**{flagged}** 位评价者被标记待审",
+        "votes_name": "投票",
+        "comparisons_name": "对比",
+        "images_word": "图像",
+        "pairs_word": "图像对",
+        "campaign_line": "**{name}**（{kind}）：{items} 项中有 {complete} 项已收到 {wanted} 个回答 · "
+        "每项 {low} 至 {high} 个回答（中位数 {median:g}）· {agreement} · {flagged} 位评价者被标记",
+        "campaign_alpha": "α = {alpha:.2f}（95% 区间 {low:.2f} 至 {high:.2f}）",
+        "campaign_no_alpha": "α 暂无法计算",
     },
 }
 DEFAULT_LANGUAGE = "en"

@@ -73,3 +73,11 @@ def test_the_plots_titles_and_legend_speak_the_pages_language(service: Dashboard
     # each bar's label says how many votes it rests on, in the page's language: three raters on four images
     assert list(service.view("zh")[1]["model"].str.split(" · ").str[1]) == ["12 票"]
     assert list(service.view("en")[2]["category"].str.split(" · ").str[1]) == ["12 votes"]
+
+
+def test_the_agreement_line_speaks_the_pages_language(service: DashboardService) -> None:
+    """The α line under the plots: English with its plurals, Chinese on the Chinese page."""
+    english, chinese = service.view("en")[4], service.view("zh")[4]
+    assert "on 4 images judged by 3 raters" in english and "1 images" not in english
+    assert "no pairs judged by two raters yet" in english and "flagged for review" in english
+    assert "基于 3 位评价者评判的 4 个图像" in chinese and "被标记待审" in chinese and "raters" not in chinese
