@@ -71,7 +71,7 @@ from model.evaluation.evaluate import prompt_kind
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.pipeline.identity import model_name, weights_hash
-from model.pipeline.limits import MAX_IMAGES, MAX_SEED
+from model.pipeline.limits import DEFAULT_GUIDANCE_SCALE, DEFAULT_INFERENCE_STEPS, MAX_IMAGES, MAX_SEED
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -95,11 +95,11 @@ class LoopConfig:
     raters: int = 4  # noisy raters; the arena gets as many new ones
     random_raters: int = 1
     images: int = 4  # per page
-    steps: int = 25
-    cfg: float = 2.0
+    steps: int = DEFAULT_INFERENCE_STEPS
+    cfg: float = DEFAULT_GUIDANCE_SCALE
     tune_steps: int = 200
     eval_n: int = 256
-    eval_steps: int = 25
+    eval_steps: int = DEFAULT_INFERENCE_STEPS
     arena_battles: int = 200
     seed: int = 0
     model: Path = DEFAULT_BUNDLE

@@ -29,6 +29,7 @@ from model.evaluation.recognizer import load_default
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
 from model.pipeline.identity import model_name, weights_hash
+from model.pipeline.limits import DEFAULT_GUIDANCE_SCALE, DEFAULT_INFERENCE_STEPS
 from model.pipeline.samplers import DEFAULT_SAMPLER, build_sampler
 from model.prompts.trained_domain import TrainedDomain
 from model.training import preference
@@ -165,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval-n", type=int, default=256, help="held-out prompts to compare on (default: %(default)s)"
     )
-    parser.add_argument("--eval-steps", type=int, default=25)
-    parser.add_argument("--eval-cfg", type=float, default=2.0)
+    parser.add_argument("--eval-steps", type=int, default=DEFAULT_INFERENCE_STEPS)
+    parser.add_argument("--eval-cfg", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--eval-sampler", default=DEFAULT_SAMPLER)
     parser.add_argument(
         "--tune-args", nargs=argparse.REMAINDER, default=[], help="further flags for model.training.preference"

@@ -21,6 +21,7 @@ from app.served import ServedApp
 from app.settings import Settings
 from model.pipeline.buckets import DEFAULT_BUCKET
 from model.pipeline.bundled import DEFAULT_BUNDLE
+from model.pipeline.limits import DEFAULT_GUIDANCE_SCALE, DEFAULT_INFERENCE_STEPS
 from model.pipeline.samplers import DEFAULT_SAMPLER
 from model.pipeline.sampling_defaults import sampling_defaults
 
@@ -32,7 +33,8 @@ def main() -> None:
     parser.add_argument("--prompt", default="a cat on a blue background")
     args = parser.parse_args()
     sampling = sampling_defaults(DEFAULT_BUNDLE)  # what the page's controls start from
-    steps, cfg = sampling.get("num_inference_steps", 25), sampling.get("guidance_scale", 2.0)
+    steps = sampling.get("num_inference_steps", DEFAULT_INFERENCE_STEPS)
+    cfg = sampling.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)
     sampler = sampling.get("sampler", DEFAULT_SAMPLER)
     with tempfile.TemporaryDirectory(prefix="raphael-first-") as tmp:
         folder = Path(tmp)

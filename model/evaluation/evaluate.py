@@ -40,6 +40,7 @@ from model.evaluation.recognizer import METRICS, Recognizer, evaluate, load_defa
 from model.evaluation.reward import METRICS_FILE, RewardModel, best_of_n, load_reward_model
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
+from model.pipeline.limits import DEFAULT_GUIDANCE_SCALE, DEFAULT_INFERENCE_STEPS
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler
 from model.unet.moe import SpaceMoE
@@ -684,8 +685,10 @@ def main() -> None:
     p.add_argument("--name", default=MODEL, help="the first model's name in the tables")
     p.add_argument("--baseline-name", default=BASELINE, help="the second model's name, e.g. for earlier weights")
     p.add_argument("--n", type=int, default=64, help="held-out prompts")
-    p.add_argument("--steps", type=int, default=25)
-    p.add_argument("--cfg", type=float, default=2.0, help="chosen on validation prompts (--prompt-seed)")
+    p.add_argument("--steps", type=int, default=DEFAULT_INFERENCE_STEPS)
+    p.add_argument(
+        "--cfg", type=float, default=DEFAULT_GUIDANCE_SCALE, help="chosen on validation prompts (--prompt-seed)"
+    )
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
     add_prompt_arguments(p)
     p.add_argument(

@@ -56,6 +56,7 @@ from model.evaluation.recognizer import Recognizer, load_default  # noqa: E402
 from model.offline import apply_offline_defaults  # noqa: E402
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle  # noqa: E402
 from model.pipeline.identity import weights_hash  # noqa: E402
+from model.pipeline.limits import DEFAULT_GUIDANCE_SCALE, DEFAULT_INFERENCE_STEPS  # noqa: E402
 from model.pipeline.pipeline_raphael import RaphaelPipeline, guided_step_count  # noqa: E402
 from model.pipeline.samplers import DEFAULT_SAMPLER, SAMPLERS, build_sampler  # noqa: E402
 from model.pipeline.sampling_defaults import SAMPLING_KEY  # noqa: E402
@@ -63,7 +64,7 @@ from model.pipeline.sampling_defaults import SAMPLING_KEY  # noqa: E402
 logger = logging.getLogger("model.evaluation.sampler_curve")
 
 DEFAULT_STEPS = (4, 5, 6, 8, 10, 15, 25)
-REFERENCE_STEPS = 25  # the app's default with DEFAULT_SAMPLER (RaphaelPipeline.__call__'s num_inference_steps)
+REFERENCE_STEPS = DEFAULT_INFERENCE_STEPS  # the app's default with DEFAULT_SAMPLER
 CACHE_VERSION = 1
 
 
@@ -189,7 +190,7 @@ def run_curve(
     settings: list[Setting],
     cache: Cache,
     reference: Setting = REFERENCE,
-    cfg: float = 2.0,
+    cfg: float = DEFAULT_GUIDANCE_SCALE,
     batch: int = 8,
     repeats: int = 5,
     reference_run: ModelRun | None = None,
@@ -493,7 +494,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--reference-sampler", choices=tuple(SAMPLERS), default=REFERENCE.sampler)
     p.add_argument("--reference-steps", type=int, default=REFERENCE.steps)
-    p.add_argument("--cfg", type=float, default=2.0, help="the app's default for RAPHAEL-tiny")
+    p.add_argument("--cfg", type=float, default=DEFAULT_GUIDANCE_SCALE, help="the pipeline's default")
     p.add_argument("--batch", type=int, default=8, help="images per pipeline call while scoring (as evaluate)")
     p.add_argument("--repeats", type=int, default=5, help="timed one-image calls per setting")
     p.add_argument("--margin", type=float, default=1.0, help="points of composition a setting may lose")

@@ -15,7 +15,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model.pipeline.buckets import ASPECT_BUCKETS, bucket_for_size, bucket_size
-from model.pipeline.limits import MAX_GUIDANCE, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_STEPS
+from model.pipeline.limits import (
+    DEFAULT_GUIDANCE_SCALE,
+    DEFAULT_INFERENCE_STEPS,
+    MAX_GUIDANCE,
+    MAX_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_STEPS,
+)
 from model.pipeline.pipeline_output import RaphaelPipelineOutput
 from model.pipeline.text_encoder import MAX_LENGTH, encode_text, load_text_encoder
 from model.unet.unet_raphael import RaphaelUNet, RoutingRecord
@@ -217,8 +224,8 @@ class RaphaelPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 2.0,
+        num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         guidance_end: float = 1.0,
         num_images_per_prompt: int = 1,
         eta: float = 0.0,
