@@ -1,6 +1,7 @@
 """What a stream of emoji scenes contains: the knobs of the curriculum and the split."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from model.data.styles import STYLES
 from model.pipeline.buckets import ASPECT_BUCKETS
@@ -80,3 +81,13 @@ class SceneConfig:
     def max_instances(self) -> int:
         """Most rendered sprites per scene: 3 at 32 px keeps them legible, more room at 64 px."""
         return 3 * max(1, self.sample_size // 32)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SceneConfig":
+        """A config from plain values, as TOML and JSON give them (lists for tuples); unknown keys are an error."""
+        if unknown := set(data) - {f.name for f in fields(cls)}:
+            raise ValueError(f"Unknown scene settings {sorted(unknown)}.")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if values.get("object_weights") is not None:
+            values["object_weights"] = tuple(map(float, values["object_weights"]))
+        return cls(**values)

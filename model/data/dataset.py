@@ -42,15 +42,20 @@ class EmojiScenes:
         """The caption and scene of sample ``index`` without rendering it, for callers that need no pixels."""
         return self._describe(self._rng("sample", index), None)
 
+    def bucket_of(self, index: int) -> str:
+        """The aspect bucket of batch ``index`` when the caller names none."""
+        return self._rng("bucket", index).choice(self.config.bucket_names)
+
     def batch(
-        self, index: int, batch_size: int, bucket: str | None = None
+        self, index: int, batch_size: int, bucket: str | None = None, stream: str = "batch"
     ) -> tuple[np.ndarray, list[str], list[Scene]]:
         """Batch ``index``: ``batch_size`` scenes of one bucket, images stacked as (B, H, W, 3) uint8.
 
-        With ``bucket=None`` the bucket is drawn deterministically from ``(seed, index)``.
+        With ``bucket=None`` the bucket is drawn deterministically from ``(seed, index)``. ``stream`` names an
+        independent series of batches of the same seed (a replay of earlier scenes draws its own).
         """
         if bucket is None:
-            bucket = self._rng("bucket", index).choice(self.config.bucket_names)
-        drawn = [self._draw(self._rng("batch", index, bucket, i), bucket) for i in range(batch_size)]
+            bucket = self.bucket_of(index)
+        drawn = [self._draw(self._rng(stream, index, bucket, i), bucket) for i in range(batch_size)]
         images, captions, scenes = zip(*drawn, strict=True)
         return np.stack(images), list(captions), list(scenes)

@@ -60,6 +60,8 @@ def training_summary(run_dir: Path) -> dict:
             "schedule_steps": args.get("schedule_steps") or args["steps"],
         },
     }
+    if args.get("replay_share"):  # a share of each batch from an earlier slice, inside the domain above
+        summary["replay"] = {"share": args["replay_share"], "data": json.loads(args["replay_scenes"])}
     if (run_dir / INIT_RECORD).exists():  # the chain as it stood when the run started
         summary["continued_from"] = json.loads((run_dir / INIT_RECORD).read_text())
     elif args.get("init") and (earlier := init_record(Path(args["init"]))):

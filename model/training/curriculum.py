@@ -13,9 +13,10 @@ ablation``) trains the full model and then every variant, which ``model.evaluati
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from model.data.config import SceneConfig
@@ -54,6 +55,15 @@ def run_dir(number: int, variant: str | None = None, runs: Path = RUNS) -> Path:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """A share of each batch drawn from an earlier stage's scenes (``replay = { stage = 2, share = 0.25 }``)."""
+
+    stage: int
+    share: float
+    data: dict[str, object]  # that stage's [data]
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of the curriculum: its training settings, its scenes and the stage it starts from."""
 
@@ -62,16 +72,14 @@ class Stage:
     after: int | None = None
     settings: dict[str, int | float] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
     data: dict[str, object] = field(default_factory=dict)
+    replay: Replay | None = None
 
     def run_dir(self, variant: str | None = None, runs: Path = RUNS) -> Path:
         return run_dir(self.number, variant, runs)
 
     def scene_config(self) -> SceneConfig:
         """The scenes this stage draws (validated by SceneConfig itself)."""
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in self.data.items()}
-        if "object_weights" in data:
-            data["object_weights"] = tuple(map(float, data["object_weights"]))
-        return SceneConfig(**data)
+        return SceneConfig.from_dict(self.data)
 
     def train_args(self, variant: str | None = None, runs: Path = RUNS, init: Path | None = None) -> list[str]:
         """The ``model.training.train`` command line of this stage (of an ablation ``variant``); ``init`` replaces
@@ -87,6 +95,8 @@ class Stage:
             value = self.steps if key == "steps" else self.settings.get(key)
             if value is not None:
                 args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        if self.replay is not None:
+            args += ["--replay-share", f"{self.replay.share:g}", "--replay-scenes", json.dumps(self.replay.data)]
         for key, value in self.data.items():
             flag = "--" + key.replace("_", "-")
             if value is True:
@@ -125,13 +135,26 @@ class Curriculum:
         return chain[::-1]
 
 
+def replay_of(number: int, table: dict | None, stages: dict[int, Stage]) -> Replay | None:
+    """Stage ``number``'s ``replay`` table checked against the stages listed before it, or None."""
+    if table is None:
+        return None
+    if set(table) != {"stage", "share"}:
+        raise ValueError(f"Stage {number}'s replay needs exactly the keys 'stage' and 'share', got {sorted(table)}.")
+    if table["stage"] not in stages:
+        raise ValueError(f"Stage {number} replays stage {table['stage']}, which must be listed before it.")
+    if not 0 < table["share"] < 1:
+        raise ValueError(f"Stage {number}'s replay share must be between 0 and 1 (exclusive), got {table['share']}.")
+    return Replay(table["stage"], float(table["share"]), dict(stages[table["stage"]].data))
+
+
 def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
     """Read and check ``curriculum.toml``: known keys only, each stage after an earlier one, valid scenes."""
     raw = tomllib.loads(path.read_text())
     stages: dict[int, Stage] = {}
     for name, table in raw["stage"].items():
         number = int(name)
-        unknown = set(table) - set(STAGE_FLAGS) - {"after", "data"}
+        unknown = set(table) - set(STAGE_FLAGS) - {"after", "data", "replay"}
         if unknown:
             raise ValueError(f"Stage {number} has unknown keys {sorted(unknown)}; known: {sorted(STAGE_FLAGS)}.")
         if unknown := set(table.get("data", {})) - DATA_KEYS:
@@ -145,6 +168,7 @@ def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
             after=after,
             settings={k: v for k, v in table.items() if k in STAGE_FLAGS and k != "steps"},
             data=dict(table.get("data", {})),
+            replay=replay_of(number, table.get("replay"), stages),
         )
         stage.scene_config()
         stages[number] = stage
@@ -199,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         for stage in chain:
             last = stage is chain[-1]
             if last and args.steps is not None:
-                stage = Stage(stage.number, args.steps, stage.after, stage.settings, stage.data)
+                stage = replace(stage, steps=args.steps)
             command = stage.train_args(variant, init=args.init if last else None) + (extra if last else [])
             logger.info("Stage %d: python -m model.training.train %s", stage.number, " ".join(command))
             if not args.dry_run:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
+from model.data.replay import ReplayMixture
 from model.offline import apply_offline_defaults
 from model.pipeline.buckets import ASPECT_BUCKETS
 from model.pipeline.schedule import make_noise_scheduler
@@ -104,6 +105,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--paraphrases", action="store_true", help="captions also use the extra words of model/data/paraphrases.py"
     )
     p.add_argument("--buckets", default=None, help=f"comma-separated aspect buckets of {', '.join(ASPECT_BUCKETS)}")
+    p.add_argument(
+        "--replay-share",
+        type=float,
+        default=0.0,
+        help="share of each batch drawn from --replay-scenes, an earlier stage's slice kept from being forgotten",
+    )
+    p.add_argument(
+        "--replay-scenes",
+        default=None,
+        help='JSON of the replayed scenes (SceneConfig fields), e.g. {"num_emoji": 30, "styles": ["flat"]}',
+    )
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
@@ -114,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.schedule_steps is not None and args.schedule_steps < args.steps:
         p.error(f"--schedule-steps ({args.schedule_steps}) must be at least --steps ({args.steps})")
+    if bool(args.replay_share) != bool(args.replay_scenes):
+        p.error("--replay-share and --replay-scenes go together: a share of batches and the scenes they replay")
+    try:
+        scene_stream(args)
+    except (ValueError, TypeError) as err:
+        p.error(f"the scene settings do not hold: {err}")
     return args
 
 
@@ -129,6 +147,23 @@ def scene_config(args: argparse.Namespace) -> SceneConfig:
         buckets=split(args.buckets),
         paraphrases=args.paraphrases,
     )
+
+
+def replay_config(args: argparse.Namespace) -> SceneConfig | None:
+    """The replayed scenes of ``--replay-scenes`` at the run's sample size, or None without a replay."""
+    if not args.replay_scenes:
+        return None
+    data = json.loads(args.replay_scenes)
+    if not isinstance(data, dict):
+        raise ValueError("--replay-scenes must be a JSON object of scene settings")
+    return SceneConfig.from_dict({"sample_size": args.sample_size, **data})
+
+
+def scene_stream(args: argparse.Namespace) -> EmojiScenes | ReplayMixture:
+    """The run's training scenes: the stage's own, with ``--replay-share`` of each batch replayed when asked."""
+    main = EmojiScenes(scene_config(args), seed=args.seed)
+    replay = replay_config(args)
+    return main if replay is None else ReplayMixture(main, EmojiScenes(replay, seed=args.seed), args.replay_share)
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -179,7 +214,7 @@ def train(args: argparse.Namespace) -> Path:
     accelerator = Accelerator()
     torch.manual_seed(args.seed + accelerator.process_index)
 
-    data = EmojiScenes(scene_config(args), seed=args.seed)
+    data = scene_stream(args)
     tokenizer, text_encoder = load_text_encoder()
     text_encoder.to(accelerator.device)
     scheduler = make_noise_scheduler()
@@ -212,6 +247,8 @@ def train(args: argparse.Namespace) -> Path:
 
     n_params = sum(p.numel() for p in unet.parameters())
     logger.info("RaphaelUNet %s: %.2fM parameters, data %s", args.preset, n_params / 1e6, asdict(data.config))
+    if isinstance(data, ReplayMixture):
+        logger.info("Replaying %.0f%% of each batch from %s", 100 * data.share, asdict(data.replay.config))
     deadline = time.monotonic() + args.time_limit * 60 if args.time_limit else math.inf
     bar = tqdm(
         range(start, args.steps),
