@@ -21,6 +21,7 @@ from model.evaluation.evaluate import (
     generate_and_score,
     heldout_prompts,
     markdown,
+    objects_in_place,
     paired_difference,
     prompt_wording,
     same_training,
@@ -96,6 +97,7 @@ def test_markdown_shows_training_images_and_the_comparison():
                 "composition_by_kind": {"1 emoji ×1": [2, 4], "2 emoji ×2": [0, 4]},
                 "identity_by_kind": {"1 emoji ×1": [3, 4], "2 emoji ×2": [1, 4]},
                 "identity_by_wording": {"held-out synonym": [1, 2], "trained words": [3, 6]},
+                "objects_in_place_by_kind": {"1 emoji ×1": [3, 4], "3 emoji ×1": [5, 12]},
             },
             "dense baseline": {"accuracy": acc, "fd": 2.0, "training": {**trained, "continued_from": trained}},
             "untracked": {"accuracy": acc, "fd": 2.0, "training": None},
@@ -119,8 +121,20 @@ def test_markdown_shows_training_images_and_the_comparison():
         "identity by wording (an emoji named by a synonym training never used, or trained words only): "
         "held-out synonym 50% (1/2), trained words 50% (3/6)." in table
     )
+    assert (
+        "RAPHAEL-tiny, objects read as the stated emoji in their place, by kind of prompt: 1 emoji ×1 75% (3/4), "
+        "3 emoji ×1 42% (5/12)." in table
+    )
     assert "composition by wording" not in table  # only the groupings a results file holds
     assert f"identity {kinds}: 1 emoji ×1 75% (3/4), 2 emoji ×2 25% (1/4)." in table
+
+
+def test_objects_in_place_counts_each_object_of_a_scene():
+    objects = [SceneObject(e, 1, p, "small") for e, p in (("cat", "left"), ("dog", "right"), ("sun", "top"))]
+    scene = Scene("32x32", 32, 32, "red", "flat", objects)
+    read = {"slots": {"left": ("cat", 1), "right": ("sun", 1), "centre": ("dog", 1)}, "objects": []}
+    assert objects_in_place(read, scene) == 1  # the cat in place; the dog drawn in the wrong place; no sun on top
+    assert objects_in_place({"slots": {}, "objects": []}, scene) == 0
 
 
 def test_failure_modes_tell_missing_wrong_and_misplaced_apart():
@@ -193,6 +207,7 @@ def test_generate_and_score_counts_every_prompt_once():
         wordings = result[f"{metric}_by_wording"].values()
         assert sum(ok for ok, _ in wordings) == sum(result["per_prompt"][metric]) and sum(n for _, n in wordings) == 4
     assert result["prompts"] == [caption for group in groups.values() for _, caption, _ in group]
+    assert result["objects_in_place_by_kind"] == {"1 emoji ×1": [sum(result["per_prompt"]["identity"]), 4]}
 
 
 def test_samples_stem_keeps_short_names_and_never_overwrites_an_earlier_grid():

@@ -126,6 +126,15 @@ def failure_mode(prediction: dict, scene: Scene) -> str | None:
     return None
 
 
+def objects_in_place(prediction: dict, scene: Scene) -> int:
+    """How many of the scene's objects the recognizer read as the stated emoji at the stated position.
+
+    A prompt fails identity when one object of three is wrong or when all are: per kind, the share of objects in
+    place tells a scene a model half draws from one it cannot draw.
+    """
+    return sum(prediction["slots"].get(obj.position, ("", 0))[0] == obj.emoji for obj in scene.objects)
+
+
 def prompt_kind(scene: Scene) -> str:
     """``"2 emoji ×2"``: how many different emoji a prompt asks for, and the most of any one of them.
 
@@ -211,6 +220,7 @@ class Tally:
         self.failures = dict.fromkeys(FAILURE_MODES, 0)
         # grouping -> metric -> group -> [passed, prompts]
         self.grouped = {g: {m: defaultdict(lambda: [0, 0]) for m in GROUPED_METRICS} for g in GROUPINGS}
+        self.objects: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # kind -> [objects in place, objects asked]
         self.prompts: list[str] = []
         self.real_feats: list[np.ndarray] = []
         self.fake_feats: list[np.ndarray] = []
@@ -224,6 +234,9 @@ class Tally:
         for i, (prediction, item) in enumerate(zip(result["predictions"], chunk, strict=True)):
             if mode := failure_mode(prediction, item[2]):
                 self.failures[mode] += 1
+            kind = prompt_kind(item[2])
+            self.objects[kind][0] += objects_in_place(prediction, item[2])
+            self.objects[kind][1] += len(item[2].objects)
             for grouping, (_, group_of) in GROUPINGS.items():
                 group = group_of(item[1], item[2])
                 for m in GROUPED_METRICS:
@@ -242,6 +255,7 @@ class Tally:
             "prompts": self.prompts,
             "n": len(self.prompts),
             "identity_failures": self.failures,
+            "objects_in_place_by_kind": dict(sorted(self.objects.items())),
             **{
                 f"{m}_by_{grouping}": dict(sorted(counts.items()))
                 for grouping, metrics in self.grouped.items()
@@ -612,6 +626,10 @@ def markdown(results: dict) -> str:
         if failures := {mode: n for mode, n in r.get("identity_failures", {}).items() if n}:
             listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
             lines += ["", f"{name}, prompts whose emoji was not read in place: {listed} (of {r['n']})."]
+    for name, r in results["models"].items():
+        if objects := r.get("objects_in_place_by_kind"):
+            listed = ", ".join(f"{kind} {100 * ok / n:.0f}% ({ok}/{n})" for kind, (ok, n) in objects.items())
+            lines += ["", f"{name}, objects read as the stated emoji in their place, by kind of prompt: {listed}."]
     for grouping, (label, _) in GROUPINGS.items():
         for metric in GROUPED_METRICS:
             for name, r in results["models"].items():
