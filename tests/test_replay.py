@@ -76,6 +76,10 @@ def test_a_curriculum_stage_replays_an_earlier_stage_scenes(tmp_path: Path):
     stream = scene_stream(args)
     assert isinstance(stream, ReplayMixture) and stream.config == stage.scene_config()
     assert stream.replay.config == SceneConfig(num_emoji=30, styles=("flat",))
+    reworded = text.replace("share = 0.25 }", "share = 0.25, data = { paraphrases = true } }")
+    (tmp_path / "c.toml").write_text(reworded)
+    replay = load_curriculum(tmp_path / "c.toml").stages[2].replay
+    assert replay.data == {"num_emoji": 30, "styles": ["flat"], "paraphrases": True}  # stage 1's, reworded
 
 
 @pytest.mark.parametrize(
@@ -83,7 +87,9 @@ def test_a_curriculum_stage_replays_an_earlier_stage_scenes(tmp_path: Path):
     [
         ("{ stage = 3, share = 0.2 }", "listed before it"),
         ("{ stage = 1, share = 1.5 }", "between 0 and 1"),
-        ("{ stage = 1 }", "exactly the keys"),
+        ("{ stage = 1 }", "takes 'stage', 'share'"),
+        ("{ stage = 1, share = 0.2, data = { emoji = 3 } }", "unknown data keys"),
+        ("{ stage = 1, share = 0.2, data = { max_count = 7 } }", "max_count"),
     ],
 )
 def test_a_wrong_replay_names_what_is_wrong(tmp_path: Path, replay: str, message: str):

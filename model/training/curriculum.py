@@ -60,7 +60,7 @@ class Replay:
 
     stage: int
     share: float
-    data: dict[str, object]  # that stage's [data]
+    data: dict[str, object]  # that stage's [data], with the replay's own data settings over it
 
 
 @dataclass(frozen=True)
@@ -136,16 +136,25 @@ class Curriculum:
 
 
 def replay_of(number: int, table: dict | None, stages: dict[int, Stage]) -> Replay | None:
-    """Stage ``number``'s ``replay`` table checked against the stages listed before it, or None."""
+    """Stage ``number``'s ``replay`` table checked against the stages listed before it, or None.
+
+    ``{ stage = 2, share = 0.25 }`` replays stage 2's scenes; a ``data`` table changes some of their settings, e.g.
+    ``data = { paraphrases = true }`` for stage 2's scenes worded as the later stages word them.
+    """
     if table is None:
         return None
-    if set(table) != {"stage", "share"}:
-        raise ValueError(f"Stage {number}'s replay needs exactly the keys 'stage' and 'share', got {sorted(table)}.")
+    if set(table) - {"stage", "share", "data"} or not {"stage", "share"} <= set(table):
+        raise ValueError(f"Stage {number}'s replay takes 'stage', 'share' and optionally 'data', got {sorted(table)}.")
     if table["stage"] not in stages:
         raise ValueError(f"Stage {number} replays stage {table['stage']}, which must be listed before it.")
     if not 0 < table["share"] < 1:
         raise ValueError(f"Stage {number}'s replay share must be between 0 and 1 (exclusive), got {table['share']}.")
-    return Replay(table["stage"], float(table["share"]), dict(stages[table["stage"]].data))
+    if unknown := set(table.get("data", {})) - DATA_KEYS:
+        known = sorted(DATA_KEYS)
+        raise ValueError(f"Stage {number}'s replay has unknown data keys {sorted(unknown)}; known: {known}.")
+    data = {**stages[table["stage"]].data, **table.get("data", {})}
+    SceneConfig.from_dict(data)
+    return Replay(table["stage"], float(table["share"]), data)
 
 
 def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
