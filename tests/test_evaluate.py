@@ -21,7 +21,6 @@ from model.evaluation.evaluate import (
     generate_and_score,
     heldout_prompts,
     markdown,
-    objects_in_place,
     paired_difference,
     prompt_wording,
     same_training,
@@ -29,7 +28,7 @@ from model.evaluation.evaluate import (
     stage_images,
     word_class,
 )
-from model.evaluation.recognizer import load_default
+from model.evaluation.recognizer import load_default, objects_in_place
 from model.evaluation.reward import METRICS_FILE, RewardModel
 from model.pipeline.bundled import load_bundle
 from model.pipeline.pipeline_raphael import RaphaelPipeline

@@ -36,7 +36,7 @@ from model.data.config import SceneConfig
 from model.data.dataset import EmojiScenes
 from model.data.scene import Scene
 from model.data.vocab import BACKGROUNDS, POSITIONS, SIZES
-from model.evaluation.recognizer import METRICS, Recognizer, evaluate, load_default, score
+from model.evaluation.recognizer import METRICS, Recognizer, evaluate, load_default, objects_in_place, score
 from model.evaluation.reward import METRICS_FILE, RewardModel, best_of_n, load_reward_model
 from model.offline import apply_offline_defaults
 from model.pipeline.bundled import DEFAULT_BUNDLE, load_bundle
@@ -124,15 +124,6 @@ def failure_mode(prediction: dict, scene: Scene) -> str | None:
             return FAILURE_MODES[2]
         return FAILURE_MODES[3]
     return None
-
-
-def objects_in_place(prediction: dict, scene: Scene) -> int:
-    """How many of the scene's objects the recognizer read as the stated emoji at the stated position.
-
-    A prompt fails identity when one object of three is wrong or when all are: per kind, the share of objects in
-    place tells a scene a model half draws from one it cannot draw.
-    """
-    return sum(prediction["slots"].get(obj.position, ("", 0))[0] == obj.emoji for obj in scene.objects)
 
 
 def prompt_kind(scene: Scene) -> str:
