@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sysdeps run test test-fast lint train train-dense ablation ablation-eval eval bench export backup restore agreement leaderboard finetune distill next-version loop
+.PHONY: help venv sysdeps run test test-fast lint train train-dense snapshot ablation ablation-eval eval bench export backup restore agreement leaderboard finetune distill next-version loop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ train: venv ## reproduce the shipped RAPHAEL-tiny: each curriculum stage up to S
 
 train-dense: venv ## the dense baseline on the same data stream, stages and steps (runs/stageN-dense)
 	$(PY) -m model.training.curriculum --variant dense $(stage_flags) $(ARGS)
+
+snapshot: venv ## keep runs/stageN (STAGE=n, VARIANT=…) in model/checkpoints/snapshots to commit: make train on a fresh machine resumes it
+	$(PY) -m model.training.snapshot save --run runs/stage$(ablation_stage)$(if $(VARIANT),-$(VARIANT))
 
 ablation: venv ## the full model, then every ablation variant up to STAGE=n in turn, each resumed (runs/stageN-VARIANT)
 	$(PY) -m model.training.curriculum --ablation --stage $(ablation_stage) $(run_flags) $(ARGS)

@@ -10,8 +10,8 @@ step: rendering, text encoding, forward, losses, backward, optimiser and EMA. Se
 - ``fast-compile``: ``fast`` with ``torch.compile``.
 
 Goal (issue 31, GPU path): RAPHAEL-tiny training at ≥ 20,000 images/s on one H100 (the FLOP count puts the limit
-near 30,000 at a third of peak). On a GPU run it as ``ACCELERATE_MIXED_PRECISION=bf16 python -m
-bench.train_throughput --batch-sizes 256 1024 4096``; on the CPU the defaults take a few minutes.
+near 30,000 at a third of peak). On a GPU run it as ``python -m bench.train_throughput --batch-sizes 256 1024 4096``
+(bf16 there by ``--mixed-precision auto``); on the CPU the defaults take a few minutes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from model.training.precision import MIXED_PRECISION, resolve_mixed_precision
+
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_IMAGES_PER_S = 20_000  # one H100
 SETTINGS: dict[str, list[str]] = {
@@ -39,11 +41,14 @@ SETTINGS: dict[str, list[str]] = {
 WHOLE_DOMAIN = ["--max-objects", "3", "--max-count", "3", "--paraphrases"]  # stage 10's scenes
 
 
-def run_setting(setting: str, batch: int, steps: int, warmup: int, workers: int, timeout: float) -> dict[str, Any]:
+def run_setting(
+    setting: str, batch: int, steps: int, warmup: int, workers: int, timeout: float, precision: str
+) -> dict[str, Any]:
     """One training run of ``steps`` steps at ``batch``; its median step time after ``warmup`` steps."""
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         command = [sys.executable, "-m", "model.training.train", "--out", tmp, "--steps", str(steps)]
         command += ["--batch-size", str(batch), "--save-every", str(10 * steps), "--warmup", "1", *WHOLE_DOMAIN]
+        command += ["--mixed-precision", precision]
         command += SETTINGS[setting] + (["--workers", str(workers)] if setting != "plain" and workers else [])
         started = time.perf_counter()
         try:
@@ -75,20 +80,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps left out of the timing")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2), help="for fast settings")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
+    parser.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION, help="the runs' autocast")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
-        "mixed_precision": os.environ.get("ACCELERATE_MIXED_PRECISION", "no"),
+        "mixed_precision": resolve_mixed_precision(args.mixed_precision),
         "workers": args.workers,
         "goal_images_per_s": GOAL_IMAGES_PER_S,
         "runs": {},
     }
     for setting in args.settings:
         for batch in args.batch_sizes:
-            entry = run_setting(setting, batch, args.steps, args.warmup, args.workers, args.timeout)
+            entry = run_setting(
+                setting, batch, args.steps, args.warmup, args.workers, args.timeout, args.mixed_precision
+            )
             result["runs"][f"{setting}@{batch}"] = entry
             print(json.dumps({f"{setting}@{batch}": entry}), file=sys.stderr, flush=True)
     rates = [run["images_per_s"] for run in result["runs"].values() if "images_per_s" in run]

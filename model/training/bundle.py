@@ -34,7 +34,19 @@ DATA_ARGS = (
 )
 # Written by a run started with --init: the folder it started from may later hold other weights (a new bundle).
 INIT_RECORD = "init_training.json"
-RECIPE_ARGS = ("preset", "init", "lr", "warmup", "cooldown", "weight_decay", "balance_coef", "edge_coef", "seed")
+RECIPE_ARGS = (
+    "preset",
+    "init",
+    "grow_levels",
+    "lr",
+    "warmup",
+    "cooldown",
+    "weight_decay",
+    "balance_coef",
+    "edge_coef",
+    "seed",
+    "mixed_precision",
+)
 
 
 def training_summary(run_dir: Path) -> dict:

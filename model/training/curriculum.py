@@ -3,7 +3,9 @@
 ``curriculum.toml`` lists every stage once (its data slice, steps, rate schedule, seed, batch and the stage
 it starts from). This module reads it, turns a stage into the arguments of ``model.training.train`` and runs
 a stage after the stages before it, each resumed where it stopped or passed through once it is done, so
-``make train`` reproduces the shipped weights from scratch and a killed chain goes on where it was.
+``make train`` reproduces the shipped weights from scratch and a killed chain goes on where it was. A stage kept as a
+snapshot in the repository (``make snapshot``, ``model.training.snapshot``) is restored into its empty run folder
+and the chain goes on from there, so a fresh machine continues a long stage instead of starting it again.
 
 An ablation variant (``--variant``, ``make train VARIANT=no-space``) trains the same chain with one part of RAPHAEL
 left out, into ``runs/stage<n>-<variant>``, each stage from the variant's own stage before; ``--ablation`` (``make
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from model.data.config import SceneConfig
 from model.training import train
+from model.training.snapshot import META, SNAPSHOTS, restore, snapshot_dir
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ STAGE_FLAGS = {
     "seed": "--seed",
     "batch_size": "--batch-size",
     "schedule_steps": "--schedule-steps",
+    "grow": "--grow-levels",  # a list: transformer blocks per level, grown from the stage before (unet/grow.py)
 }
 DATA_KEYS = {f.name for f in fields(SceneConfig)} - {"split"}
 SAVE_EVERY = 50
@@ -70,7 +74,7 @@ class Stage:
     number: int
     steps: int
     after: int | None = None
-    settings: dict[str, int | float] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
+    settings: dict[str, int | float | list[int]] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
     data: dict[str, object] = field(default_factory=dict)
     replay: Replay | None = None
 
@@ -93,7 +97,9 @@ class Stage:
             args += ["--init", str(run_dir(self.after, variant, runs) / "unet")]
         for key, flag in STAGE_FLAGS.items():
             value = self.steps if key == "steps" else self.settings.get(key)
-            if value is not None:
+            if isinstance(value, list):
+                args += [flag, ",".join(map(str, value))]
+            elif value is not None:
                 args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
         if self.replay is not None:
             args += ["--replay-share", f"{self.replay.share:g}", "--replay-scenes", json.dumps(self.replay.data)]
@@ -133,6 +139,24 @@ class Curriculum:
         while chain[-1].after is not None:
             chain.append(self.stages[chain[-1].after])
         return chain[::-1]
+
+
+def resume_point(
+    chain: list[Stage],
+    variant: str | None = None,
+    runs: Path = RUNS,
+    snapshots: Path = SNAPSHOTS,
+    dry_run: bool = False,
+) -> list[Stage]:
+    """The part of ``chain`` still to run: from its last stage with a checkpoint, a committed snapshot restored into
+    an empty run folder first (not in a dry run). The stages before it only made the weights it started from, which
+    its own record keeps."""
+    for i in range(len(chain) - 1, -1, -1):
+        run = chain[i].run_dir(variant, runs)
+        kept = snapshot_dir(run, snapshots)
+        if (run / "state.pt").exists() or (kept / META).exists() and (dry_run or restore(kept, run)):
+            return chain[i:]
+    return chain
 
 
 def replay_of(number: int, table: dict | None, stages: dict[int, Stage]) -> Replay | None:
@@ -229,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.init is not None:
         chain = chain[-1:]
     for variant in (None, *VARIANTS) if args.ablation else (args.variant,):
-        for stage in chain:
+        for stage in resume_point(chain, variant, dry_run=args.dry_run):
             last = stage is chain[-1]
             if last and args.steps is not None:
                 stage = replace(stage, steps=args.steps)

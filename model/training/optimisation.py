@@ -29,17 +29,18 @@ class EMA:
 
 
 def warmup_schedule(
-    optimizer: torch.optim.Optimizer, warmup: int, start: int, total: int = 0, cooldown: int = 0
+    optimizer: torch.optim.Optimizer, warmup: int, start: int, total: int = 0, cooldown: int = 0, rewarm: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup`` steps, constant, then a linear cool-down to zero over the last
-    ``cooldown`` of ``total`` steps; ``start`` > 0 resumes it at that step.
+    ``cooldown`` of ``total`` steps; ``start`` > 0 resumes it at that step, and ``rewarm`` > 0 warms up again from
+    that step (a run restored without its optimiser's moments).
 
     The constant phase does not depend on the run's length, so a finished run can be extended and
     cooled later with the same rates as if it had been planned that way from its first step.
     """
 
     def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup)
+        warm = min(1.0, (step + 1 - rewarm) / warmup)
         return min(warm, (total - step) / cooldown) if cooldown else warm
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start - 1 if start else -1)

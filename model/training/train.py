@@ -12,11 +12,11 @@ Convergence aids (all from step one): v-prediction with a cosine schedule, Min-S
 AdamW with warm-up (and an optional cool-down) and grad clipping, EMA sampling weights, 10% caption
 dropout for CFG, one aspect bucket per batch, the edge loss for t < 500 and the MoE balance loss.
 
-On a GPU (``accelerate launch --mixed_precision bf16 -m model.training.train``) a small model's step is bound by
-the host, not the chip: ``--workers`` renders the scenes ahead in other processes, ``--moe-dispatch dense`` runs the
-MoE layers without reading the routing back to the host, ``--compile`` fuses the step's kernels, ``--log-every``
-reads the losses back once per that many steps, and AdamW takes its fused kernel. None of them changes what a CPU
-run computes when left at their defaults.
+On a GPU (``accelerate launch -m model.training.train``) a small model's step is bound by the host, not the chip:
+``--workers`` renders the scenes ahead in other processes, ``--moe-dispatch dense`` runs the MoE layers without reading
+the routing back to the host, ``--compile`` fuses the step's kernels, ``--log-every`` reads the losses back once per
+that many steps, and AdamW takes its fused kernel. None of them changes what a CPU run computes when left at their
+defaults. ``--mixed-precision auto`` autocasts to bf16 on a GPU and on a CPU that multiplies bf16 natively.
 """
 
 import argparse
@@ -44,8 +44,10 @@ from model.training.bundle import INIT_RECORD, init_record
 from model.training.checkpoint import load_state, save_state
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
 from model.training.plots import plot_training
+from model.training.precision import MIXED_PRECISION, resolve_mixed_precision
 from model.training.scene_batches import scene_batches
 from model.unet.edge import edge_loss
+from model.unet.grow import grow
 from model.unet.moe import MOE_DISPATCH
 from model.unet.presets import RAPHAEL_PRESETS
 from model.unet.unet_raphael import RaphaelUNet
@@ -76,6 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="tiny", choices=sorted(RAPHAEL_PRESETS), help="model size preset")
     p.add_argument("--unet-config", default=None, help="JSON file of RaphaelUNet arguments overriding the preset")
     p.add_argument("--init", default=None, help="start a new run from these UNet weights (e.g. the bundled model)")
+    p.add_argument(
+        "--grow-levels",
+        default=None,
+        help="with --init: transformer blocks per level, e.g. 0,1,2; new levels start as identities (unet/grow.py)",
+    )
     p.add_argument("--steps", type=int, default=6000, help="total optimiser steps of the run")
     p.add_argument("--time-limit", type=float, default=0, help="stop cleanly after this many minutes (0 = none)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step and process")
@@ -123,9 +130,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--moe-dispatch", default=MOE_DISPATCH[0], choices=MOE_DISPATCH, help="MoE dispatch (GPU: dense)")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net (a GPU's launch-bound step)")
     p.add_argument("--log-every", type=int, default=1, help="read the losses back to the host every N steps")
+    p.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=MIXED_PRECISION,
+        help="autocast: auto = bf16 on a GPU or a CPU that multiplies bf16 natively, fp32 otherwise",
+    )
     args = p.parse_args(argv)
     if args.schedule_steps is not None and args.schedule_steps < args.steps:
         p.error(f"--schedule-steps ({args.schedule_steps}) must be at least --steps ({args.steps})")
+    if args.grow_levels and not args.init:
+        p.error("--grow-levels grows the weights of --init; a new model takes --unet-config instead")
+    if args.grow_levels:
+        try:
+            levels(args.grow_levels)
+        except ValueError:
+            p.error(f"--grow-levels must be comma-separated whole numbers, e.g. 0,1,2, not {args.grow_levels!r}")
     if bool(args.replay_share) != bool(args.replay_scenes):
         p.error("--replay-share and --replay-scenes go together: a share of batches and the scenes they replay")
     try:
@@ -133,6 +153,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except (ValueError, TypeError) as err:
         p.error(f"the scene settings do not hold: {err}")
     return args
+
+
+def levels(text: str) -> tuple[int, ...]:
+    """``--grow-levels 0,1,2`` as a tuple of non-negative counts."""
+    counts = tuple(int(part) for part in text.split(","))
+    if any(count < 0 for count in counts):
+        raise ValueError(text)
+    return counts
 
 
 def scene_config(args: argparse.Namespace) -> SceneConfig:
@@ -177,8 +205,11 @@ def truncate_log(path: Path, step: int) -> None:
         logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
 
 
-def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1) -> None:
-    """Write the resumable state atomically, then the EMA weights in save_pretrained layout."""
+def save_checkpoint(
+    out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int, args, world_size: int = 1, rewarm: int = 0
+) -> None:
+    """Write the resumable state atomically, then the EMA weights in save_pretrained layout; ``rewarm`` is the step a
+    restored snapshot warmed its rate up again from."""
     save_state(
         out / "state.pt",
         step=step,
@@ -188,6 +219,7 @@ def save_checkpoint(out: Path, unet: RaphaelUNet, ema: EMA, optimizer, step: int
         args=vars(args),
         world_size=world_size,
         rng=torch.get_rng_state(),
+        rewarm=rewarm,
     )
     ema_unet = RaphaelUNet.from_config(unet.config)
     ema.copy_to(ema_unet)
@@ -212,6 +244,10 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator()
+    # Autocast here, not through accelerate's process-wide setting: one process may run several trainings (the
+    # curriculum's stages, the tests) in different precisions.
+    args.mixed_precision = resolve_mixed_precision(args.mixed_precision)  # what ran is what the checkpoint records
+    bf16 = args.mixed_precision == "bf16"
     torch.manual_seed(args.seed + accelerator.process_index)
 
     data = scene_stream(args)
@@ -219,8 +255,14 @@ def train(args: argparse.Namespace) -> Path:
     text_encoder.to(accelerator.device)
     scheduler = make_noise_scheduler()
 
-    if args.init:
+    state_path = out / "state.pt"
+    if state_path.exists():  # the run's own architecture: the weights it started from may be gone from this machine
+        unet = RaphaelUNet.from_config(RaphaelUNet.load_config(out / "unet"))
+    elif args.init:
         unet = RaphaelUNet.from_pretrained(args.init)
+        if args.grow_levels:
+            unet = grow(unet, levels(args.grow_levels))
+            logger.info("Grown to transformer blocks %s per level", list(unet.config.transformer_layers_per_level))
     else:
         overrides = json.loads(Path(args.unet_config).read_text()) if args.unet_config else {}
         unet = RAPHAEL_PRESETS[args.preset](**{"sample_size": args.sample_size, **overrides})
@@ -228,17 +270,18 @@ def train(args: argparse.Namespace) -> Path:
     ema = EMA(unet)
     fused = accelerator.device.type == "cuda"  # one kernel for all parameters instead of several per tensor
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=args.weight_decay, fused=fused)
-    start = 0
-    state_path = out / "state.pt"
+    start = rewarm = 0
     if state := load_state(state_path, unet, ema, optimizer):
-        start = state["step"]
+        start, rewarm = state["step"], state.get("rewarm", 0)
         if "rng" in state:  # noise, timesteps and caption dropout continue as if never stopped
             torch.set_rng_state(state["rng"])
         truncate_log(out / "log.jsonl", start)
         logger.info("Resumed from %s at step %d", state_path, start)
     elif args.init and accelerator.is_main_process and (earlier := init_record(Path(args.init))):
         (out / INIT_RECORD).write_text(json.dumps(earlier, indent=2) + "\n")
-    lr_scheduler = warmup_schedule(optimizer, args.warmup, start, args.schedule_steps or args.steps, args.cooldown)
+    lr_scheduler = warmup_schedule(
+        optimizer, args.warmup, start, args.schedule_steps or args.steps, args.cooldown, rewarm
+    )
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.shadow = [s.to(accelerator.device) for s in ema.shadow]  # updated beside the weights, on their device
     unet.train()
@@ -246,7 +289,13 @@ def train(args: argparse.Namespace) -> Path:
         unet.compile()  # in place: the module, its state dict and its checkpoints stay as they are
 
     n_params = sum(p.numel() for p in unet.parameters())
-    logger.info("RaphaelUNet %s: %.2fM parameters, data %s", args.preset, n_params / 1e6, asdict(data.config))
+    logger.info(
+        "RaphaelUNet %s: %.2fM parameters, %s, data %s",
+        args.preset,
+        n_params / 1e6,
+        "bf16 autocast" if bf16 else "fp32",
+        asdict(data.config),
+    )
     if isinstance(data, ReplayMixture):
         logger.info("Replaying %.0f%% of each batch from %s", 100 * data.share, asdict(data.replay.config))
     deadline = time.monotonic() + args.time_limit * 60 if args.time_limit else math.inf
@@ -277,7 +326,7 @@ def train(args: argparse.Namespace) -> Path:
             noisy = scheduler.add_noise(clean, noise, timesteps)
             target = scheduler.get_velocity(clean, noise, timesteps)
 
-            with accelerator.autocast():
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out_ = unet(noisy, timesteps, text, text_mask, return_routing=True, compute_edges=args.edge_coef > 0)
                 per_sample = (out_.sample.float() - target).pow(2).flatten(1).mean(1)  # (B,)
                 mse = (per_sample * min_snr_weight(scheduler, timesteps)).mean()
@@ -317,7 +366,7 @@ def train(args: argparse.Namespace) -> Path:
             if accelerator.is_main_process and save:
                 log_file.flush()
                 save_checkpoint(
-                    out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes
+                    out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes, rewarm
                 )
                 plot_training(out / "log.jsonl", out / "curves.png")
             if last:
