@@ -11,6 +11,7 @@ CLIS = [
     "model.training.train",
     "model.training.curriculum",
     "model.training.bundle",
+    "model.training.snapshot",
     "model.training.preference",
     "model.training.distill_guidance",
     "model.evaluation.evaluate",
