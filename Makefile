@@ -63,7 +63,7 @@ train: venv ## reproduce the shipped RAPHAEL-tiny: each curriculum stage up to S
 train-dense: venv ## the dense baseline on the same data stream, stages and steps (runs/stageN-dense)
 	$(PY) -m model.training.curriculum --variant dense $(stage_flags) $(ARGS)
 
-snapshot: venv ## keep runs/stageN (STAGE=n, VARIANT=…) in model/checkpoints/snapshots to commit: make train on a fresh machine resumes it
+snapshot: venv ## keep runs/stageN (STAGE=n, VARIANT=…) in snapshots/ to commit: make train on a fresh machine resumes it
 	$(PY) -m model.training.snapshot save --run runs/stage$(ablation_stage)$(if $(VARIANT),-$(VARIANT))
 
 ablation: venv ## the full model, then every ablation variant up to STAGE=n in turn, each resumed (runs/stageN-VARIANT)

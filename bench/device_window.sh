@@ -16,7 +16,7 @@
 #       `cat unet.part-* > diffusion_pytorch_model.safetensors` in a folder holding the returned config.json
 #
 # What comes back is $OUT: at most 8 files, so logs and sample grids travel in one tar.gz. A committed run snapshot
-# (model/checkpoints/snapshots, ~30 MB) does not fit in the 64 MiB a call carries beside the tree and the kit: move
+# (snapshots/, ~30 MB) does not fit in the 64 MiB a call carries beside the tree and the kit: move
 # it out of the working tree for the call (the domain phase then starts from the bundled weights), back after.
 set -euo pipefail
 phase=${1:?"name a phase: check, ablation or domain"}

@@ -29,7 +29,7 @@ from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.snapshot")
 
-SNAPSHOTS = Path("model/checkpoints/snapshots")
+SNAPSHOTS = Path("snapshots")
 META = "snapshot.json"
 LOG = "log.jsonl.gz"
 
