@@ -58,6 +58,13 @@ def run_dir(number: int, variant: str | None = None, runs: Path = RUNS) -> Path:
     return runs / (f"stage{number}" if variant is None else f"stage{number}-{variant}")
 
 
+def flag_value(value: int | float | list) -> str:
+    """A curriculum value as the training CLI reads it: floats without trailing zeros, lists comma-separated."""
+    if isinstance(value, list):
+        return ",".join(map(flag_value, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass(frozen=True)
 class Replay:
     """A share of each batch drawn from an earlier stage's scenes (``replay = { stage = 2, share = 0.25 }``)."""
@@ -97,10 +104,8 @@ class Stage:
             args += ["--init", str(run_dir(self.after, variant, runs) / "unet")]
         for key, flag in STAGE_FLAGS.items():
             value = self.steps if key == "steps" else self.settings.get(key)
-            if isinstance(value, list):
-                args += [flag, ",".join(map(str, value))]
-            elif value is not None:
-                args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            if value is not None:
+                args += [flag, flag_value(value)]
         if self.replay is not None:
             args += ["--replay-share", f"{self.replay.share:g}", "--replay-scenes", json.dumps(self.replay.data)]
         for key, value in self.data.items():
@@ -108,7 +113,7 @@ class Stage:
             if value is True:
                 args.append(flag)
             elif isinstance(value, list):
-                args += [flag, ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)]
+                args += [flag, flag_value(value)]
             else:
                 args += [flag, str(value)]
         return args
