@@ -54,6 +54,25 @@ def test_plain_forward_returns_no_record():
     assert unet(*inputs(), return_dict=False)[0].shape == (2, 3, 32, 32)
 
 
+def test_a_caption_without_real_tokens_gets_no_context_and_no_nan():
+    """An all-pad mask (a caller's empty encoding) must not turn the step into NaN through a 0/0 softmax."""
+    unet = tiny_unet().train()
+    x, t, text, mask = inputs()
+    mask[1] = 0
+    out = unet(x, t, text, mask, return_routing=True, compute_edges=True)
+    assert torch.isfinite(out.sample).all()
+    assert out.routing.token_masks[0][1].sum() == 0  # no token, no region, no Space-MoE expert
+    out.sample.pow(2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in unet.parameters() if p.grad is not None)
+
+    # The empty row's text does not reach its image: any text gives the same output.
+    with torch.no_grad():
+        other = unet.eval()(x, t, torch.randn_like(text), mask).sample
+        same = unet(x, t, text, mask).sample
+    torch.testing.assert_close(other[1], same[1])
+    assert not torch.allclose(other[0], same[0])
+
+
 def test_bad_size_raises_a_clear_error():
     with pytest.raises(ValueError, match="divisible by 4"):
         tiny_unet()(*inputs(h=30, w=32))

@@ -18,6 +18,7 @@ from model.pipeline.bundled import DEFAULT_BUNDLE
 from model.pipeline.pipeline_raphael import RaphaelPipeline
 from model.pipeline.schedule import default_scheduler
 from model.training.optimisation import EMA
+from model.training.run_log import RUN_LOG, log_rows
 from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.bundle")
@@ -57,7 +58,7 @@ def training_summary(run_dir: Path) -> dict:
     """
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
     args, world_size = state["args"], state.get("world_size", 1)
-    rows = [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["step"] <= state["step"]]
+    rows = log_rows(run_dir / RUN_LOG, state["step"])
     last = rows[-100:]
     summary = {
         "steps": state["step"],

@@ -25,6 +25,7 @@ from model.offline import apply_offline_defaults
 from model.training.bundle import INIT_RECORD
 from model.training.checkpoint import save_state
 from model.training.optimisation import EMA
+from model.training.run_log import RUN_LOG, log_rows
 from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.snapshot")
@@ -47,9 +48,8 @@ def save(run_dir: Path, dest: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     RaphaelUNet.from_pretrained(run_dir / "unet").to(torch.float16).save_pretrained(tmp / "unet")
-    rows = [line for line in (run_dir / "log.jsonl").read_text().splitlines() if json.loads(line)["step"] <= step]
     with gzip.open(tmp / LOG, "wt") as log:
-        log.writelines(row + "\n" for row in rows)
+        log.writelines(json.dumps(row) + "\n" for row in log_rows(run_dir / RUN_LOG, step))
     if (run_dir / INIT_RECORD).exists():
         shutil.copy2(run_dir / INIT_RECORD, tmp / INIT_RECORD)
     meta = {
@@ -80,7 +80,7 @@ def restore(src: Path, run_dir: Path) -> bool:
         group["initial_lr"] = args["lr"]
     run_dir.mkdir(parents=True, exist_ok=True)
     with gzip.open(src / LOG, "rt") as log:
-        (run_dir / "log.jsonl").write_text(log.read())
+        (run_dir / RUN_LOG).write_text(log.read())
     if (src / INIT_RECORD).exists():
         shutil.copy2(src / INIT_RECORD, run_dir / INIT_RECORD)
     unet.save_pretrained(run_dir / "unet")

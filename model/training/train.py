@@ -45,6 +45,7 @@ from model.training.checkpoint import load_state, save_state
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
 from model.training.plots import plot_training
 from model.training.precision import MIXED_PRECISION, resolve_mixed_precision
+from model.training.run_log import RUN_LOG, log_rows, write_log
 from model.training.scene_batches import scene_batches
 from model.unet.edge import edge_loss
 from model.unet.grow import grow
@@ -196,13 +197,11 @@ def scene_stream(args: argparse.Namespace) -> EmojiScenes | ReplayMixture:
 
 def truncate_log(path: Path, step: int) -> None:
     """Drop log rows past the resumed step: a killed run logged steps its checkpoint never saw."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        path.write_text("".join(kept))
-        logger.info("Dropped %d log rows past step %d", len(lines) - len(kept), step)
+    rows = log_rows(path, math.inf)
+    kept = [row for row in rows if row["step"] <= step]
+    if len(kept) != len(rows):
+        write_log(path, kept)
+        logger.info("Dropped %d log rows past step %d", len(rows) - len(kept), step)
 
 
 def save_checkpoint(
@@ -275,7 +274,7 @@ def train(args: argparse.Namespace) -> Path:
         start, rewarm = state["step"], state.get("rewarm", 0)
         if "rng" in state:  # noise, timesteps and caption dropout continue as if never stopped
             torch.set_rng_state(state["rng"])
-        truncate_log(out / "log.jsonl", start)
+        truncate_log(out / RUN_LOG, start)
         logger.info("Resumed from %s at step %d", state_path, start)
     elif args.init and accelerator.is_main_process and (earlier := init_record(Path(args.init))):
         (out / INIT_RECORD).write_text(json.dumps(earlier, indent=2) + "\n")
@@ -310,7 +309,7 @@ def train(args: argparse.Namespace) -> Path:
     indices = (step * accelerator.num_processes + accelerator.process_index for step in range(start, args.steps))
     pin_memory = accelerator.device.type == "cuda"
     with (
-        open(out / "log.jsonl", "a") as log_file,
+        open(out / RUN_LOG, "a") as log_file,
         scene_batches(data, args.batch_size, indices, args.workers, pin_memory) as batches,
     ):
         pending: list[dict] = []  # this step's and the last ones' records, still on the device
@@ -368,7 +367,7 @@ def train(args: argparse.Namespace) -> Path:
                 save_checkpoint(
                     out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes, rewarm
                 )
-                plot_training(out / "log.jsonl", out / "curves.png")
+                plot_training(out / RUN_LOG, out / "curves.png")
             if last:
                 break
     logger.info("Stopped at step %d; EMA weights in %s", done, out / "unet")

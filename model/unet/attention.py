@@ -38,17 +38,23 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``x`` (B, N, C) to ``context`` (B, L, Dc), or to itself.
 
-        ``context_mask`` (B, L) marks real tokens; pad tokens receive no attention. With
-        ``return_map`` the head-averaged probabilities (B, N, L) come back as well.
+        ``context_mask`` (B, L) marks real tokens; pad tokens receive no attention, and a row with no real token
+        gets no context (a zero output and map). With ``return_map`` the head-averaged probabilities (B, N, L)
+        come back as well.
         """
         context = x if context is None else context
         q = self._split(self.to_q(x))  # (B, H, N, d)
         k = self._split(self.to_k(context))  # (B, H, L, d)
         v = self._split(self.to_v(context))  # (B, H, L, d)
-        bias = None
+        bias = empty = None
         if context_mask is not None:
-            bias = torch.zeros(context_mask.shape, dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(~context_mask.bool(), float("-inf"))[:, None, None, :]  # (B, 1, 1, L)
+            keep = context_mask.bool()  # (B, L)
+            # A row without one real token attends to nothing: its softmax would be 0/0, so it looks at every token
+            # and its output is zeroed below, which keeps NaN out of the forward pass and the gradients.
+            empty = ~keep.any(dim=1)  # (B,)
+            keep = keep | empty[:, None]
+            bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(~keep, float("-inf"))[:, None, None, :]  # (B, 1, 1, L)
         attn_map = None
         if return_map:
             scores = q @ k.transpose(-1, -2) * self.head_dim**-0.5  # (B, H, N, L)
@@ -59,5 +65,8 @@ class Attention(nn.Module):
             attn_map = probs.float().mean(dim=1)  # (B, N, L)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, N, d)
+        if empty is not None:
+            out = out.masked_fill(empty[:, None, None, None], 0.0)
+            attn_map = None if attn_map is None else attn_map.masked_fill(empty[:, None, None], 0.0)
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, N, C)
         return self.to_out(out), attn_map
