@@ -131,12 +131,37 @@ def test_eval_flags_give_the_stage_slice(capsys: pytest.CaptureFixture):
         ("shipped = 2\n[stage.2]\nafter = 1\nsteps = 5\n", "listed before it"),
         ("shipped = 1\n[stage.1]\nsteps = 5\ndata = { max_count = 7 }\n", "max_count"),
         ("shipped = 3\n[stage.1]\nsteps = 5\n", "shipped stage 3"),
+        ("shipped = 1\n[stage.1]\nsteps = 5\neval = { every = 0, sets = {} }\n", "eval takes 'every'"),
+        ("shipped = 1\n[stage.1]\nsteps = 5\neval = { every = 5, sets = { a = { m = 2 } } }\n", "set 'a' takes"),
+        ("shipped = 1\n[stage.1]\nsteps = 5\neval = { every = 5, sets = { a = { n = 2, stage = 4 } } }\n", "stage 4"),
     ],
 )
 def test_a_wrong_curriculum_names_what_is_wrong(tmp_path: Path, text: str, message: str):
     (tmp_path / "c.toml").write_text(text)
     with pytest.raises(ValueError, match=message):
         load_curriculum(tmp_path / "c.toml")
+
+
+def test_a_stage_scores_its_checkpoints_on_its_own_slice_and_an_earlier_one(tmp_path: Path):
+    text = """shipped = 1
+[stage.1]
+steps = 5
+data = { num_emoji = 30, max_objects = 2, max_count = 2, styles = ["flat"] }
+[stage.2]
+after = 1
+steps = 9
+data = { max_objects = 3, max_count = 3 }
+eval = { every = 3, sets = { domain = { n = 128 }, slice = { stage = 1, n = 256 } } }
+"""
+    (tmp_path / "c.toml").write_text(text)
+    stages = load_curriculum(tmp_path / "c.toml").stages
+    assert stages[1].scoring is None and "--eval-every" not in stages[1].train_args()
+    args = parse_args(stages[2].train_args())
+    assert args.eval_every == 3
+    assert json.loads(args.eval_sets) == {
+        "domain": ["--n", "128", "--max-objects", "3", "--max-count", "3"],
+        "slice": ["--n", "256", "--max-objects", "2", "--max-count", "2", "--num-emoji", "30", "--styles", "flat"],
+    }
 
 
 def test_chain_refuses_an_unknown_stage():

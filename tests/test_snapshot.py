@@ -30,6 +30,11 @@ def test_a_restored_snapshot_resumes_the_run_with_its_record_and_rewarms_the_rat
     run = runs / "stage2"
     main(run_args(tmp_path, 6, out=run, warmup=4, mixed_precision="bf16"))  # a CPU's bf16 autocast, emulated or not
     averaged = RaphaelUNet.from_pretrained(run / "unet").state_dict()
+    for step in (4, 8):  # scores the run took, one of them past the checkpoint (a kill between them)
+        (run / "eval" / f"step{step}-domain").mkdir(parents=True)
+        (run / "eval" / f"step{step}-domain" / "results.md").write_text(f"report {step}\n")
+    scores = [{"step": s, "set": "domain", "n": 2, "passed": {"identity": 1, "composition": 0}} for s in (4, 8)]
+    (run / "evals.jsonl").write_text("".join(json.dumps(row) + "\n" for row in scores))
     kept = save(run, snapshots / "stage2")
 
     weights = load_file(kept / "unet" / "diffusion_pytorch_model.safetensors")
@@ -43,6 +48,9 @@ def test_a_restored_snapshot_resumes_the_run_with_its_record_and_rewarms_the_rat
     for key, value in averaged.items():  # the run goes on from its EMA weights, rounded to fp16
         torch.testing.assert_close(state["model"][key], value, atol=2e-3, rtol=2e-3, msg=key)
     assert not restore(kept, run)  # a run folder with its own checkpoint is never overwritten
+    assert (run / "eval" / "step4-domain" / "results.md").read_text() == "report 4\n"
+    assert not (run / "eval" / "step8-domain").exists()
+    assert [json.loads(line)["step"] for line in (run / "evals.jsonl").read_text().splitlines()] == [4]
 
     main(run_args(tmp_path, 10, out=run, warmup=4, mixed_precision="bf16"))
     log = rows(run)

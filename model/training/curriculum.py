@@ -75,6 +75,18 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """Held-out scores taken while the stage trains (``eval = { every = 500, sets = {...} }``, ``--eval-every``).
+
+    Each set names the stage whose slice its prompts come from (this one unless ``stage`` is given) and how many
+    prompts it draws, e.g. ``sets = { domain = { n = 128 }, slice = { stage = 2, n = 256 } }``.
+    """
+
+    every: int
+    sets: dict[str, list[str]]  # set name -> the evaluator's arguments
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of the curriculum: its training settings, its scenes and the stage it starts from."""
 
@@ -84,6 +96,7 @@ class Stage:
     settings: dict[str, int | float | list[int]] = field(default_factory=dict)  # STAGE_FLAGS keys other than steps
     data: dict[str, object] = field(default_factory=dict)
     replay: Replay | None = None
+    scoring: Scoring | None = None
 
     def run_dir(self, variant: str | None = None, runs: Path = RUNS) -> Path:
         return run_dir(self.number, variant, runs)
@@ -108,6 +121,8 @@ class Stage:
                 args += [flag, flag_value(value)]
         if self.replay is not None:
             args += ["--replay-share", f"{self.replay.share:g}", "--replay-scenes", json.dumps(self.replay.data)]
+        if self.scoring is not None:
+            args += ["--eval-every", str(self.scoring.every), "--eval-sets", json.dumps(self.scoring.sets)]
         for key, value in self.data.items():
             flag = "--" + key.replace("_", "-")
             if value is True:
@@ -186,13 +201,30 @@ def replay_of(number: int, table: dict | None, stages: dict[int, Stage]) -> Repl
     return Replay(table["stage"], float(table["share"]), data)
 
 
+def scoring_of(number: int, table: dict | None, stages: dict[int, Stage], own: Stage) -> Scoring | None:
+    """Stage ``number``'s ``eval`` table checked, each set's prompts turned into the evaluator's arguments."""
+    if table is None:
+        return None
+    if set(table) != {"every", "sets"} or not isinstance(table["every"], int) or table["every"] < 1:
+        raise ValueError(f"Stage {number}'s eval takes 'every' (a number of steps) and 'sets', got {table}.")
+    sets = {}
+    for name, spec in table["sets"].items():
+        if set(spec) - {"stage", "n"} or not isinstance(spec.get("n"), int) or spec["n"] < 1:
+            raise ValueError(f"Stage {number}'s eval set {name!r} takes 'n' (prompts) and optionally 'stage'.")
+        source = stages.get(spec["stage"]) if "stage" in spec else own
+        if source is None:
+            raise ValueError(f"Stage {number}'s eval set {name!r} uses stage {spec['stage']}, not listed before it.")
+        sets[name] = ["--n", str(spec["n"]), *source.eval_args()]
+    return Scoring(table["every"], sets)
+
+
 def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
     """Read and check ``curriculum.toml``: known keys only, each stage after an earlier one, valid scenes."""
     raw = tomllib.loads(path.read_text())
     stages: dict[int, Stage] = {}
     for name, table in raw["stage"].items():
         number = int(name)
-        unknown = set(table) - set(STAGE_FLAGS) - {"after", "data", "replay"}
+        unknown = set(table) - set(STAGE_FLAGS) - {"after", "data", "replay", "eval"}
         if unknown:
             raise ValueError(f"Stage {number} has unknown keys {sorted(unknown)}; known: {sorted(STAGE_FLAGS)}.")
         if unknown := set(table.get("data", {})) - DATA_KEYS:
@@ -209,6 +241,7 @@ def load_curriculum(path: Path = CURRICULUM) -> Curriculum:
             replay=replay_of(number, table.get("replay"), stages),
         )
         stage.scene_config()
+        stage = replace(stage, scoring=scoring_of(number, table.get("eval"), stages, stage))
         stages[number] = stage
     if raw["shipped"] not in stages:
         raise ValueError(f"The shipped stage {raw['shipped']} is not in the curriculum.")

@@ -8,6 +8,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+EVAL_METRICS = ("identity", "composition")  # the held-out scores a run's curve shows, of what the evaluator reports
 
 
 def _smooth(values: np.ndarray, window: int = 25) -> np.ndarray:
@@ -40,13 +43,31 @@ def plot_lines(log_path: Path, png_path: Path, keys: tuple[str, ...]) -> None:
     plt.close(fig)
 
 
-def plot_training(log_path: Path, png_path: Path) -> None:
-    """Plot loss terms over steps and the share of routing per expert (space and time)."""
+def _plot_evals(ax, evals: list[dict]) -> None:
+    """Held-out scores of the run's checkpoints per set of prompts, with 95% Wilson intervals."""
+    for name in dict.fromkeys(row["set"] for row in evals):
+        rows = [row for row in evals if row["set"] == name]
+        steps = [row["step"] for row in rows]
+        for metric, marker in zip(EVAL_METRICS, "os"):
+            rates = np.array([row["passed"][metric] / row["n"] for row in rows])
+            cis = [stats.binomtest(row["passed"][metric], row["n"]).proportion_ci(method="wilson") for row in rows]
+            errors = np.abs(np.array([[ci.low, ci.high] for ci in cis]).T - rates)
+            ax.errorbar(steps, 100 * rates, yerr=100 * errors, marker=marker, capsize=3, label=f"{name}: {metric}")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("step")
+    ax.set_ylabel("% of held-out prompts")
+    ax.set_title("held-out scores (95% intervals)")
+    ax.legend(loc="lower right", fontsize=7)
+
+
+def plot_training(log_path: Path, png_path: Path, evals: list[dict] | None = None) -> None:
+    """Plot loss terms over steps, the share of routing per expert (space and time) and, when the run scored its
+    checkpoints, those held-out scores."""
     rows = _rows(log_path)
     if not rows:
         return
     steps = np.array([r["step"] for r in rows])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4 if evals else 3, figsize=(20 if evals else 15, 4))
     for key in ("loss", "mse", "edge", "balance"):
         vals = np.array([r[key] for r in rows], dtype=float)
         sm = _smooth(vals)
@@ -73,6 +94,8 @@ def plot_training(log_path: Path, png_path: Path) -> None:
         ax.set_title(f"{title}: share of routes per expert")
         ax.set_xlabel("step (smoothed)")
         ax.legend(loc="upper right", fontsize=7)
+    if evals:
+        _plot_evals(axes[3], evals)
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
     plt.close(fig)

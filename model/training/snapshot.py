@@ -2,8 +2,9 @@
 
 A run folder (``runs/stageN``) lives only on the machine that trains it, and a fresh machine starts without one, so
 a stage that needs more CPU hours than one machine gives would start again at its first step each time. A snapshot
-is the run's EMA weights in fp16 with its arguments, step, log and the record of what it started from: small enough
-to commit. The curriculum restores it into an empty run folder and the run resumes at the snapshot's step.
+is the run's EMA weights in fp16 with its arguments, step, log, held-out scores (``evals.jsonl`` and each report's
+``results.md``) and the record of what it started from: small enough to commit. The curriculum restores it into an
+empty run folder and the run resumes at the snapshot's step.
 
 The optimiser's moments are not kept (they would triple the size): the restored run starts with the EMA weights as
 its weights, fresh moments, and warms its rate up again over its warm-up steps (``state.pt``'s ``rewarm``).
@@ -24,6 +25,7 @@ import torch
 from model.offline import apply_offline_defaults
 from model.training.bundle import INIT_RECORD
 from model.training.checkpoint import save_state
+from model.training.checkpoint_eval import EVAL_DIR, EVALS
 from model.training.optimisation import EMA
 from model.training.run_log import RUN_LOG, log_rows
 from model.unet.unet_raphael import RaphaelUNet
@@ -40,6 +42,19 @@ def snapshot_dir(run_dir: Path, snapshots: Path = SNAPSHOTS) -> Path:
     return snapshots / run_dir.name
 
 
+def copy_record(src: Path, dest: Path, step: int) -> None:
+    """What a run folder records besides its weights and log, up to ``step``: where it started and its scores."""
+    if (src / INIT_RECORD).exists():
+        shutil.copy2(src / INIT_RECORD, dest / INIT_RECORD)
+    for report in sorted((src / EVAL_DIR).glob("step*/results.md")):
+        if int(report.parent.name.removeprefix("step").split("-")[0]) <= step:
+            (dest / EVAL_DIR / report.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(report, dest / EVAL_DIR / report.parent.name / report.name)
+    if (src / EVALS).exists():
+        rows = [line for line in (src / EVALS).read_text().splitlines() if json.loads(line)["step"] <= step]
+        (dest / EVALS).write_text("".join(row + "\n" for row in rows))
+
+
 def save(run_dir: Path, dest: Path) -> Path:
     """Write the snapshot of ``run_dir``'s last checkpoint to ``dest``, replacing an older one whole."""
     state = torch.load(run_dir / "state.pt", map_location="cpu", weights_only=False)
@@ -50,8 +65,7 @@ def save(run_dir: Path, dest: Path) -> Path:
     RaphaelUNet.from_pretrained(run_dir / "unet").to(torch.float16).save_pretrained(tmp / "unet")
     with gzip.open(tmp / LOG, "wt") as log:
         log.writelines(json.dumps(row) + "\n" for row in log_rows(run_dir / RUN_LOG, step))
-    if (run_dir / INIT_RECORD).exists():
-        shutil.copy2(run_dir / INIT_RECORD, tmp / INIT_RECORD)
+    copy_record(run_dir, tmp, step)
     meta = {
         "step": step,
         "world_size": state.get("world_size", 1),
@@ -81,8 +95,7 @@ def restore(src: Path, run_dir: Path) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     with gzip.open(src / LOG, "rt") as log:
         (run_dir / RUN_LOG).write_text(log.read())
-    if (src / INIT_RECORD).exists():
-        shutil.copy2(src / INIT_RECORD, run_dir / INIT_RECORD)
+    copy_record(src, run_dir, meta["step"])
     unet.save_pretrained(run_dir / "unet")
     save_state(
         run_dir / "state.pt",

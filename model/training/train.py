@@ -42,6 +42,7 @@ from model.pipeline.schedule import make_noise_scheduler
 from model.pipeline.text_encoder import encode_text, load_text_encoder
 from model.training.bundle import INIT_RECORD, init_record
 from model.training.checkpoint import load_state, save_state
+from model.training.checkpoint_eval import eval_rows, evaluate_checkpoint, evaluated, parse_eval_sets
 from model.training.optimisation import EMA, optimiser_step, warmup_schedule
 from model.training.plots import plot_training
 from model.training.precision import MIXED_PRECISION, resolve_mixed_precision
@@ -125,6 +126,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='JSON of the replayed scenes (SceneConfig fields), e.g. {"num_emoji": 30, "styles": ["flat"]}',
     )
     p.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="score the EMA weights every N steps on --eval-sets, training paused meanwhile (0 = never)",
+    )
+    p.add_argument(
+        "--eval-sets",
+        default=None,
+        help="JSON naming each set of held-out prompts with its model.evaluation.evaluate arguments, e.g. "
+        '{"domain": ["--n", "128"], "slice": ["--n", "256", "--num-emoji", "30"]}',
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch default)")
     p.add_argument("--workers", type=int, default=0, help="processes that render batches ahead (0 = in this one)")
@@ -147,6 +160,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             levels(args.grow_levels)
         except ValueError:
             p.error(f"--grow-levels must be comma-separated whole numbers, e.g. 0,1,2, not {args.grow_levels!r}")
+    if args.eval_every < 0:
+        p.error(f"--eval-every must be 0 (never) or a number of steps, not {args.eval_every}")
+    if bool(args.eval_every) != bool(args.eval_sets):
+        p.error("--eval-every and --eval-sets go together: how often to score and on which prompts")
+    if args.eval_sets:
+        try:
+            parse_eval_sets(args.eval_sets)
+        except ValueError as err:
+            p.error(f"--eval-sets: {err}")
     if bool(args.replay_share) != bool(args.replay_scenes):
         p.error("--replay-share and --replay-scenes go together: a share of batches and the scenes they replay")
     try:
@@ -225,6 +247,11 @@ def save_checkpoint(
     ema_unet.save_pretrained(out / "unet")
 
 
+def due_for_eval(args: argparse.Namespace, step: int) -> bool:
+    """Whether the checkpoint at ``step`` is one the run scores (``--eval-every``)."""
+    return bool(args.eval_every) and step > 0 and step % args.eval_every == 0
+
+
 def host_records(pending: list[dict], sec: float) -> list[dict]:
     """The log rows of ``pending``, their tensors read back to the host (one wait for the device), each step
     credited with ``sec``, the mean wall time of the steps since the last read."""
@@ -276,6 +303,8 @@ def train(args: argparse.Namespace) -> Path:
             torch.set_rng_state(state["rng"])
         truncate_log(out / RUN_LOG, start)
         logger.info("Resumed from %s at step %d", state_path, start)
+        if accelerator.is_main_process and due_for_eval(args, start) and not evaluated(out, start):
+            evaluate_checkpoint(out, start, parse_eval_sets(args.eval_sets))  # a kill cut the last one short
     elif args.init and accelerator.is_main_process and (earlier := init_record(Path(args.init))):
         (out / INIT_RECORD).write_text(json.dumps(earlier, indent=2) + "\n")
     lr_scheduler = warmup_schedule(
@@ -352,7 +381,8 @@ def train(args: argparse.Namespace) -> Path:
             )
             done = step + 1
             last = done == args.steps or time.monotonic() > deadline
-            save = done % args.save_every == 0 or last
+            score = due_for_eval(args, done)
+            save = done % args.save_every == 0 or last or score
             if len(pending) >= args.log_every or save:
                 records = host_records(pending, (time.monotonic() - since) / len(pending))
                 pending, since = [], time.monotonic()
@@ -367,7 +397,10 @@ def train(args: argparse.Namespace) -> Path:
                 save_checkpoint(
                     out, accelerator.unwrap_model(unet), ema, optimizer, done, args, accelerator.num_processes, rewarm
                 )
-                plot_training(out / RUN_LOG, out / "curves.png")
+                if score:
+                    evaluate_checkpoint(out, done, parse_eval_sets(args.eval_sets))
+                    since = time.monotonic()  # the scoring is not a step's time
+                plot_training(out / RUN_LOG, out / "curves.png", eval_rows(out))
             if last:
                 break
     logger.info("Stopped at step %d; EMA weights in %s", done, out / "unet")
