@@ -2,7 +2,8 @@
 
 One script for CPU, one GPU or many (``accelerate launch -m model.training.train``). It resumes from
 ``<out>/state.pt`` after being killed, and writes ``<out>/log.jsonl``, ``<out>/curves.png`` and
-the EMA weights in ``save_pretrained`` layout (``<out>/unet``).
+the EMA weights in ``save_pretrained`` layout (``<out>/unet``); with ``--eval-every`` it also scores its
+checkpoints on held-out prompts as it goes (``checkpoint_eval.py``).
 
 Pixel space, not latents: at 32 px the denoiser sees a 32x32x3 sample, which is the same size
 as 16x16x4 latents of a 64 px VAE but needs no VAE training and loses nothing to decoding. The
