@@ -12,7 +12,8 @@ import torch
 from model.pipeline.bundled import load_bundle
 from model.pipeline.schedule import make_noise_scheduler
 from model.training.bundle import bundle
-from model.training.optimisation import warmup_schedule
+from model.training.checkpoint import load_state, save_state
+from model.training.optimisation import EMA, warmup_schedule
 from model.training.train import main, min_snr_weight, parse_args
 from model.unet.unet_raphael import RaphaelUNet
 
@@ -160,6 +161,23 @@ def test_resume_continues_from_the_saved_step(tmp_path, caplog):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("saved, resumed", [(False, True), (True, False)])
+def test_a_resumed_optimizer_keeps_this_machines_kernel_choice(tmp_path, saved: bool, resumed: bool):
+    """A run saved where AdamW was not fused (a CPU) and resumed where it is (a GPU) takes the fused kernel."""
+    unet = RaphaelUNet(**TINY)
+    before = torch.optim.AdamW(unet.parameters(), lr=1e-3, fused=saved)
+    for param in unet.parameters():
+        param.grad = torch.ones_like(param)
+    before.step()
+    save_state(tmp_path / "state.pt", step=3, model=unet, ema=EMA(unet), optimizer=before)
+    after = torch.optim.AdamW(unet.parameters(), lr=5e-4, fused=resumed)
+    assert load_state(tmp_path / "state.pt", unet, EMA(unet), after)["step"] == 3
+    assert after.param_groups[0]["fused"] is resumed
+    assert after.param_groups[0]["lr"] == 1e-3  # the run's own hyper-parameters come back
+    after.step()  # and its moments, with either kernel
+    assert all(after.state[param]["step"] == 2 for param in unet.parameters())
+
+
 def test_a_curriculum_stage_starts_from_the_stage_before_and_records_it(tmp_path):
     main(run_args(tmp_path, 5))
     stage1 = RaphaelUNet.from_pretrained(tmp_path / "run" / "unet")

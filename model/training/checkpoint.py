@@ -13,6 +13,9 @@ from typing import Any, Protocol
 
 import torch
 
+# How the optimizer computes, chosen by the machine it runs on (one fused kernel on a GPU), not by the one that saved.
+IMPLEMENTATION_FLAGS = ("fused", "foreach", "capturable", "differentiable")
+
 
 class Averaged(Protocol):
     """An exponential moving average of a model's parameters, as a list of fp32 tensors."""
@@ -39,11 +42,18 @@ def save_state(
 def load_state(
     path: Path, model: torch.nn.Module, ema: Averaged, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any] | None:
-    """Restore model, EMA and optimizer from ``path`` in place; the whole state (step, extras), or None."""
+    """Restore model, EMA and optimizer from ``path`` in place; the whole state (step, extras), or None.
+
+    The optimizer keeps its own implementation flags: a run saved on a CPU and resumed on a GPU takes the GPU's
+    fused kernel, where loading the saved groups whole would bring the CPU's choice along.
+    """
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     ema.shadow = [tensor.float() for tensor in state["ema"]]
+    own = [{k: group[k] for k in IMPLEMENTATION_FLAGS if k in group} for group in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for group, flags in zip(optimizer.param_groups, own, strict=True):
+        group.update(flags)
     return state
