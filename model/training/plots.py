@@ -96,6 +96,7 @@ def plot_training(log_path: Path, png_path: Path, evals: list[dict] | None = Non
         ax.legend(loc="upper right", fontsize=7)
     if evals:
         _plot_evals(axes[3], evals)
+        axes[3].set_xlim(0, steps.max() * 1.02)  # the losses' step axis, so the two read side by side
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
     plt.close(fig)
