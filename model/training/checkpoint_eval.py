@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from model.training.bundle import bundle
+from model.training.run_log import log_rows
 
 logger = logging.getLogger("model.training.checkpoint_eval")
 
@@ -37,10 +39,14 @@ def parse_eval_sets(text: str) -> dict[str, list[str]]:
     return sets
 
 
-def eval_rows(run_dir: Path) -> list[dict]:
-    """The run's recorded scores, oldest first."""
-    path = run_dir / EVALS
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def eval_rows(run_dir: Path, step: float = math.inf) -> list[dict]:
+    """The run's recorded scores up to ``step``, oldest first."""
+    return log_rows(run_dir / EVALS, step)
+
+
+def report_dir(run_dir: Path, step: int, name: str) -> Path:
+    """Where the evaluator's full report of ``step`` on the set ``name`` lands."""
+    return run_dir / EVAL_DIR / f"step{step}-{name}"
 
 
 def evaluated(run_dir: Path, step: int) -> bool:
@@ -53,7 +59,7 @@ def evaluate_checkpoint(run_dir: Path, step: int, sets: dict[str, list[str]]) ->
     with tempfile.TemporaryDirectory(prefix="bundle-", dir=run_dir) as tmp:
         pipe_dir = bundle(run_dir, Path(tmp) / "bundle")
         for name, flags in sets.items():
-            dest = run_dir / EVAL_DIR / f"step{step}-{name}"
+            dest = report_dir(run_dir, step, name)
             command = [sys.executable, "-m", "model.evaluation.evaluate", "--model", str(pipe_dir)]
             command += ["--name", f"{run_dir.name}-step{step}", "--out", str(dest), *flags]
             logger.info("Scoring step %d on %s: %s", step, name, " ".join(flags))

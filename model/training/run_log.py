@@ -1,6 +1,6 @@
-"""A run's ``log.jsonl``: one JSON row per step, appended as the run goes.
+"""A run's JSON-lines records, one row per step: ``log.jsonl`` (losses) and the checkpoints' scores beside it.
 
-A killed run has often logged steps its last checkpoint never saw. Whatever reads the log on behalf of that
+A killed run has often logged steps its last checkpoint never saw. Whatever reads the records on behalf of that
 checkpoint (the resumed run, a bundle's compute summary, a snapshot) keeps the rows up to the checkpoint's step.
 """
 
@@ -13,7 +13,7 @@ RUN_LOG = "log.jsonl"
 
 
 def log_rows(path: Path, step: float) -> list[dict]:
-    """The rows of the log at ``path`` up to and including ``step``; none when the run has not logged yet."""
+    """The rows of the records at ``path`` up to and including ``step``; none when the run has not written them yet."""
     if not path.exists():
         return []
     return [row for row in map(json.loads, path.read_text().splitlines()) if row["step"] <= step]

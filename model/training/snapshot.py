@@ -25,9 +25,9 @@ import torch
 from model.offline import apply_offline_defaults
 from model.training.bundle import INIT_RECORD
 from model.training.checkpoint import save_state
-from model.training.checkpoint_eval import EVAL_DIR, EVALS
+from model.training.checkpoint_eval import EVALS, eval_rows, report_dir
 from model.training.optimisation import EMA
-from model.training.run_log import RUN_LOG, log_rows
+from model.training.run_log import RUN_LOG, log_rows, write_log
 from model.unet.unet_raphael import RaphaelUNet
 
 logger = logging.getLogger("model.training.snapshot")
@@ -35,6 +35,7 @@ logger = logging.getLogger("model.training.snapshot")
 SNAPSHOTS = Path("snapshots")
 META = "snapshot.json"
 LOG = "log.jsonl.gz"
+REPORT = "results.md"  # of each scored checkpoint: the table a reader wants, without its images and per-prompt lists
 
 
 def snapshot_dir(run_dir: Path, snapshots: Path = SNAPSHOTS) -> Path:
@@ -46,13 +47,14 @@ def copy_record(src: Path, dest: Path, step: int) -> None:
     """What a run folder records besides its weights and log, up to ``step``: where it started and its scores."""
     if (src / INIT_RECORD).exists():
         shutil.copy2(src / INIT_RECORD, dest / INIT_RECORD)
-    for report in sorted((src / EVAL_DIR).glob("step*/results.md")):
-        if int(report.parent.name.removeprefix("step").split("-")[0]) <= step:
-            (dest / EVAL_DIR / report.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(report, dest / EVAL_DIR / report.parent.name / report.name)
-    if (src / EVALS).exists():
-        rows = [line for line in (src / EVALS).read_text().splitlines() if json.loads(line)["step"] <= step]
-        (dest / EVALS).write_text("".join(row + "\n" for row in rows))
+    if scores := eval_rows(src, step):
+        write_log(dest / EVALS, scores)
+    for row in scores:
+        report = report_dir(src, row["step"], row["set"]) / REPORT
+        if report.exists():
+            kept = report_dir(dest, row["step"], row["set"])
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(report, kept / REPORT)
 
 
 def save(run_dir: Path, dest: Path) -> Path:
